@@ -1,0 +1,20 @@
+/**
+ * An error the user caused or can fix (bad flag, corrupt file, missing dataset).
+ * The CLI prints its message as one line and exits with `exitCode`; anything else is a bug.
+ */
+export class CnnlabError extends Error {
+  readonly exitCode: number;
+  constructor(message: string, exitCode = 1) {
+    super(message);
+    this.name = 'CnnlabError';
+    this.exitCode = exitCode;
+  }
+}
+
+/** A usage error: an invalid flag or argument (exit code 2). */
+export class UsageError extends CnnlabError {
+  constructor(message: string) {
+    super(message, 2);
+    this.name = 'UsageError';
+  }
+}

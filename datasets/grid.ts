@@ -1,0 +1,66 @@
+import sharp from 'sharp';
+import { IMAGE_SIZE, PIXELS } from './sources.ts';
+
+export interface Tile {
+  /** 28x28 grayscale pixels, 0..255. */
+  pixels: Uint8Array;
+  caption: string;
+  /** Caption drawn in red (e.g. a misclassified example). */
+  alert?: boolean;
+}
+
+export interface GridOptions {
+  columns?: number;
+  /** Pixel upscaling factor for each 28x28 image. */
+  scale?: number;
+  title?: string;
+}
+
+function escapeXml(s: string): string {
+  return s.replace(/[<>&'"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;' })[c]!);
+}
+
+/**
+ * A labelled grid of images as PNG bytes: pixels drawn white-on-black as in the dataset,
+ * captions rendered from SVG text by sharp (librsvg), so they stay crisp at any scale.
+ */
+export async function renderGrid(tiles: Tile[], opts: GridOptions = {}): Promise<Buffer> {
+  const scale = opts.scale ?? 4;
+  const columns = Math.max(1, Math.min(opts.columns ?? 8, tiles.length));
+  const rows = Math.max(1, Math.ceil(tiles.length / columns));
+  const img = IMAGE_SIZE * scale;
+  const captionH = 22;
+  const pad = 8;
+  const cellW = Math.max(img, 120) + pad;
+  const cellH = img + captionH + pad;
+  const titleH = opts.title ? 34 : 0;
+  const width = columns * cellW + pad;
+  const height = titleH + rows * cellH + pad;
+  const rgb = new Uint8Array(width * height * 3).fill(255);
+  tiles.forEach((tile, t) => {
+    if (tile.pixels.length !== PIXELS) throw new Error(`tile ${t}: expected ${PIXELS} pixels, got ${tile.pixels.length}`);
+    const x0 = pad + (t % columns) * cellW + (cellW - pad - img) / 2;
+    const y0 = titleH + pad + Math.floor(t / columns) * cellH;
+    for (let y = 0; y < img; y++) {
+      for (let x = 0; x < img; x++) {
+        const v = tile.pixels[Math.floor(y / scale) * IMAGE_SIZE + Math.floor(x / scale)];
+        const o = ((y0 + y) * width + x0 + x) * 3;
+        rgb[o] = rgb[o + 1] = rgb[o + 2] = v;
+      }
+    }
+  });
+  const texts = tiles.map((tile, t) => {
+    const cx = pad + (t % columns) * cellW + (cellW - pad) / 2;
+    const cy = titleH + pad + Math.floor(t / columns) * cellH + img + 16;
+    const fill = tile.alert ? '#c00000' : '#111111';
+    return `<text x="${cx}" y="${cy}" text-anchor="middle" fill="${fill}">${escapeXml(tile.caption)}</text>`;
+  });
+  const title = opts.title
+    ? `<text x="${pad}" y="24" font-size="18" font-weight="bold" fill="#111111">${escapeXml(opts.title)}</text>`
+    : '';
+  const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="DejaVu Sans, sans-serif" font-size="13">${title}${texts.join('')}</svg>`;
+  return sharp(rgb, { raw: { width, height, channels: 3 } })
+    .composite([{ input: Buffer.from(svg), top: 0, left: 0 }])
+    .png()
+    .toBuffer();
+}
