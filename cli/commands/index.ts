@@ -1,4 +1,5 @@
 import type { CommandModule } from 'yargs';
 import { datasetsCommand } from './datasets.ts';
+import { graphCommands } from './graph.ts';
 
-export const commands: CommandModule[] = [datasetsCommand];
+export const commands: CommandModule[] = [datasetsCommand, ...graphCommands];

@@ -1,0 +1,51 @@
+import type { ParamSet } from '../dsl/init.ts';
+import type { Analysis } from '../dsl/shapes.ts';
+import { emitForward, emitNormalize } from '../forward.ts';
+import { GraphBuilder } from '../graph/ir.ts';
+import { encodeModel } from '../graph/onnx.ts';
+
+export interface ModelMeta {
+  /** Preset id or architecture file name. */
+  architecture: string;
+  dataset: string;
+  classes: readonly string[];
+  mean: number;
+  std: number;
+  /** Anything else worth showing in a model card (test accuracy, run name, ...). */
+  extra?: Record<string, string>;
+}
+
+export function metadataProps(a: Analysis, meta: ModelMeta): Record<string, string> {
+  return {
+    'cnnlab.architecture': meta.architecture,
+    'cnnlab.dataset': meta.dataset,
+    'cnnlab.classes': JSON.stringify(meta.classes),
+    'cnnlab.normalization': JSON.stringify({ mean: meta.mean, std: meta.std }),
+    'cnnlab.parameters': String(a.trainableCount),
+    'cnnlab.input': 'image: float32 [N,1,28,28], pixels 0..1 (white on black), normalised inside the graph',
+    ...meta.extra,
+  };
+}
+
+/**
+ * The inference graph: `image` [N,1,28,28] in 0..1 → `logits` and `probabilities` [N,10].
+ * Parameters are initialisers named after the layers, so the model reads well in Netron.
+ */
+export function buildInferenceModel(a: Analysis, params: ParamSet, meta: ModelMeta): Uint8Array {
+  const b = new GraphBuilder('cnnlab_inference');
+  const image = b.input('image', 'float32', ['N', 1, 28, 28]);
+  for (const p of a.params) {
+    const data = params.get(p.name);
+    if (!data) throw new Error(`parameter ${p.name} is missing`);
+    b.initializer({ name: p.name, dtype: 'float32', dims: p.shape, data });
+  }
+  const x = emitNormalize(b, image, meta.mean, meta.std);
+  const scores = emitForward(b, a, x, { param: (name) => name });
+  b.reserve('logits');
+  b.reserve('probabilities');
+  b.graph.nodes.push({ op: 'Identity', name: 'logits_node', inputs: [scores], outputs: ['logits'], attrs: {} });
+  b.graph.nodes.push({ op: 'Softmax', name: 'probabilities_node', inputs: ['logits'], outputs: ['probabilities'], attrs: { axis: { kind: 'int', value: 1 } } });
+  b.output('logits', 'float32', ['N', 10]);
+  b.output('probabilities', 'float32', ['N', 10]);
+  return encodeModel(b.graph, { docString: `cnnlab ${meta.architecture} inference graph`, metadata: metadataProps(a, meta) });
+}

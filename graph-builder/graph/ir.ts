@@ -1,0 +1,173 @@
+/**
+ * The graph representation every stage shares: named values, ops with attributes, nodes in
+ * topological order (a node only reads values defined before it). Autodiff walks it backwards;
+ * onnx.ts serialises it.
+ */
+
+export type DType = 'float32' | 'int64' | 'int32' | 'uint8' | 'bool';
+/** A static size, or a symbolic one such as 'N' (the batch). */
+export type Dim = number | string;
+
+export type TensorData = Float32Array | BigInt64Array | Int32Array | Uint8Array;
+
+export interface Tensor {
+  name: string;
+  dtype: DType;
+  dims: number[];
+  data: TensorData;
+}
+
+export interface ValueInfo {
+  name: string;
+  dtype: DType;
+  /** Omitted where the shape is not known statically. */
+  shape?: Dim[];
+}
+
+export type AttrValue =
+  | { kind: 'int'; value: number }
+  | { kind: 'ints'; value: number[] }
+  | { kind: 'float'; value: number }
+  | { kind: 'floats'; value: number[] }
+  | { kind: 'string'; value: string }
+  | { kind: 'tensor'; value: Tensor }
+  | { kind: 'graph'; value: Graph };
+
+export interface Node {
+  op: string;
+  name: string;
+  inputs: string[];
+  outputs: string[];
+  attrs: Record<string, AttrValue>;
+}
+
+export interface Graph {
+  name: string;
+  nodes: Node[];
+  inputs: ValueInfo[];
+  outputs: ValueInfo[];
+  initializers: Tensor[];
+}
+
+/** Attribute constructors: ONNX distinguishes int from float attributes, JavaScript does not. */
+export const attr = {
+  int: (value: number): AttrValue => ({ kind: 'int', value }),
+  ints: (value: number[]): AttrValue => ({ kind: 'ints', value }),
+  float: (value: number): AttrValue => ({ kind: 'float', value }),
+  floats: (value: number[]): AttrValue => ({ kind: 'floats', value }),
+  string: (value: string): AttrValue => ({ kind: 'string', value }),
+  tensor: (value: Tensor): AttrValue => ({ kind: 'tensor', value }),
+  graph: (value: Graph): AttrValue => ({ kind: 'graph', value }),
+};
+
+export function elementCount(dims: readonly number[]): number {
+  return dims.reduce((a, b) => a * b, 1);
+}
+
+/**
+ * Builds one graph. `names` is shared with enclosing builders so that a Loop body never
+ * shadows an outer value (ONNX forbids it).
+ */
+export class GraphBuilder {
+  readonly graph: Graph;
+  /** Static shapes of values, where known (the batch dimension is 'N'). */
+  readonly shapes = new Map<string, Dim[]>();
+  readonly dtypes = new Map<string, DType>();
+  private readonly names: Map<string, number>;
+
+  constructor(name: string, names: Map<string, number> = new Map()) {
+    this.graph = { name, nodes: [], inputs: [], outputs: [], initializers: [] };
+    this.names = names;
+  }
+
+  /** A builder for a subgraph (a Loop body) sharing this one's name space. */
+  subgraph(name: string): GraphBuilder {
+    return new GraphBuilder(name, this.names);
+  }
+
+  /** A name not used before in this graph or its parents: `base`, then `base_1`, ... */
+  fresh(base: string): string {
+    const n = this.names.get(base);
+    if (n === undefined) {
+      this.names.set(base, 0);
+      return base;
+    }
+    let k = n + 1;
+    while (this.names.has(`${base}_${k}`)) k++;
+    this.names.set(base, k);
+    this.names.set(`${base}_${k}`, 0);
+    return `${base}_${k}`;
+  }
+
+  /** Marks a name as taken (e.g. a graph input whose name is fixed by the interface). */
+  reserve(name: string): string {
+    if (this.names.has(name)) throw new Error(`graph ${this.graph.name}: name ${name} is used twice`);
+    this.names.set(name, 0);
+    return name;
+  }
+
+  note(name: string, dtype: DType, shape?: Dim[]): void {
+    this.dtypes.set(name, dtype);
+    if (shape) this.shapes.set(name, shape);
+  }
+
+  input(name: string, dtype: DType, shape?: Dim[]): string {
+    this.reserve(name);
+    this.graph.inputs.push({ name, dtype, shape });
+    this.note(name, dtype, shape);
+    return name;
+  }
+
+  output(name: string, dtype?: DType, shape?: Dim[]): void {
+    this.graph.outputs.push({ name, dtype: dtype ?? this.dtypes.get(name) ?? 'float32', shape: shape ?? this.shapes.get(name) });
+  }
+
+  initializer(tensor: Tensor): string {
+    this.reserve(tensor.name);
+    this.graph.initializers.push(tensor);
+    this.note(tensor.name, tensor.dtype, tensor.dims);
+    return tensor.name;
+  }
+
+  /** Emits one node; output names are fresh names derived from `hint` (or the op). */
+  node(op: string, inputs: string[], attrs: Record<string, AttrValue> = {}, outputs = 1, hint?: string): string[] {
+    const base = hint ?? op.toLowerCase();
+    const outs = Array.from({ length: outputs }, (_, i) => this.fresh(outputs === 1 ? base : `${base}_out${i}`));
+    this.graph.nodes.push({ op, name: this.fresh(`${base}_node`), inputs, outputs: outs, attrs });
+    return outs;
+  }
+
+  /** Emits a node with a single output and returns its name. */
+  op(op: string, inputs: string[], attrs: Record<string, AttrValue> = {}, hint?: string): string {
+    return this.node(op, inputs, attrs, 1, hint)[0];
+  }
+
+  /** Emits a node whose outputs have names the caller chose (e.g. a Loop body's outputs). */
+  opInto(op: string, inputs: string[], outputs: string[], attrs: Record<string, AttrValue> = {}): void {
+    for (const o of outputs) this.reserve(o);
+    this.graph.nodes.push({ op, name: this.fresh(`${outputs[0]}_node`), inputs, outputs, attrs });
+  }
+
+  /** A float32 constant (a Constant node, so it also works inside Loop bodies). */
+  constF(values: number[] | Float32Array, dims: number[] = [values.length], hint = 'const'): string {
+    const name = this.fresh(hint);
+    const value: Tensor = { name: `${name}_value`, dtype: 'float32', dims, data: Float32Array.from(values) };
+    this.graph.nodes.push({ op: 'Constant', name: this.fresh(`${name}_node`), inputs: [], outputs: [name], attrs: { value: attr.tensor(value) } });
+    this.note(name, 'float32', dims);
+    return name;
+  }
+
+  /** An int64 constant (shapes, axes, indices). */
+  constI(values: number[], dims: number[] = [values.length], hint = 'const_i64'): string {
+    const name = this.fresh(hint);
+    const value: Tensor = { name: `${name}_value`, dtype: 'int64', dims, data: BigInt64Array.from(values.map((v) => BigInt(v))) };
+    this.graph.nodes.push({ op: 'Constant', name: this.fresh(`${name}_node`), inputs: [], outputs: [name], attrs: { value: attr.tensor(value) } });
+    this.note(name, 'int64', dims);
+    return name;
+  }
+
+  /** A float32 scalar constant. */
+  scalar(value: number, hint = 'scalar'): string {
+    return this.constF([value], [], hint);
+  }
+}

@@ -1,0 +1,217 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import * as ortNode from 'onnxruntime-node';
+import * as ortWeb from 'onnxruntime-web';
+import { CnnlabError } from '../common/errors.ts';
+import { Rng } from '../common/rng.ts';
+import { buildArtifacts } from '../graph-builder/artifacts/build.ts';
+import { buildInferenceModel } from '../graph-builder/artifacts/inference.ts';
+import { loadArchFile, loadArchitecture } from '../graph-builder/dsl/arch.ts';
+import { initParams, type ParamSet } from '../graph-builder/dsl/init.ts';
+import { conv2d, dropout, flatten, linear, maxPool2d, relu, sequential } from '../graph-builder/dsl/layers.ts';
+import { PRESET_NAMES, resolvePreset } from '../graph-builder/dsl/presets.ts';
+import { analyse } from '../graph-builder/dsl/shapes.ts';
+import { receptiveField, summaryTable } from '../graph-builder/dsl/summary.ts';
+import { decodeModel } from '../graph-builder/graph/onnx.ts';
+import { referenceForward, softmax } from './reference/forward.ts';
+
+ortWeb.env.wasm.numThreads = 1;
+
+const DIGITS = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
+
+/** Parameters with every value random, BatchNorm statistics included, so eval-mode BN is exercised. */
+function randomParams(a: ReturnType<typeof analyse>, seed: number): ParamSet {
+  const rng = Rng.seeded(seed);
+  const params = initParams(a, seed);
+  for (const p of a.params) {
+    const v = params.get(p.name)!;
+    if (p.role === 'running_var') v.forEach((_, i) => (v[i] = rng.uniform(0.5, 2)));
+    else if (p.fanIn === 0) v.forEach((_, i) => (v[i] = rng.uniform(p.role === 'weight' ? 0.5 : -0.5, p.role === 'weight' ? 1.5 : 0.5)));
+  }
+  return params;
+}
+
+const ALL_ARCHS = [
+  ...PRESET_NAMES,
+  'jhu-net:width=0.5',
+  'jhu-net:width=2',
+  'jhu-net:bn=bn',
+  'jhu-net:bn=bn-dropout',
+  'jhu-net:bn=dropout-bn',
+  'jhu-net:extraConv=true',
+  'jhu-net:fc2=false',
+  'mads:filters=16,kernel=2,layers=5',
+];
+
+describe('presets', () => {
+  it('parameter counts match the seeds and hand counts', async () => {
+    const expected: Record<string, number> = {
+      'eva-step1': 13312,
+      'eva-step2': 8412,
+      'eva-step3': 7216,
+      'eva-best': 7496,
+      // Hand counts: conv k*k*in*out + out, linear in*out + out.
+      baseline: 5 * 5 * 32 + 32 + 6272 * 10 + 10,
+      partA: 832 + (5 * 5 * 32 * 64 + 64) + 3136 * 10 + 10,
+      partB: 832 + 51264 + (3136 * 1024 + 1024) + (1024 * 10 + 10),
+      partC: 832 + 51264 + (3136 * 1024 + 1024) + (1024 * 10 + 10),
+      partD: 832 + 51264 + 3136 * 10 + 10,
+      'jhu-net': 260 + 5020 + (320 * 50 + 50) + 510,
+      'jhu-net:width=0.5': (25 * 5 + 5) + (5 * 5 * 5 * 10 + 10) + (160 * 25 + 25) + (25 * 10 + 10),
+      'jhu-net:width=2': (25 * 20 + 20) + (5 * 5 * 20 * 40 + 40) + (640 * 100 + 100) + (100 * 10 + 10),
+      'jhu-net:fc2=false': 260 + 5020 + 3210,
+    };
+    for (const [name, count] of Object.entries(expected)) {
+      const arch = await loadArchitecture(name);
+      assert.equal(arch.analysis.trainableCount, count, name);
+    }
+  });
+
+  it('summary prints the torchsummary-style table with the right total', async () => {
+    const arch = await loadArchitecture('eva-step2');
+    const table = summaryTable(arch.analysis);
+    assert.match(table, /Conv2d-1 +\[-1, 12, 26, 26\] +108/);
+    assert.match(table, /AvgPool2d-\d+ +\[-1, 10, 1, 1\] +0/);
+    assert.match(table, /Total params: 8,412/);
+  });
+
+  it('receptive fields follow seed 003', async () => {
+    const arch = await loadArchitecture('eva-best');
+    const rf = receptiveField(arch.analysis).map((r) => [r.nIn, r.nOut, r.rOut]);
+    assert.deepEqual(rf.slice(0, 8), [[28, 26, 3], [26, 24, 5], [24, 12, 6], [12, 12, 6], [12, 10, 10], [10, 8, 14], [8, 6, 18], [6, 1, 28]]);
+  });
+
+  it('rejects unknown presets and options with one line', () => {
+    assert.throws(() => resolvePreset('partZ'), /unknown architecture 'partZ'; expected one of baseline/);
+    assert.throws(() => resolvePreset('jhu-net:depth=3'), /jhu-net: unknown option 'depth'; expected one of width/);
+    assert.throws(() => resolvePreset('jhu-net:width=wide'), /option width expects a number, got 'wide'/);
+    assert.throws(() => resolvePreset('jhu-net:bn=after'), /option bn expects one of none, bn, bn-dropout, dropout-bn/);
+    assert.equal(resolvePreset('jhu-net:width=1,bn=bn').id, 'jhu-net:bn=bn');
+  });
+});
+
+describe('shape errors name the layer, what it expects and what it receives', () => {
+  const cases: [string, () => unknown, RegExp][] = [
+    [
+      'linear after a different flatten',
+      () => analyse(sequential(conv2d(1, 32, 5, { padding: 2 }), maxPool2d(2), conv2d(32, 64, 5), maxPool2d(2), flatten(), linear(3136, 1024), linear(1024, 10))),
+      /^layer 6 linear\(3136 -> 1024\) receives 1600 features \(64x5x5 after flatten\)$/,
+    ],
+    ['channel mismatch', () => analyse(sequential(conv2d(1, 32, 5), conv2d(16, 8, 3))), /^layer 2 conv2d\(16 -> 8, 3x3\) expects 16 input channels, receives 32 \(32x24x24\)$/],
+    ['linear without flatten', () => analyse(sequential(conv2d(1, 4, 3), linear(2704, 10))), /^layer 2 linear\(2704 -> 10\) receives a 4x26x26 feature map; put flatten\(\) before it$/],
+    ['conv after flatten', () => analyse(sequential(flatten(), conv2d(1, 4, 3))), /^layer 2 conv2d\(1 -> 4, 3x3\) expects a CxHxW feature map, receives 784 features/],
+    ['kernel larger than the map', () => analyse(sequential(maxPool2d(8), conv2d(1, 4, 5))), /^layer 2 conv2d\(1 -> 4, 5x5\) receives 3x3 maps, smaller than its 5x5 kernel with padding 0$/],
+    ['bad dropout', () => analyse(sequential(dropout(1.5), flatten(), linear(784, 10))), /^layer 1 dropout\(1.5\): p must be in 0..1, got 1.5$/],
+    ['wrong output size', () => analyse(sequential(flatten(), linear(784, 12), relu())), /^the model ends in 12 \(relu\(\), layer 3\); it must end in 10 class scores/],
+  ];
+  for (const [name, fn, pattern] of cases) {
+    it(name, () => {
+      assert.throws(fn, (err: unknown) => err instanceof CnnlabError && pattern.test(err.message) && !err.message.includes('\n'));
+    });
+  }
+});
+
+describe('initialisation', () => {
+  it('is byte-identical for a seed and PyTorch-bounded', async () => {
+    const arch = await loadArchitecture('partA');
+    const a = initParams(arch.analysis, 7);
+    const b = initParams(arch.analysis, 7);
+    const c = initParams(arch.analysis, 8);
+    for (const [name, v] of a) assert.deepEqual(Buffer.from(v.buffer), Buffer.from(b.get(name)!.buffer), name);
+    assert.notDeepEqual(Array.from(a.get('conv1.weight')!), Array.from(c.get('conv1.weight')!));
+    const w = a.get('conv2.weight')!;
+    const bound = 1 / Math.sqrt(32 * 25);
+    assert.ok(w.every((x) => Math.abs(x) <= bound));
+    assert.ok(Math.max(...w) > 0.9 * bound && Math.min(...w) < -0.9 * bound, 'uses the whole range');
+  });
+
+  it('sets BatchNorm to gamma 1, beta 0, running mean 0, running var 1', async () => {
+    const arch = await loadArchitecture('eva-best');
+    const p = initParams(arch.analysis, 1);
+    assert.ok(p.get('bn1.weight')!.every((x) => x === 1));
+    assert.ok(p.get('bn1.bias')!.every((x) => x === 0));
+    assert.ok(p.get('bn1.running_mean')!.every((x) => x === 0));
+    assert.ok(p.get('bn1.running_var')!.every((x) => x === 1));
+  });
+});
+
+describe('inference graphs equal the reference forward pass', () => {
+  const N = 2;
+  const rng = Rng.seeded(99);
+  const images = Float32Array.from({ length: N * 784 }, () => rng.float());
+  for (const name of ALL_ARCHS) {
+    it(name, async () => {
+      const r = resolvePreset(name);
+      const a = analyse(r.model);
+      const params = randomParams(a, 3);
+      const bytes = buildInferenceModel(a, params, { architecture: r.id, dataset: 'mnist', classes: DIGITS, mean: 0.1307, std: 0.3081 });
+      const ref = referenceForward(r.model, params, images, N, 0.1307, 0.3081);
+      for (const ort of [ortNode, ortWeb] as const) {
+        const session = await ort.InferenceSession.create(bytes);
+        const out = await session.run({ image: new ort.Tensor('float32', images, [N, 1, 28, 28]) });
+        assert.deepEqual(out.logits.dims, [N, 10]);
+        assert.deepEqual(out.probabilities.dims, [N, 10]);
+        const logits = out.logits.data as Float32Array;
+        const probs = out.probabilities.data as Float32Array;
+        for (let e = 0; e < N; e++) {
+          const p = softmax(ref[e]);
+          for (let k = 0; k < 10; k++) {
+            const want = ref[e][k];
+            assert.ok(Math.abs(logits[e * 10 + k] - want) <= 1e-4 * Math.max(1, Math.abs(want)), `${name} logit ${e},${k}: ${logits[e * 10 + k]} vs ${want}`);
+            assert.ok(Math.abs(probs[e * 10 + k] - p[k]) <= 1e-4, `${name} probability ${e},${k}`);
+          }
+        }
+        await session.release();
+      }
+    });
+  }
+});
+
+describe('artifacts', () => {
+  it('build-graph writes a loadable inference.onnx with metadata and a manifest', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cnnlab-build-'));
+    const arch = await loadArchitecture('partB');
+    const manifest = buildArtifacts(arch, { outDir: dir, seed: 0, dataset: 'mnist' });
+    assert.equal(manifest.trainableParameters, 3274634);
+    const onDisk = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8'));
+    assert.deepEqual(onDisk.artifacts.inference.outputs, ['logits', 'probabilities']);
+    const model = decodeModel(readFileSync(join(dir, 'inference.onnx')));
+    assert.equal(model.opset, 18);
+    assert.equal(model.metadata['cnnlab.architecture'], 'partB');
+    assert.deepEqual(JSON.parse(model.metadata['cnnlab.classes']), DIGITS);
+    assert.deepEqual(model.inputs[0].shape, ['N', 1, 28, 28]);
+    assert.deepEqual(model.initializers.map((t) => t.name), ['conv1.weight', 'conv1.bias', 'conv2.weight', 'conv2.bias', 'fc1.weight', 'fc1.bias', 'fc2.weight', 'fc2.bias']);
+    assert.ok(!model.ops.some((op) => op.includes('Grad')));
+  });
+});
+
+describe('architecture files', () => {
+  it('loads a JSON spec and names the bad layer', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cnnlab-arch-'));
+    const good = join(dir, 'net.json');
+    writeFileSync(good, JSON.stringify({ layers: [{ kind: 'conv2d', inChannels: 1, outChannels: 4, kernel: 3 }, { kind: 'relu' }, { kind: 'flatten' }, { kind: 'linear', inFeatures: 2704, outFeatures: 10 }] }));
+    const arch = await loadArchFile(good);
+    assert.equal(arch.analysis.trainableCount, 40 + 27050);
+    assert.equal(arch.id, 'file:net.json');
+    const bad = join(dir, 'bad.json');
+    writeFileSync(bad, JSON.stringify({ layers: [{ kind: 'conv2d', inChannels: 1, outChannels: 4 }] }));
+    await assert.rejects(loadArchFile(bad), /bad\.json: layer 1: missing field 'kernel' \(number\)/);
+    writeFileSync(bad, JSON.stringify([{ kind: 'conv3d' }]));
+    await assert.rejects(loadArchFile(bad), /bad\.json: layer 1: unknown kind "conv3d"; expected one of conv2d/);
+    writeFileSync(bad, '{ nope');
+    await assert.rejects(loadArchFile(bad), /bad\.json: not valid JSON/);
+  });
+
+  it('loads a TypeScript module written with the DSL', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cnnlab-arch-'));
+    const file = join(dir, 'my-net.ts');
+    const dsl = new URL('../graph-builder/dsl/layers.ts', import.meta.url).href;
+    writeFileSync(file, `import { sequential, conv2d, relu, flatten, linear } from '${dsl}';\nexport default sequential(conv2d(1, 8, 3, { stride: 2 }), relu(), flatten(), linear(8 * 13 * 13, 10));\nexport const recipe = { lr: 0.05 };\n`);
+    const arch = await loadArchFile(file);
+    assert.equal(arch.analysis.outShape[0], 10);
+    assert.equal(arch.recipe.lr, 0.05);
+  });
+});
