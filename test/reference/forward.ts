@@ -117,7 +117,7 @@ export function referenceForward(model: Model, P: Params, images: Float32Array, 
   const names = layerNames(model);
   const out: Float64Array[] = [];
   for (let e = 0; e < n; e++) {
-    let x = Float64Array.from(images.subarray(e * 784, (e + 1) * 784), (v) => (v - mean) / std);
+    let x: Float64Array = Float64Array.from(images.subarray(e * 784, (e + 1) * 784), (v) => (v - mean) / std);
     let shape = [1, 28, 28];
     model.layers.forEach((L, i) => {
       [x, shape] = layerForward(L, names[i], x, shape, P);
