@@ -60,6 +60,28 @@ export const attr = {
   graph: (value: Graph): AttrValue => ({ kind: 'graph', value }),
 };
 
+/** Ops whose output has the broadcast shape of their inputs. */
+const BROADCAST_OPS = new Set(['Add', 'Sub', 'Mul', 'Div', 'Pow', 'Max', 'Min', 'Sum', 'Where']);
+/** Ops whose (first) output has the shape of their first input. */
+const SAME_SHAPE_OPS = new Set(['Neg', 'Relu', 'Exp', 'Log', 'Sqrt', 'Identity', 'Reciprocal', 'Abs', 'Softmax', 'LogSoftmax', 'Dropout']);
+
+/** NumPy-style broadcast of static shapes; undefined where they cannot be combined statically. */
+export function broadcastShapes(shapes: Dim[][]): Dim[] | undefined {
+  const rank = Math.max(...shapes.map((s) => s.length));
+  const out: Dim[] = [];
+  for (let i = 0; i < rank; i++) {
+    let d: Dim = 1;
+    for (const s of shapes) {
+      const v = s[s.length - rank + i] ?? 1;
+      if (v === 1) continue;
+      if (d === 1) d = v;
+      else if (d !== v) return undefined;
+    }
+    out.push(d);
+  }
+  return out;
+}
+
 export function elementCount(dims: readonly number[]): number {
   return dims.reduce((a, b) => a * b, 1);
 }
@@ -137,9 +159,17 @@ export class GraphBuilder {
     return outs;
   }
 
-  /** Emits a node with a single output and returns its name. */
+  /** Emits a node with a single output and returns its name (its shape noted where it follows from the inputs). */
   op(op: string, inputs: string[], attrs: Record<string, AttrValue> = {}, hint?: string): string {
-    return this.node(op, inputs, attrs, 1, hint)[0];
+    const out = this.node(op, inputs, attrs, 1, hint)[0];
+    const known = inputs.map((i) => this.shapes.get(i));
+    if (BROADCAST_OPS.has(op) && known.every((s) => s !== undefined)) {
+      const shape = broadcastShapes(known as Dim[][]);
+      if (shape) this.shapes.set(out, shape);
+    } else if (SAME_SHAPE_OPS.has(op) && known[0]) {
+      this.shapes.set(out, known[0]);
+    }
+    return out;
   }
 
   /** Emits a node whose outputs have names the caller chose (e.g. a Loop body's outputs). */

@@ -1,0 +1,43 @@
+import type { GradRule } from './rule.ts';
+import { conv } from './rules/conv.ts';
+import { dropout } from './rules/dropout.ts';
+import { add, div, exp, identity, log, mul, neg, relu, sqrt, sub } from './rules/elementwise.ts';
+import { gemm, matmul } from './rules/matmul.ts';
+import { averagePool, globalAveragePool, maxPool } from './rules/pool.ts';
+import { reduceMean, reduceSum } from './rules/reduce.ts';
+import { reshape, transpose } from './rules/shape.ts';
+import { logSoftmax, softmax } from './rules/softmax.ts';
+
+/** One gradient rule per ONNX op; each emits standard ONNX ops only. */
+export const GRAD_RULES: Record<string, GradRule> = {
+  Add: add,
+  Sub: sub,
+  Mul: mul,
+  Div: div,
+  Neg: neg,
+  Identity: identity,
+  Sqrt: sqrt,
+  Exp: exp,
+  Log: log,
+  Relu: relu,
+  Conv: conv,
+  MaxPool: maxPool,
+  AveragePool: averagePool,
+  GlobalAveragePool: globalAveragePool,
+  Gemm: gemm,
+  MatMul: matmul,
+  Reshape: reshape,
+  Flatten: reshape,
+  Transpose: transpose,
+  ReduceSum: reduceSum,
+  ReduceMean: reduceMean,
+  LogSoftmax: logSoftmax,
+  Softmax: softmax,
+  Dropout: dropout,
+};
+
+/** Ops whose outputs carry no gradient (indices, shapes, comparisons, constants). */
+export const NON_DIFFERENTIABLE = new Set([
+  'Constant', 'ConstantOfShape', 'Shape', 'Size', 'ArgMax', 'Equal', 'Greater', 'Less', 'Not',
+  'OneHot', 'Range', 'Mod', 'Floor',
+]);
