@@ -35,9 +35,12 @@ export function emitForward(b: GraphBuilder, a: Analysis, x: string, opts: Forwa
         h = b.op('Conv', inputs, { kernel_shape: attr.ints([L.kernel, L.kernel]), pads: attr.ints([p, p, p, p]), strides: attr.ints([L.stride, L.stride]) }, hint);
         break;
       }
-      case 'maxPool2d':
-        h = b.op('MaxPool', [h], { kernel_shape: attr.ints([L.kernel, L.kernel]), strides: attr.ints([L.stride, L.stride]) }, hint);
+      case 'maxPool2d': {
+        // Training graphs keep the Indices output: the MaxPool gradient routes through it.
+        const pool = { kernel_shape: attr.ints([L.kernel, L.kernel]), strides: attr.ints([L.stride, L.stride]) };
+        h = opts.train ? b.node('MaxPool', [h], pool, 2, hint)[0] : b.op('MaxPool', [h], pool, hint);
         break;
+      }
       case 'avgPool2d':
         h = b.op('AveragePool', [h], { kernel_shape: attr.ints([L.kernel, L.kernel]), strides: attr.ints([L.stride, L.stride]) }, hint);
         break;

@@ -140,6 +140,14 @@ export class GraphBuilder {
     return name;
   }
 
+  /** A graph input under a fresh name derived from `hint` (Loop bodies, whose inputs are positional). */
+  freshInput(hint: string, dtype: DType, shape?: Dim[]): string {
+    const name = this.fresh(hint);
+    this.graph.inputs.push({ name, dtype, shape });
+    this.note(name, dtype, shape);
+    return name;
+  }
+
   output(name: string, dtype?: DType, shape?: Dim[]): void {
     this.graph.outputs.push({ name, dtype: dtype ?? this.dtypes.get(name) ?? 'float32', shape: shape ?? this.shapes.get(name) });
   }

@@ -1,0 +1,152 @@
+import { emitBackward } from '../autodiff/backward.ts';
+import type { Analysis } from '../dsl/shapes.ts';
+import { emitForward, emitNormalize } from '../forward.ts';
+import { attr, type Dim, GraphBuilder } from '../graph/ir.ts';
+import { encodeModel } from '../graph/onnx.ts';
+import { emitLoss, type LossKind } from '../losses.ts';
+import { emitStepNumber, emitUpdate, type OptimizerConfig, stateNames } from '../optimizers.ts';
+import { trainMode } from '../train-mode.ts';
+import type { ModelMeta } from './inference.ts';
+import { metadataProps } from './inference.ts';
+
+export interface TrainGraphOptions {
+  optimizer: OptimizerConfig;
+  loss: LossKind;
+  smoothing?: number;
+  meta: ModelMeta;
+}
+
+/** A value the train step carries from one step to the next, and the name it leaves under. */
+export interface Carried {
+  name: string;
+  dtype: 'float32' | 'int64';
+  shape: number[];
+  role: 'param' | 'state' | 'buffer' | 'step';
+  next: string;
+}
+
+export interface TrainStepInterface {
+  carried: Carried[];
+  /** Per-run inputs besides the carried values. */
+  inputs: { name: string; dtype: string; shape: Dim[]; describe: string }[];
+  outputs: { name: string; dtype: string; shape: Dim[]; describe: string }[];
+}
+
+/** Name of a parameter's optimiser state tensor, e.g. `conv1.weight.exp_avg`. */
+export const stateName = (param: string, slot: string) => `${param}.${slot}`;
+export const nextName = (name: string) => `${name}.next`;
+
+export function trainStepInterface(a: Analysis, opt: OptimizerConfig): TrainStepInterface {
+  const carried: Carried[] = [{ name: 'step', dtype: 'int64', shape: [], role: 'step', next: nextName('step') }];
+  for (const p of a.params.filter((q) => q.trainable)) carried.push({ name: p.name, dtype: 'float32', shape: p.shape, role: 'param', next: nextName(p.name) });
+  for (const p of a.params.filter((q) => q.trainable)) {
+    for (const slot of stateNames(opt)) carried.push({ name: stateName(p.name, slot), dtype: 'float32', shape: p.shape, role: 'state', next: nextName(stateName(p.name, slot)) });
+  }
+  for (const p of a.params.filter((q) => !q.trainable)) carried.push({ name: p.name, dtype: 'float32', shape: p.shape, role: 'buffer', next: nextName(p.name) });
+  return {
+    carried,
+    inputs: [
+      { name: 'images', dtype: 'uint8', shape: ['K', 'B', 28, 28], describe: 'K batches of B images, pixels 0..255' },
+      { name: 'labels', dtype: 'uint8', shape: ['K', 'B'], describe: 'their labels' },
+      { name: 'lr', dtype: 'float32', shape: ['K'], describe: 'learning rate of each step' },
+      { name: 'momentum', dtype: 'float32', shape: ['K'], describe: 'momentum (SGD, RMSprop) or beta1 (Adam, AdamW) of each step' },
+      { name: 'dropout_seed', dtype: 'int64', shape: ['K'], describe: 'seed of each step’s dropout masks, 0..2^31-2' },
+    ],
+    outputs: [
+      { name: 'losses', dtype: 'float32', shape: ['K'], describe: 'mean training loss of each step (before its update)' },
+      { name: 'correct', dtype: 'float32', shape: ['K'], describe: 'correct predictions in each step’s batch' },
+    ],
+  };
+}
+
+/**
+ * The train-step graph: K steps of forward, loss, backward and optimiser update inside one
+ * Loop node. Parameters, optimiser state, BatchNorm statistics and the step counter are
+ * loop-carried, so they cross the runtime's API once per K steps; batches come in as uint8.
+ */
+export function buildTrainStepModel(a: Analysis, opts: TrainGraphOptions): { bytes: Uint8Array; iface: TrainStepInterface } {
+  const iface = trainStepInterface(a, opts.optimizer);
+  const g = new GraphBuilder('cnnlab_train_step');
+  for (const c of iface.carried) g.input(c.name, c.dtype, c.shape);
+  for (const i of iface.inputs) g.input(i.name, i.dtype as 'float32', i.shape);
+  // Reserved first: the body shares the name space and must not take these.
+  const loopOutputs = [...iface.carried.map((c) => c.next), 'losses', 'correct'];
+  for (const o of loopOutputs) g.reserve(o);
+
+  // The loop body: one step.
+  const b = g.subgraph('train_step_body');
+  const iter = b.freshInput('iter', 'int64', []);
+  const condIn = b.freshInput('cond_in', 'bool', []);
+  const inner = new Map<string, string>();
+  for (const c of iface.carried) inner.set(c.name, b.freshInput(`body.${c.name}`, c.dtype, c.shape));
+  const at = (name: string) => inner.get(name)!;
+
+  const pick = (outer: string, hint: string) => b.op('Gather', [outer, iter], { axis: attr.int(0) }, hint);
+  const pixels = b.op('Cast', [pick('images', 'batch_images')], { to: attr.int(1) }, 'batch_pixels');
+  const scaled = b.op('Div', [pixels, b.scalar(255)], {}, 'batch_scaled');
+  const image = b.op('Unsqueeze', [scaled, b.constI([1])], {}, 'batch_image');
+  b.note(image, 'float32', ['N', 1, 28, 28]);
+  const labels = b.op('Cast', [pick('labels', 'batch_labels_u8')], { to: attr.int(7) }, 'batch_labels');
+  const lr = pick('lr', 'step_lr');
+  const momentum = pick('momentum', 'step_momentum');
+  const seed = pick('dropout_seed', 'step_seed');
+
+  const x = emitNormalize(b, image, opts.meta.mean, opts.meta.std);
+  const mode = trainMode(seed);
+  const scores = emitForward(b, a, x, { param: at, train: mode.hooks });
+  const { loss, correct } = emitLoss(b, scores, labels, { kind: opts.loss, smoothing: opts.smoothing, reduction: 'mean' });
+
+  const trainable = a.params.filter((p) => p.trainable).map((p) => p.name);
+  const grads = emitBackward(b, loss, trainable.map(at));
+  const t = emitStepNumber(b, at('step'));
+  const next = new Map<string, string>();
+  for (const p of trainable) {
+    const slots = stateNames(opts.optimizer);
+    const upd = emitUpdate(b, opts.optimizer, {
+      param: at(p),
+      grad: grads.get(at(p))!,
+      state: Object.fromEntries(slots.map((s) => [s, at(stateName(p, s))])),
+      lr,
+      momentum,
+      t,
+    });
+    next.set(p, upd.param);
+    for (const s of slots) next.set(stateName(p, s), upd.state[s]);
+  }
+  for (const [buffer, value] of mode.bufferUpdates) next.set(buffer, value);
+  next.set('step', b.op('Add', [at('step'), b.constI([1], [])], {}, 'step_next'));
+
+  // Body outputs: cond, carried values, then the per-step scan outputs.
+  const emitOut = (value: string, hint: string, dtype: 'float32' | 'int64' | 'bool', shape?: Dim[]) => {
+    const name = b.fresh(hint);
+    b.graph.nodes.push({ op: 'Identity', name: b.fresh(`${name}_node`), inputs: [value], outputs: [name], attrs: {} });
+    b.output(name, dtype, shape);
+  };
+  emitOut(condIn, 'cond_out', 'bool', []);
+  for (const c of iface.carried) {
+    const v = next.get(c.name);
+    if (!v) throw new Error(`train step: nothing updates ${c.name}`);
+    emitOut(v, `body.${c.name}.out`, c.dtype, c.shape);
+  }
+  emitOut(loss, 'step_loss', 'float32', []);
+  emitOut(correct, 'step_correct', 'float32', []);
+
+  // The outer graph: K = images.shape[0] trips of the body.
+  const K = g.op('Gather', [g.op('Shape', ['images']), g.constI([0], [])], { axis: attr.int(0) }, 'K');
+  const condInit = g.op('Cast', [g.constI([1], [])], { to: attr.int(9) }, 'cond_init');
+  g.graph.nodes.push({
+    op: 'Loop',
+    name: 'train_steps',
+    inputs: [K, condInit, ...iface.carried.map((c) => c.name)],
+    outputs: loopOutputs,
+    attrs: { body: attr.graph(b.graph) },
+  });
+  for (const c of iface.carried) g.output(c.next, c.dtype, c.shape);
+  g.output('losses', 'float32', ['K']);
+  g.output('correct', 'float32', ['K']);
+  const bytes = encodeModel(g.graph, {
+    docString: `cnnlab ${opts.meta.architecture} train step (${opts.optimizer.name}, ${opts.loss})`,
+    metadata: { ...metadataProps(a, opts.meta), 'cnnlab.artifact': 'train_step', 'cnnlab.optimizer': JSON.stringify(opts.optimizer) },
+  });
+  return { bytes, iface };
+}

@@ -1,0 +1,89 @@
+import { attr, type GraphBuilder } from './graph/ir.ts';
+import type { LayerInfo } from './dsl/shapes.ts';
+import type { TrainHooks } from './forward.ts';
+
+/** The modulus of the mask hash: a prime below 2^31, so every product stays inside int64. */
+export const HASH_MODULUS = 2147483647;
+
+/**
+ * Uniform numbers in [0, 1), one per element of `like`, from a counter-based hash of
+ * (seed, salt, element index) in exact int64 arithmetic: every runtime (CPU, CUDA, wasm)
+ * computes the same bits, and a step's masks depend only on the seed the host feeds it,
+ * which the checkpoint records. Two squaring rounds make the map from index to value
+ * non-linear, so neighbouring elements are not a lattice.
+ */
+export function emitHashUniform(b: GraphBuilder, like: string, seed: string, salt: number): string {
+  const M = b.constI([HASH_MODULUS], [], 'hash_m');
+  const mod = (v: string) => b.op('Mod', [v, M], {}, 'hash');
+  const count = b.op('Size', [like], {}, 'hash_count');
+  const idx = b.op('Range', [b.constI([0], []), count, b.constI([1], [])], {}, 'hash_idx');
+  const a = mod(b.op('Add', [b.op('Mul', [idx, b.constI([48271], [])]), seed], {}, 'hash'));
+  const s = mod(b.op('Add', [b.op('Mul', [a, a]), b.constI([salt % HASH_MODULUS], [])], {}, 'hash'));
+  const c = mod(b.op('Add', [b.op('Mul', [s, s]), a], {}, 'hash'));
+  const d = mod(b.op('Add', [b.op('Mul', [c, b.constI([16807], [])]), s], {}, 'hash'));
+  const u = b.op('Div', [b.op('Cast', [d], { to: attr.int(1) }), b.scalar(HASH_MODULUS)], {}, 'hash_u');
+  return b.op('Reshape', [u, b.op('Shape', [like])], {}, 'hash_u');
+}
+
+/** Layer-specific salt, so two dropout layers of one step draw different masks. */
+export function dropoutSalt(info: LayerInfo): number {
+  return (info.index * 1000003 + 12345) % HASH_MODULUS;
+}
+
+export interface TrainModeState {
+  hooks: TrainHooks;
+  /** New running statistics of each BatchNorm buffer, by buffer name. */
+  bufferUpdates: Map<string, string>;
+}
+
+/**
+ * Train-mode lowering: Dropout as x * mask / (1 - p) with the mask from `seed`, and
+ * BatchNorm from primitives (the CUDA EP refuses BatchNormalization training mode at
+ * opset >= 14), updating running statistics the PyTorch way (unbiased variance, momentum).
+ */
+export function trainMode(seed: string): TrainModeState {
+  const bufferUpdates = new Map<string, string>();
+  const hooks: TrainHooks = {
+    dropout: (b, x, info, p) => {
+      const scale = p >= 1 ? 0 : 1 / (1 - p);
+      const u = emitHashUniform(b, x, seed, dropoutSalt(info));
+      const keep = b.op('Cast', [b.op('GreaterOrEqual', [u, b.scalar(p)])], { to: attr.int(1) }, `${info.name}_keep`);
+      const mask = b.op('Mul', [keep, b.scalar(scale)], {}, `${info.name}_mask`);
+      b.note(mask, 'float32', b.shapes.get(x));
+      return b.op('Mul', [x, mask], {}, info.name);
+    },
+    batchNorm: (b, x, info, param) => {
+      const L = info.layer;
+      if (L.kind !== 'batchNorm2d') throw new Error('batchNorm hook on a non-BatchNorm layer');
+      const c = L.channels;
+      const n = info.name;
+      const axes = b.constI([0, 2, 3]);
+      const perChannel = (v: string) => {
+        const r = b.op('Reshape', [v, b.constI([1, c, 1, 1])], {}, `${v}_bc`);
+        b.note(r, 'float32', [1, c, 1, 1]);
+        return r;
+      };
+      const mean = b.op('ReduceMean', [x, axes], { keepdims: attr.int(1) }, `${n}_mean`);
+      b.note(mean, 'float32', [1, c, 1, 1]);
+      const centred = b.op('Sub', [x, mean], {}, `${n}_centred`);
+      const variance = b.op('ReduceMean', [b.op('Mul', [centred, centred], {}, `${n}_sq`), axes], { keepdims: attr.int(1) }, `${n}_var`);
+      b.note(variance, 'float32', [1, c, 1, 1]);
+      const std = b.op('Sqrt', [b.op('Add', [variance, b.scalar(L.eps)], {}, `${n}_var_eps`)], {}, `${n}_std`);
+      const xhat = b.op('Div', [centred, std], {}, `${n}_xhat`);
+      const y = b.op('Add', [b.op('Mul', [xhat, perChannel(param(`${n}.weight`))], {}, `${n}_scaled`), perChannel(param(`${n}.bias`))], {}, n);
+
+      // Running statistics (no gradient flows here): r <- (1 - m) r + m * batch statistic.
+      const toFloat = (v: string) => b.op('Cast', [v], { to: attr.int(1) });
+      const perChannelCount = b.op('Div', [toFloat(b.op('Size', [x])), b.scalar(c)], {}, `${n}_count`);
+      const unbiasedScale = b.op('Div', [perChannelCount, b.op('Max', [b.op('Sub', [perChannelCount, b.scalar(1)]), b.scalar(1)])], {}, `${n}_bessel`);
+      const flat = (v: string) => b.op('Reshape', [v, b.constI([c])], {}, `${v}_flat`);
+      const m = L.momentum;
+      const blend = (running: string, batch: string) =>
+        b.op('Add', [b.op('Mul', [running, b.scalar(1 - m)]), b.op('Mul', [batch, b.scalar(m)])], {}, `${running.replace(/\W/g, '_')}_next`);
+      bufferUpdates.set(`${n}.running_mean`, blend(param(`${n}.running_mean`), flat(mean)));
+      bufferUpdates.set(`${n}.running_var`, blend(param(`${n}.running_var`), b.op('Mul', [flat(variance), unbiasedScale])));
+      return y;
+    },
+  };
+  return { hooks, bufferUpdates };
+}
