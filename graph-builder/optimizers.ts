@@ -14,12 +14,12 @@ export interface OptimizerConfig {
   alpha: number;
 }
 
-/** PyTorch's defaults for each optimiser. */
-export function defaultOptimizer(name: OptimizerName, weightDecay = 0, momentum = 0, nesterov = false): OptimizerConfig {
+/** PyTorch's defaults for each optimiser; `momentumBuffer` where some step has momentum > 0. */
+export function defaultOptimizer(name: OptimizerName, weightDecay = 0, momentumBuffer = false, nesterov = false): OptimizerConfig {
   return {
     name,
     weightDecay,
-    momentum: momentum > 0,
+    momentum: momentumBuffer,
     nesterov,
     beta2: 0.999,
     eps: 1e-8,

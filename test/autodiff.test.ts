@@ -153,10 +153,8 @@ describe('Dropout op rule', () => {
     b.note(prod, 'float32', [4, 50]);
     const loss = b.op('ReduceSum', [prod], { keepdims: attr.int(0) });
     const g = emitBackward(b, loss, ['x']).get('x')!;
-    b.graph.nodes.push({ op: 'Identity', name: 'gx', inputs: [g], outputs: ['gx'], attrs: {} });
-    b.graph.nodes.push({ op: 'Identity', name: 'm', inputs: [mask], outputs: ['m'], attrs: {} });
-    b.output('gx', 'float32');
-    b.output('m', 'bool');
+    b.expose(g, 'gx', 'float32');
+    b.expose(mask, 'm', 'bool');
     const s = await ort.InferenceSession.create(encodeModel(b.graph));
     const wv = Float32Array.from({ length: 200 }, (_, i) => (i % 7) - 3);
     const out = await s.run({ x: new ort.Tensor('float32', new Float32Array(200).fill(1), [4, 50]), w: new ort.Tensor('float32', wv, [4, 50]) });

@@ -7,7 +7,7 @@ import * as ortNode from 'onnxruntime-node';
 import * as ortWeb from 'onnxruntime-web';
 import { CnnlabError } from '../common/errors.ts';
 import { Rng } from '../common/rng.ts';
-import { buildArtifacts } from '../graph-builder/artifacts/build.ts';
+import { buildArtifacts, trainSpecFor } from '../graph-builder/artifacts/build.ts';
 import { buildInferenceModel } from '../graph-builder/artifacts/inference.ts';
 import { loadArchFile, loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { initParams, type ParamSet } from '../graph-builder/dsl/init.ts';
@@ -174,7 +174,7 @@ describe('artifacts', () => {
   it('build-graph writes a loadable inference.onnx with metadata and a manifest', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cnnlab-build-'));
     const arch = await loadArchitecture('partB');
-    const manifest = buildArtifacts(arch, { outDir: dir, seed: 0, dataset: 'mnist' });
+    const manifest = buildArtifacts(arch, { outDir: dir, seed: 0, dataset: 'mnist', train: trainSpecFor(arch) });
     assert.equal(manifest.trainableParameters, 3274634);
     const onDisk = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8'));
     assert.deepEqual(onDisk.artifacts.inference.outputs, ['logits', 'probabilities']);

@@ -1,9 +1,9 @@
 import type { Argv, CommandModule } from 'yargs';
 import { UsageError } from '../../common/errors.ts';
 import { DATASET_NAMES, type DatasetName } from '../../datasets/registry.ts';
-import { buildArtifacts } from '../../graph-builder/artifacts/build.ts';
+import { buildArtifacts, type TrainSpec, trainSpecFor } from '../../graph-builder/artifacts/build.ts';
 import { type Architecture, loadArchitecture } from '../../graph-builder/dsl/arch.ts';
-import { PRESET_NAMES, PRESETS } from '../../graph-builder/dsl/presets.ts';
+import { type OptimizerName, PRESET_NAMES, PRESETS } from '../../graph-builder/dsl/presets.ts';
 import { receptiveFieldTable, summaryTable } from '../../graph-builder/dsl/summary.ts';
 
 export interface ArchArgs {
@@ -41,7 +41,46 @@ const summary: CommandModule<object, ArchArgs & { rf: boolean }> = {
   },
 };
 
-interface BuildArgs extends ArchArgs {
+export interface OptimizerArgs {
+  opt?: string;
+  lr?: number;
+  momentum?: number;
+  'weight-decay'?: number;
+  nesterov?: boolean;
+  'label-smoothing'?: number;
+}
+
+/** Flags that shape the training graphs (and, for training, the schedule's base values). */
+export function optimizerOptions<T>(y: Argv<T>): Argv<T & OptimizerArgs> {
+  return y
+    .option('opt', { type: 'string', choices: ['sgd', 'adam', 'adamw', 'rmsprop'], describe: "optimiser (default: the preset's)" })
+    .option('lr', { type: 'number', describe: "learning rate (default: the preset's)" })
+    .option('momentum', { type: 'number', describe: 'momentum (SGD, RMSprop) or beta1 (Adam, AdamW)' })
+    .option('weight-decay', { type: 'number', describe: 'L2 weight decay (decoupled for AdamW)' })
+    .option('nesterov', { type: 'boolean', describe: 'Nesterov momentum (SGD)' })
+    .option('label-smoothing', { type: 'number', describe: 'label smoothing for cross-entropy, 0..1' }) as Argv<T & OptimizerArgs>;
+}
+
+function checkRange(value: number | undefined, flag: string, lo: number, hi: number, hiOpen = false): number | undefined {
+  if (value === undefined) return undefined;
+  if (!Number.isFinite(value) || value < lo || (hiOpen ? value >= hi : value > hi)) {
+    throw new UsageError(`${flag}: expected a number in ${lo}..${hi}${hiOpen ? ' (exclusive)' : ''}, got ${value}`);
+  }
+  return value;
+}
+
+export function trainSpecFromArgs(arch: Architecture, args: OptimizerArgs): TrainSpec {
+  checkRange(args.lr, '--lr', 0, 10);
+  return trainSpecFor(arch, {
+    opt: args.opt as OptimizerName | undefined,
+    momentum: checkRange(args.momentum, '--momentum', 0, 1, true),
+    weightDecay: checkRange(args['weight-decay'], '--weight-decay', 0, 1),
+    nesterov: args.nesterov,
+    smoothing: checkRange(args['label-smoothing'], '--label-smoothing', 0, 1, true),
+  });
+}
+
+interface BuildArgs extends ArchArgs, OptimizerArgs {
   out?: string;
   seed: number;
   dataset?: string;
@@ -51,7 +90,7 @@ const buildGraph: CommandModule<object, BuildArgs> = {
   command: 'build-graph [arch]',
   describe: 'write the ONNX artifacts (inference, and training graphs) and a manifest',
   builder: (y) =>
-    archOptions(y)
+    optimizerOptions(archOptions(y))
       .option('out', { type: 'string', describe: 'output folder (default: out/<arch>)' })
       .option('seed', { type: 'number', default: 0, describe: 'seed of the parameter initialisation' })
       .option('dataset', { type: 'string', choices: DATASET_NAMES, describe: "dataset the model is for (default: the preset's)" }) as Argv<BuildArgs>,
@@ -59,10 +98,12 @@ const buildGraph: CommandModule<object, BuildArgs> = {
     const arch = await archFromArgs(args);
     const dataset = (args.dataset as DatasetName | undefined) ?? arch.recipe.dataset;
     const outDir = args.out ?? `out/${arch.id.replace(/[^A-Za-z0-9._=-]+/g, '_')}`;
-    const manifest = buildArtifacts(arch, { outDir, seed: seedOption(args.seed), dataset });
+    const manifest = buildArtifacts(arch, { outDir, seed: seedOption(args.seed), dataset, train: trainSpecFromArgs(arch, args) });
     console.log(summaryTable(arch.analysis, arch.id));
-    for (const [kind, a] of Object.entries(manifest.artifacts)) console.log(`wrote ${outDir}/${a.file} (${kind}: ${a.inputs.join(', ')} -> ${a.outputs.join(', ')})`);
-    console.log(`wrote ${outDir}/manifest.json`);
+    const list = (names: string[]) => (names.length > 6 ? `${names.slice(0, 3).join(', ')}, ... ${names.length - 3} more` : names.join(', '));
+    for (const [kind, a] of Object.entries(manifest.artifacts)) console.log(`wrote ${outDir}/${a.file} (${kind}: ${list(a.inputs)} -> ${list(a.outputs)})`);
+    console.log(`wrote ${outDir}/${manifest.checkpoint} (initial parameters, seed ${manifest.seed})`);
+    console.log(`wrote ${outDir}/manifest.json (${manifest.optimizer.name}, ${manifest.loss} loss; lr, momentum and dropout seeds are fed per step)`);
   },
 };
 

@@ -1,15 +1,68 @@
 import { join } from 'node:path';
+import { UsageError } from '../../common/errors.ts';
 import { DATASETS, type DatasetName } from '../../datasets/registry.ts';
 import type { Architecture } from '../dsl/arch.ts';
 import { initParams, type ParamSet } from '../dsl/init.ts';
+import { encodeCheckpoint, type Checkpoint } from '../../training/checkpoint.ts';
+import type { OptimizerName } from '../dsl/presets.ts';
 import { IR_VERSION, OPSET } from '../graph/onnx.ts';
+import type { LossKind } from '../losses.ts';
+import { defaultOptimizer, type OptimizerConfig } from '../optimizers.ts';
+import { buildEvalModel } from './eval.ts';
 import { buildInferenceModel, type ModelMeta } from './inference.ts';
+import { buildTrainStepModel, type TrainStepInterface } from './train-step.ts';
 import { writeFileAtomic } from './write.ts';
+
+/** What shapes the training graphs (the rest of a recipe, such as lr, is fed per step). */
+export interface TrainSpec {
+  optimizer: OptimizerConfig;
+  loss: LossKind;
+  smoothing: number;
+}
+
+export interface TrainSpecOverrides {
+  opt?: OptimizerName;
+  momentum?: number;
+  weightDecay?: number;
+  nesterov?: boolean;
+  smoothing?: number;
+}
+
+/** NLL when the model ends in LogSoftmax (as the EVA and JHU seeds), cross-entropy on logits otherwise. */
+export function lossKindFor(arch: Architecture): LossKind {
+  return arch.model.layers[arch.model.layers.length - 1].kind === 'logSoftmax' ? 'nll' : 'cross-entropy';
+}
+
+export function trainSpecFor(arch: Architecture, o: TrainSpecOverrides = {}): TrainSpec {
+  const r = arch.recipe;
+  const name = o.opt ?? r.optimizer;
+  // A schedule that cycles momentum needs the buffer even where the base momentum is 0.
+  const momentum = o.momentum ?? (name === r.optimizer ? r.momentum : 0);
+  const cycles = r.schedule === 'onecycle' && (name === 'sgd' || name === 'rmsprop');
+  const optimizer = defaultOptimizer(name, o.weightDecay ?? (name === r.optimizer ? r.weightDecay : 0), momentum > 0 || cycles, o.nesterov ?? false);
+  if (optimizer.nesterov && !(momentum > 0)) throw new UsageError('--nesterov: needs --momentum > 0');
+  const loss = lossKindFor(arch);
+  const smoothing = o.smoothing ?? 0;
+  if (smoothing && loss === 'nll') throw new UsageError('--label-smoothing: this model ends in LogSoftmax (NLL loss); label smoothing needs cross-entropy on logits');
+  return { optimizer, loss, smoothing };
+}
+
+/** The checkpoint a run starts from: initial parameters, zero optimiser state, step 0. */
+export function initialCheckpoint(iface: TrainStepInterface, params: ParamSet, meta: Record<string, unknown>): Checkpoint {
+  const tensors: Checkpoint['tensors'] = new Map();
+  for (const c of iface.carried) {
+    if (c.role === 'step') tensors.set(c.name, { dtype: 'int64', dims: [], data: BigInt64Array.of(0n) });
+    else if (c.role === 'state') tensors.set(c.name, { dtype: 'float32', dims: c.shape, data: new Float32Array(c.shape.reduce((a, b) => a * b, 1)) });
+    else tensors.set(c.name, { dtype: 'float32', dims: c.shape, data: params.get(c.name)!.slice() });
+  }
+  return { meta, tensors };
+}
 
 export interface BuildOptions {
   outDir: string;
   seed: number;
   dataset: DatasetName;
+  train: TrainSpec;
 }
 
 export interface Manifest {
@@ -21,7 +74,12 @@ export interface Manifest {
   parameters: { name: string; shape: number[]; trainable: boolean }[];
   trainableParameters: number;
   normalization: { mean: number; std: number };
+  optimizer: OptimizerConfig;
+  loss: LossKind;
+  labelSmoothing: number;
   artifacts: Record<string, { file: string; inputs: string[]; outputs: string[] }>;
+  trainStep: TrainStepInterface;
+  checkpoint: string;
 }
 
 export function normalizationFor(arch: Architecture, dataset: DatasetName): { mean: number; std: number } {
@@ -36,20 +94,40 @@ export function modelMeta(arch: Architecture, dataset: DatasetName, extra?: Reco
 /** Writes the artifacts of one architecture into `outDir` and returns the manifest. */
 export function buildArtifacts(arch: Architecture, opts: BuildOptions, params: ParamSet = initParams(arch.analysis, opts.seed)): Manifest {
   const meta = modelMeta(arch, opts.dataset);
-  writeFileAtomic(join(opts.outDir, 'inference.onnx'), buildInferenceModel(arch.analysis, params, meta));
+  const a = arch.analysis;
+  const { optimizer, loss, smoothing } = opts.train;
+  const train = buildTrainStepModel(a, { optimizer, loss, smoothing, meta });
+  writeFileAtomic(join(opts.outDir, 'train_step.onnx'), train.bytes);
+  writeFileAtomic(join(opts.outDir, 'eval.onnx'), buildEvalModel(a, loss, meta));
+  writeFileAtomic(join(opts.outDir, 'inference.onnx'), buildInferenceModel(a, params, meta));
+  const ckpt = initialCheckpoint(train.iface, params, { architecture: arch.id, seed: opts.seed, optimizer: optimizer.name, step: 0 });
+  writeFileAtomic(join(opts.outDir, 'init.ckpt'), encodeCheckpoint(ckpt));
+  const carriedNames = train.iface.carried.map((c) => c.name);
   const manifest: Manifest = {
     architecture: arch.id,
     dataset: opts.dataset,
     seed: opts.seed,
     opset: OPSET,
     irVersion: IR_VERSION,
-    parameters: arch.analysis.params.map((p) => ({ name: p.name, shape: p.shape, trainable: p.trainable })),
-    trainableParameters: arch.analysis.trainableCount,
+    parameters: a.params.map((p) => ({ name: p.name, shape: p.shape, trainable: p.trainable })),
+    trainableParameters: a.trainableCount,
     normalization: { mean: meta.mean, std: meta.std },
+    optimizer,
+    loss,
+    labelSmoothing: smoothing,
     artifacts: {
+      train_step: {
+        file: 'train_step.onnx',
+        inputs: [...carriedNames, ...train.iface.inputs.map((i) => i.name)],
+        outputs: [...train.iface.carried.map((c) => c.next), ...train.iface.outputs.map((o) => o.name)],
+      },
+      eval: { file: 'eval.onnx', inputs: [...a.params.map((p) => p.name), 'images', 'labels'], outputs: ['loss_sum', 'correct', 'predicted'] },
       inference: { file: 'inference.onnx', inputs: ['image'], outputs: ['logits', 'probabilities'] },
     },
+    trainStep: train.iface,
+    checkpoint: 'init.ckpt',
   };
   writeFileAtomic(join(opts.outDir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   return manifest;
 }
+

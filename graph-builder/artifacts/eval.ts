@@ -1,5 +1,5 @@
 import type { Analysis } from '../dsl/shapes.ts';
-import { emitForward, emitNormalize } from '../forward.ts';
+import { emitForward, emitImageFromBytes, emitNormalize } from '../forward.ts';
 import { attr, GraphBuilder } from '../graph/ir.ts';
 import { encodeModel } from '../graph/onnx.ts';
 import { emitLoss, type LossKind } from '../losses.ts';
@@ -16,16 +16,14 @@ export function buildEvalModel(a: Analysis, loss: LossKind, meta: ModelMeta): Ui
   for (const p of a.params) b.input(p.name, 'float32', p.shape);
   const images = b.input('images', 'uint8', ['B', 28, 28]);
   const labelsU8 = b.input('labels', 'uint8', ['B']);
-  const pixels = b.op('Div', [b.op('Cast', [images], { to: attr.int(1) }), b.scalar(255)], {}, 'pixels');
-  const image = b.op('Unsqueeze', [pixels, b.constI([1])], {}, 'image');
-  b.note(image, 'float32', ['N', 1, 28, 28]);
+  const names = ['loss_sum', 'correct', 'predicted'];
+  for (const n of names) b.reserve(n);
+  const image = emitImageFromBytes(b, images);
   const scores = emitForward(b, a, emitNormalize(b, image, meta.mean, meta.std), { param: (n) => n });
   const labels = b.op('Cast', [labelsU8], { to: attr.int(7) }, 'labels_i64');
   const out = emitLoss(b, scores, labels, { kind: loss, reduction: 'sum' });
-  for (const [name, value, dtype] of [['loss_sum', out.loss, 'float32'], ['correct', out.correct, 'float32'], ['predicted', out.predicted, 'int64']] as const) {
-    b.reserve(name);
-    b.graph.nodes.push({ op: 'Identity', name: `${name}_node`, inputs: [value], outputs: [name], attrs: {} });
-    b.output(name, dtype, name === 'predicted' ? ['B'] : []);
-  }
+  b.expose(out.loss, 'loss_sum', 'float32', []);
+  b.expose(out.correct, 'correct', 'float32', []);
+  b.expose(out.predicted, 'predicted', 'int64', ['B']);
   return encodeModel(b.graph, { docString: `cnnlab ${meta.architecture} eval graph`, metadata: { ...metadataProps(a, meta), 'cnnlab.artifact': 'eval' } });
 }

@@ -1,7 +1,7 @@
 import type { ParamSet } from '../dsl/init.ts';
 import type { Analysis } from '../dsl/shapes.ts';
 import { emitForward, emitNormalize } from '../forward.ts';
-import { GraphBuilder } from '../graph/ir.ts';
+import { attr, GraphBuilder } from '../graph/ir.ts';
 import { encodeModel } from '../graph/onnx.ts';
 
 export interface ModelMeta {
@@ -34,6 +34,8 @@ export function metadataProps(a: Analysis, meta: ModelMeta): Record<string, stri
 export function buildInferenceModel(a: Analysis, params: ParamSet, meta: ModelMeta): Uint8Array {
   const b = new GraphBuilder('cnnlab_inference');
   const image = b.input('image', 'float32', ['N', 1, 28, 28]);
+  b.reserve('logits');
+  b.reserve('probabilities');
   for (const p of a.params) {
     const data = params.get(p.name);
     if (!data) throw new Error(`parameter ${p.name} is missing`);
@@ -41,11 +43,7 @@ export function buildInferenceModel(a: Analysis, params: ParamSet, meta: ModelMe
   }
   const x = emitNormalize(b, image, meta.mean, meta.std);
   const scores = emitForward(b, a, x, { param: (name) => name });
-  b.reserve('logits');
-  b.reserve('probabilities');
-  b.graph.nodes.push({ op: 'Identity', name: 'logits_node', inputs: [scores], outputs: ['logits'], attrs: {} });
-  b.graph.nodes.push({ op: 'Softmax', name: 'probabilities_node', inputs: ['logits'], outputs: ['probabilities'], attrs: { axis: { kind: 'int', value: 1 } } });
-  b.output('logits', 'float32', ['N', 10]);
-  b.output('probabilities', 'float32', ['N', 10]);
+  b.expose(scores, 'logits', 'float32', ['N', 10]);
+  b.expose(b.op('Softmax', [scores], { axis: attr.int(1) }, 'softmax'), 'probabilities', 'float32', ['N', 10]);
   return encodeModel(b.graph, { docString: `cnnlab ${meta.architecture} inference graph`, metadata: metadataProps(a, meta) });
 }

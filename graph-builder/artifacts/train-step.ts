@@ -1,6 +1,7 @@
 import { emitBackward } from '../autodiff/backward.ts';
+import type { GradRule } from '../autodiff/rule.ts';
 import type { Analysis } from '../dsl/shapes.ts';
-import { emitForward, emitNormalize } from '../forward.ts';
+import { emitForward, emitImageFromBytes, emitNormalize } from '../forward.ts';
 import { attr, type Dim, GraphBuilder } from '../graph/ir.ts';
 import { encodeModel } from '../graph/onnx.ts';
 import { emitLoss, type LossKind } from '../losses.ts';
@@ -59,6 +60,30 @@ export function trainStepInterface(a: Analysis, opt: OptimizerConfig): TrainStep
   };
 }
 
+export interface StepValues {
+  /** Normalised-to-0..1 images [N,1,28,28] (float32) and int64 labels [N]. */
+  image: string;
+  labels: string;
+  /** int64 scalar: the seed of this step's dropout masks. */
+  seed: string;
+  /** The value holding a parameter or buffer. */
+  param: (name: string) => string;
+}
+
+/**
+ * One step's forward (train mode), loss and backward. Returns the loss, the correct count,
+ * the gradient of every trainable parameter (keyed by its value) and the new BatchNorm statistics.
+ */
+export function emitLossAndGradients(b: GraphBuilder, a: Analysis, opts: Omit<TrainGraphOptions, 'optimizer'>, v: StepValues, rules?: Record<string, GradRule>) {
+  const x = emitNormalize(b, v.image, opts.meta.mean, opts.meta.std);
+  const mode = trainMode(v.seed);
+  const scores = emitForward(b, a, x, { param: v.param, train: mode.hooks });
+  const { loss, correct } = emitLoss(b, scores, v.labels, { kind: opts.loss, smoothing: opts.smoothing, reduction: 'mean' });
+  const trainable = a.params.filter((p) => p.trainable).map((p) => v.param(p.name));
+  const grads = emitBackward(b, loss, trainable, rules);
+  return { loss, correct, grads, bufferUpdates: mode.bufferUpdates };
+}
+
 /**
  * The train-step graph: K steps of forward, loss, backward and optimiser update inside one
  * Loop node. Parameters, optimiser state, BatchNorm statistics and the step counter are
@@ -82,25 +107,16 @@ export function buildTrainStepModel(a: Analysis, opts: TrainGraphOptions): { byt
   const at = (name: string) => inner.get(name)!;
 
   const pick = (outer: string, hint: string) => b.op('Gather', [outer, iter], { axis: attr.int(0) }, hint);
-  const pixels = b.op('Cast', [pick('images', 'batch_images')], { to: attr.int(1) }, 'batch_pixels');
-  const scaled = b.op('Div', [pixels, b.scalar(255)], {}, 'batch_scaled');
-  const image = b.op('Unsqueeze', [scaled, b.constI([1])], {}, 'batch_image');
-  b.note(image, 'float32', ['N', 1, 28, 28]);
+  const image = emitImageFromBytes(b, pick('images', 'batch_images'));
   const labels = b.op('Cast', [pick('labels', 'batch_labels_u8')], { to: attr.int(7) }, 'batch_labels');
   const lr = pick('lr', 'step_lr');
   const momentum = pick('momentum', 'step_momentum');
   const seed = pick('dropout_seed', 'step_seed');
 
-  const x = emitNormalize(b, image, opts.meta.mean, opts.meta.std);
-  const mode = trainMode(seed);
-  const scores = emitForward(b, a, x, { param: at, train: mode.hooks });
-  const { loss, correct } = emitLoss(b, scores, labels, { kind: opts.loss, smoothing: opts.smoothing, reduction: 'mean' });
-
-  const trainable = a.params.filter((p) => p.trainable).map((p) => p.name);
-  const grads = emitBackward(b, loss, trainable.map(at));
+  const { loss, correct, grads, bufferUpdates } = emitLossAndGradients(b, a, opts, { image, labels, seed, param: at });
   const t = emitStepNumber(b, at('step'));
   const next = new Map<string, string>();
-  for (const p of trainable) {
+  for (const p of a.params.filter((q) => q.trainable).map((q) => q.name)) {
     const slots = stateNames(opts.optimizer);
     const upd = emitUpdate(b, opts.optimizer, {
       param: at(p),
@@ -113,15 +129,11 @@ export function buildTrainStepModel(a: Analysis, opts: TrainGraphOptions): { byt
     next.set(p, upd.param);
     for (const s of slots) next.set(stateName(p, s), upd.state[s]);
   }
-  for (const [buffer, value] of mode.bufferUpdates) next.set(buffer, value);
+  for (const [buffer, value] of bufferUpdates) next.set(buffer, value);
   next.set('step', b.op('Add', [at('step'), b.constI([1], [])], {}, 'step_next'));
 
   // Body outputs: cond, carried values, then the per-step scan outputs.
-  const emitOut = (value: string, hint: string, dtype: 'float32' | 'int64' | 'bool', shape?: Dim[]) => {
-    const name = b.fresh(hint);
-    b.graph.nodes.push({ op: 'Identity', name: b.fresh(`${name}_node`), inputs: [value], outputs: [name], attrs: {} });
-    b.output(name, dtype, shape);
-  };
+  const emitOut = (value: string, hint: string, dtype: 'float32' | 'int64' | 'bool', shape?: Dim[]) => b.expose(value, b.fresh(hint), dtype, shape);
   emitOut(condIn, 'cond_out', 'bool', []);
   for (const c of iface.carried) {
     const v = next.get(c.name);

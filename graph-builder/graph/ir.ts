@@ -152,6 +152,16 @@ export class GraphBuilder {
     this.graph.outputs.push({ name, dtype: dtype ?? this.dtypes.get(name) ?? 'float32', shape: shape ?? this.shapes.get(name) });
   }
 
+  /**
+   * Makes `value` a graph output named `name` through an Identity node (output names are part
+   * of an artifact's interface; reserve them before emitting the rest to keep them free).
+   */
+  expose(value: string, name: string, dtype?: DType, shape?: Dim[]): void {
+    if (!this.names.has(name)) this.reserve(name);
+    this.graph.nodes.push({ op: 'Identity', name: this.fresh(`${name}_node`), inputs: [value], outputs: [name], attrs: {} });
+    this.output(name, dtype ?? this.dtypes.get(value), shape ?? this.shapes.get(value));
+  }
+
   initializer(tensor: Tensor): string {
     this.reserve(tensor.name);
     this.graph.initializers.push(tensor);

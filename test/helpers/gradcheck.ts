@@ -72,8 +72,7 @@ export async function gradCheck(c: GradCase, rules: Record<string, GradRule> = G
   const fIn = c.inputs.map((i) => fb.input(i.name, i.dtype ?? 'float32', i.shape));
   const fy = c.build(fb, fIn);
   fb.note(fy, 'float32', c.outputShape);
-  fb.graph.nodes.push({ op: 'Identity', name: 'y_node', inputs: [fy], outputs: ['y'], attrs: {} });
-  fb.output('y', 'float32', c.outputShape);
+  fb.expose(fy, 'y', 'float32', c.outputShape);
   const forward = await ort.InferenceSession.create(encodeModel(fb.graph));
 
   // Gradient model: inputs, w -> dF/dx for each differentiated input.
@@ -89,8 +88,7 @@ export async function gradCheck(c: GradCase, rules: Record<string, GradRule> = G
   const wrt = c.inputs.filter((i) => i.diff !== false).map((i) => i.name);
   const grads = emitBackward(gb, loss, wrt, rules);
   for (const name of wrt) {
-    gb.graph.nodes.push({ op: 'Identity', name: `d_${name}_node`, inputs: [grads.get(name)!], outputs: [`d_${name}`], attrs: {} });
-    gb.output(`d_${name}`, 'float32');
+    gb.expose(grads.get(name)!, `d_${name}`, 'float32');
   }
   const gradient = await ort.InferenceSession.create(encodeModel(gb.graph));
 

@@ -1,0 +1,109 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import * as ortNode from 'onnxruntime-node';
+import { CnnlabError } from '../common/errors.ts';
+import { GraphBuilder } from '../graph-builder/graph/ir.ts';
+import { encodeModel } from '../graph-builder/graph/onnx.ts';
+
+/** onnxruntime-node and onnxruntime-web share one API (onnxruntime-common); this is its shape. */
+export type Ort = typeof ortNode;
+export type Session = ortNode.InferenceSession;
+export type Tensor = ortNode.Tensor;
+
+export const EP_NAMES = ['cpu', 'cuda', 'wasm', 'auto'] as const;
+export type EpName = (typeof EP_NAMES)[number];
+
+export interface RuntimeOptions {
+  ep: EpName;
+  /** Intra-op threads (CPU EP) or wasm threads; default: all cores for cpu, 1 for wasm. */
+  threads?: number;
+  deviceId?: number;
+}
+
+export interface Runtime {
+  /** The provider actually in use ('auto' resolved). */
+  ep: Exclude<EpName, 'auto'>;
+  ort: Ort;
+  createSession(model: Uint8Array): Promise<Session>;
+  /** What `auto` chose and why, or a note on the provider. */
+  note: string;
+}
+
+export const CUDA_INSTALL_HINT =
+  'the CUDA execution provider is not installed: run `npm run install-cuda` once (needs an NVIDIA GPU with CUDA 12 and cuDNN 9), or use --ep cpu';
+
+function cudaSessionOptions(deviceId: number): ortNode.InferenceSession.SessionOptions {
+  return {
+    executionProviders: [
+      // EXHAUSTIVE cuDNN algorithm search: DEFAULT was measured about 4x slower upstream for training-sized convs.
+      { name: 'cuda', deviceId, cudnn_conv_algo_search: 'EXHAUSTIVE' } as unknown as ortNode.InferenceSession.ExecutionProviderConfig,
+    ],
+    graphOptimizationLevel: 'all',
+    logSeverityLevel: 4,
+  };
+}
+
+/** Where onnxruntime-node keeps its native libraries; `npm run install-cuda` puts the CUDA EP there. */
+function bindingDir(): string {
+  const require = createRequire(import.meta.url);
+  const root = dirname(require.resolve('onnxruntime-node/package.json'));
+  return join(root, 'bin', 'napi-v6', process.platform, process.arch);
+}
+
+/** Checks that the CUDA EP's libraries exist, then opens a tiny model on it. */
+async function probeCuda(deviceId: number): Promise<string | undefined> {
+  const missing = ['libonnxruntime_providers_shared.so', 'libonnxruntime_providers_cuda.so'].filter((f) => !existsSync(join(bindingDir(), f)));
+  if (missing.length) return `${missing.join(' and ')} not found in ${bindingDir()}`;
+  const b = new GraphBuilder('cuda_probe');
+  const x = b.input('x', 'float32', [1]);
+  b.expose(x, 'y', 'float32', [1]);
+  const probe = encodeModel(b.graph);
+  try {
+    const s = await ortNode.InferenceSession.create(probe, cudaSessionOptions(deviceId));
+    await s.release();
+    return undefined;
+  } catch (err) {
+    return (err as Error).message.split('\n')[0];
+  }
+}
+
+export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
+  const deviceId = opts.deviceId ?? 0;
+  if (opts.threads !== undefined && (!Number.isInteger(opts.threads) || opts.threads < 1)) {
+    throw new CnnlabError(`--threads: expected a whole number >= 1, got ${opts.threads}`, 2);
+  }
+  let ep = opts.ep;
+  let note = '';
+  if (ep === 'cuda' || ep === 'auto') {
+    const failure = await probeCuda(deviceId);
+    if (failure && ep === 'cuda') throw new CnnlabError(`--ep cuda: ${CUDA_INSTALL_HINT} (${failure})`);
+    ep = failure ? 'cpu' : 'cuda';
+    note = opts.ep === 'auto' ? `--ep auto: using ${ep}${failure ? ' (CUDA did not load)' : ''}` : '';
+  }
+  if (ep === 'wasm') {
+    const ortWeb = (await import('onnxruntime-web')) as unknown as Ort;
+    ortWeb.env.wasm.numThreads = opts.threads ?? 1;
+    return {
+      ep,
+      ort: ortWeb,
+      note: note || `onnxruntime-web wasm, ${ortWeb.env.wasm.numThreads} thread(s)`,
+      createSession: (model) => ortWeb.InferenceSession.create(model, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' }),
+    };
+  }
+  if (ep === 'cuda') {
+    return { ep, ort: ortNode, note: note || `CUDA device ${deviceId}`, createSession: (model) => ortNode.InferenceSession.create(model, cudaSessionOptions(deviceId)) };
+  }
+  const threads = opts.threads;
+  return {
+    ep: 'cpu',
+    ort: ortNode,
+    note: note || `CPU, ${threads ?? 'default'} intra-op threads`,
+    createSession: (model) =>
+      ortNode.InferenceSession.create(model, {
+        executionProviders: ['cpu'],
+        graphOptimizationLevel: 'all',
+        ...(threads ? { intraOpNumThreads: threads } : {}),
+      }),
+  };
+}
