@@ -9,6 +9,8 @@ import { CnnlabError } from '../common/errors.ts';
 import { Rng } from '../common/rng.ts';
 import { buildArtifacts, trainSpecFor } from '../graph-builder/artifacts/build.ts';
 import { buildInferenceModel } from '../graph-builder/artifacts/inference.ts';
+import { buildEvalModel } from '../graph-builder/artifacts/eval.ts';
+import { buildTrainStepModel } from '../graph-builder/artifacts/train-step.ts';
 import { loadArchFile, loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { initParams, type ParamSet } from '../graph-builder/dsl/init.ts';
 import { conv2d, dropout, flatten, linear, maxPool2d, relu, sequential } from '../graph-builder/dsl/layers.ts';
@@ -186,6 +188,27 @@ describe('artifacts', () => {
     assert.deepEqual(model.initializers.map((t) => t.name), ['conv1.weight', 'conv1.bias', 'conv2.weight', 'conv2.bias', 'fc1.weight', 'fc1.bias', 'fc2.weight', 'fc2.bias']);
     assert.ok(!model.ops.some((op) => op.includes('Grad')));
   });
+});
+
+describe('every preset’s training artifacts load in onnxruntime-node and onnxruntime-web', () => {
+  for (const name of PRESET_NAMES) {
+    it(name, async () => {
+      const arch = await loadArchitecture(name);
+      const spec = trainSpecFor(arch);
+      const meta = { architecture: arch.id, dataset: 'mnist', classes: DIGITS, mean: 0.1307, std: 0.3081 };
+      const train = buildTrainStepModel(arch.analysis, { optimizer: spec.optimizer, loss: spec.loss, meta });
+      const evalBytes = buildEvalModel(arch.analysis, spec.loss, meta);
+      for (const ort of [ortNode, ortWeb] as const) {
+        for (const bytes of [train.bytes, evalBytes]) {
+          const session = await ort.InferenceSession.create(bytes);
+          assert.ok(session.inputNames.includes('images'));
+          await session.release();
+        }
+      }
+      const ops = new Set([...decodeModel(train.bytes).ops, ...decodeModel(evalBytes).ops]);
+      assert.ok(![...ops].some((op) => /Grad|Gradient/.test(op)), `no training ops from com.microsoft: ${[...ops]}`);
+    });
+  }
 });
 
 describe('architecture files', () => {
