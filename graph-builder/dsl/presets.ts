@@ -31,8 +31,8 @@ export interface Recipe {
   /** 'dataset': the training set's own mean/std; or fixed constants. */
   normalize: 'dataset' | { mean: number; std: number };
   shuffle: boolean;
-  /** Random rotation (degrees) and brightness/contrast jitter, or none. */
-  augment?: { rotate: number; jitter: number };
+  /** Random rotation (degrees), translation (pixels) and brightness/contrast jitter, or none. */
+  augment?: { rotate: number; translate: number; jitter: number };
   /** OneCycle settings (PyTorch's OneCycleLR). */
   onecycle?: { pctStart: number; divFactor: number; finalDivFactor: number; momentumRange: [number, number] };
 }
@@ -217,7 +217,7 @@ export const PRESETS: Record<string, Preset> = {
       schedule: 'onecycle',
       normalize: MNIST_NORM,
       shuffle: true,
-      augment: { rotate: 5, jitter: 0.4 },
+      augment: { rotate: 5, translate: 0, jitter: 0.4 },
       onecycle: { pctStart: 0.3, divFactor: 25, finalDivFactor: 1e4, momentumRange: [0.85, 0.95] },
     },
     options: { dropout: { describe: 'dropout rate after each block', default: 0.025 } },

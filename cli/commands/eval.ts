@@ -1,0 +1,73 @@
+import { writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { Argv, CommandModule } from 'yargs';
+import { UsageError } from '../../common/errors.ts';
+import { renderGrid } from '../../datasets/grid.ts';
+import { DATASET_NAMES, type DatasetName, datasetSpec } from '../../datasets/registry.ts';
+import { loadDataset, PIXELS } from '../../datasets/sources.ts';
+import { confusionTable, evaluateInference } from '../../inference/evaluate.ts';
+import { loadInferenceModel } from '../../inference/model.ts';
+import { createRuntime, EP_NAMES, type EpName } from '../../training/runtime.ts';
+import { classCaption } from './datasets.ts';
+
+interface EvalArgs {
+  model?: string;
+  dataset?: string;
+  'data-dir'?: string;
+  split: string;
+  misclassified?: string;
+  n: number;
+  ep: string;
+  json: boolean;
+}
+
+const evalCommand: CommandModule<object, EvalArgs> = {
+  command: 'eval [model]',
+  describe: 'evaluate a run or model.onnx: accuracy, loss, per-class accuracy, confusion matrix, misclassified grid',
+  builder: (y) =>
+    y
+      .positional('model', { type: 'string', describe: 'a run folder or an .onnx file (default: the newest run under runs/)' })
+      .option('dataset', { type: 'string', choices: DATASET_NAMES, describe: 'dataset (default: the one the model was trained on)' })
+      .option('data-dir', { type: 'string', describe: 'folder holding the dataset’s IDX files' })
+      .option('split', { type: 'string', choices: ['test', 'train'], default: 'test' })
+      .option('misclassified', { type: 'string', describe: 'PNG of misclassified images (default: misclassified.png beside the model)' })
+      .option('n', { type: 'number', default: 48, describe: 'how many misclassified images to show' })
+      .option('ep', { type: 'string', choices: EP_NAMES, default: 'cpu' })
+      .option('json', { type: 'boolean', default: false, describe: 'print the report as JSON' }) as Argv<EvalArgs>,
+  handler: async (args) => {
+    if (!Number.isInteger(args.n) || args.n < 0) throw new UsageError(`--n: expected a whole number >= 0, got ${args.n}`);
+    const model = loadInferenceModel(args.model);
+    const dataset = (args.dataset ?? (DATASET_NAMES.includes(model.dataset as DatasetName) ? model.dataset : 'mnist')) as DatasetName;
+    const spec = datasetSpec(dataset);
+    const data = await loadDataset(dataset, { dataDir: args['data-dir'] });
+    const split = args.split === 'train' ? data.train : data.test;
+    const rt = await createRuntime({ ep: args.ep as EpName });
+    const session = await rt.createSession(model.bytes);
+    const t0 = performance.now();
+    const r = await evaluateInference(rt, session, split);
+    const seconds = (performance.now() - t0) / 1000;
+    const wrong: number[] = [];
+    for (let i = 0; i < split.count && wrong.length < args.n; i++) if (r.predicted[i] !== split.labels[i]) wrong.push(i);
+    const png = args.misclassified ?? join(dirname(model.path), 'misclassified.png');
+    if (wrong.length) {
+      const tiles = wrong.map((i) => ({
+        pixels: split.images.subarray(i * PIXELS, (i + 1) * PIXELS),
+        caption: `${spec.classes[split.labels[i]].slice(0, 9)} → ${spec.classes[r.predicted[i]].slice(0, 9)}`,
+        alert: true,
+      }));
+      writeFileSync(png, await renderGrid(tiles, { columns: 8, title: `${model.architecture} on ${dataset} ${args.split}: misclassified (true → predicted)` }));
+    }
+    if (args.json) {
+      console.log(JSON.stringify({ model: model.path, dataset, split: args.split, count: r.count, loss: r.loss, accuracy: r.accuracy, perClass: r.perClass, confusion: r.confusion }, null, 2));
+      return;
+    }
+    console.log(`${model.path} (${model.architecture}, trained on ${model.dataset}) on ${dataset} ${args.split}: ${r.count} images in ${seconds.toFixed(1)} s`);
+    console.log(`accuracy ${(100 * r.accuracy).toFixed(2)}%   loss ${r.loss.toFixed(4)}\n`);
+    console.log('per-class accuracy');
+    spec.classes.forEach((c, k) => console.log(`  ${classCaption(spec.classes, k).padEnd(14)} ${(100 * r.perClass[k]).toFixed(2).padStart(6)}%`));
+    console.log(`\nconfusion matrix\n${confusionTable(r, spec.classes)}`);
+    if (wrong.length) console.log(`\nwrote ${png} (${wrong.length} misclassified images)`);
+  },
+};
+
+export const evalCommands: CommandModule[] = [evalCommand as unknown as CommandModule];

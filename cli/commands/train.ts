@@ -1,0 +1,97 @@
+import { existsSync, readFileSync } from 'node:fs';
+import type { Argv, CommandModule } from 'yargs';
+import { CnnlabError, UsageError } from '../../common/errors.ts';
+import { DATASET_NAMES } from '../../datasets/registry.ts';
+import { loadArchitecture } from '../../graph-builder/dsl/arch.ts';
+import { type RunConfig, resolveRunConfig, type TrainFlags } from '../../training/config.ts';
+import { fit } from '../../training/fit.ts';
+import { EP_NAMES } from '../../training/runtime.ts';
+import { type ArchArgs, archOptions, optimizerOptions } from './graph.ts';
+
+export interface TrainArgs extends ArchArgs, TrainFlags {
+  out?: string;
+  resume: boolean;
+}
+
+/** The training flags, shared by train, sweep and transfer. */
+export function trainOptions<T>(y: Argv<T>): Argv<T & TrainFlags> {
+  return optimizerOptions(y)
+    .option('dataset', { type: 'string', choices: DATASET_NAMES, describe: "dataset (default: the preset's)" })
+    .option('data-dir', { type: 'string', describe: 'folder holding the dataset’s four IDX files' })
+    .option('epochs', { type: 'number', describe: "epochs (default: the preset's)" })
+    .option('batch', { type: 'number', describe: "batch size (default: the preset's)" })
+    .option('schedule', { type: 'string', choices: ['constant', 'step', 'onecycle', 'cosine'], describe: 'learning-rate schedule' })
+    .option('step-epochs', { type: 'number', describe: 'step schedule: epochs between decays (default epochs/3)' })
+    .option('gamma', { type: 'number', describe: 'step schedule: decay factor (default 0.1)' })
+    .option('augment', { type: 'boolean', describe: 'random rotation, translation, brightness/contrast (--no-augment turns a preset’s off)' })
+    .option('ep', { type: 'string', choices: EP_NAMES, default: 'cpu', describe: 'execution provider: cpu, cuda, wasm (onnxruntime-web), auto' })
+    .option('threads', { type: 'number', describe: 'threads (cpu: intra-op, wasm: workers)' })
+    .option('device-id', { type: 'number', describe: 'CUDA device' })
+    .option('steps-per-run', { type: 'number', describe: 'K: training steps per session run (one Loop)' })
+    .option('seed', { type: 'number', describe: 'seed of initialisation, shuffling, dropout and augmentation' })
+    .option('limit-train', { type: 'number', describe: 'train on the first N training images only' })
+    .option('shuffle', { type: 'boolean', describe: "shuffle each epoch (--no-shuffle; default: the preset's)" })
+    .option('checkpoint-every', { type: 'number', describe: 'seconds between mid-epoch checkpoints (default 60; 0: epoch ends only)' }) as Argv<T & TrainFlags>;
+}
+
+/** runs/<arch>-<dataset>, or -2, -3, ... when taken. */
+export function defaultRunDir(cfg: RunConfig): string {
+  const base = `runs/${cfg.architecture.replace(/^file:/, '').replace(/[^A-Za-z0-9._=-]+/g, '_')}-${cfg.dataset}`;
+  if (!existsSync(base)) return base;
+  for (let i = 2; ; i++) if (!existsSync(`${base}-${i}`)) return `${base}-${i}`;
+}
+
+export function installStopHandler(): { requested: boolean } {
+  const stop = { requested: false };
+  process.on('SIGINT', () => {
+    if (stop.requested) process.exit(130);
+    stop.requested = true;
+    process.stderr.write('\ncnnlab: finishing the current chunk and saving a checkpoint (Ctrl-C again to quit at once)\n');
+  });
+  return stop;
+}
+
+const train: CommandModule<object, TrainArgs> = {
+  command: 'train [arch]',
+  describe: 'train a preset or --arch-file model; writes a run folder (checkpoint, metrics, models)',
+  builder: (y) =>
+    trainOptions(archOptions(y))
+      .option('out', { type: 'string', describe: 'run folder (default runs/<arch>-<dataset>)' })
+      .option('resume', { type: 'boolean', default: false, describe: 'continue the run in --out from its checkpoint' }) as Argv<TrainArgs>,
+  handler: async (args) => {
+    let cfg: RunConfig;
+    let out = args.out;
+    if (args.resume) {
+      if (!out) throw new UsageError('--resume: name the run folder with --out');
+      const path = `${out}/config.json`;
+      if (!existsSync(path)) throw new UsageError(`--resume: ${path} not found`);
+      try {
+        cfg = JSON.parse(readFileSync(path, 'utf8')) as RunConfig;
+      } catch {
+        throw new CnnlabError(`${path}: not valid JSON`);
+      }
+      // How it runs may change on resume; what it computes may not.
+      if (args.ep) cfg.ep = args.ep as RunConfig['ep'];
+      if (args.threads) cfg.threads = args.threads;
+    } else {
+      const arch = await loadArchitecture(args.arch, args['arch-file']);
+      cfg = resolveRunConfig(arch, args, args['arch-file']);
+      out ??= defaultRunDir(cfg);
+      if (existsSync(`${out}/checkpoint.ckpt`)) throw new UsageError(`--out ${out}: a run is already there; add --resume to continue it or choose another folder`);
+    }
+    const opt = cfg.train.optimizer;
+    console.log(
+      `cnnlab train ${cfg.architecture} on ${cfg.dataset}: ${cfg.epochs} epochs, batch ${cfg.batch}, ${opt.name} lr ${cfg.lr}` +
+        `${opt.name === 'adam' || opt.name === 'adamw' ? '' : ` momentum ${cfg.momentum}`}${opt.weightDecay ? ` wd ${opt.weightDecay}` : ''}, ${cfg.schedule} schedule` +
+        `${cfg.augment ? ', augmented' : ''}, K=${cfg.stepsPerRun} steps per run -> ${out}`,
+    );
+    const result = await fit(cfg, { runDir: out, resume: args.resume, stop: installStopHandler() });
+    if (result.interrupted) process.exitCode = 130;
+    else if (result.epochs.length) {
+      const best = result.epochs.reduce((a, b) => (b.testAcc > a.testAcc ? b : a));
+      console.log(`best test accuracy ${(100 * best.testAcc).toFixed(2)}% (epoch ${best.epoch}); models: ${out}/best.onnx, ${out}/last.onnx`);
+    }
+  },
+};
+
+export const trainCommands: CommandModule[] = [train as unknown as CommandModule];

@@ -1,0 +1,71 @@
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { createRequire } from 'node:module';
+import protobuf from 'protobufjs';
+
+const require = createRequire(import.meta.url);
+const CRC32C = require('crc-32/crc32c') as { buf: (data: Uint8Array, seed?: number) => number };
+
+// The two messages of tensorflow/core/util/event.proto and summary.proto that scalars need.
+const root = protobuf.Root.fromJSON({
+  nested: {
+    Event: { fields: { wallTime: { type: 'double', id: 1 }, step: { type: 'int64', id: 2 }, fileVersion: { type: 'string', id: 3 }, summary: { type: 'Summary', id: 5 } } },
+    Summary: { fields: { value: { rule: 'repeated', type: 'SummaryValue', id: 1 } } },
+    SummaryValue: { fields: { tag: { type: 'string', id: 1 }, simpleValue: { type: 'float', id: 2 } } },
+  },
+});
+const Event = root.lookupType('Event');
+
+/** TFRecord's masked CRC32C. */
+function maskedCrc(data: Uint8Array): number {
+  const crc = CRC32C.buf(data) >>> 0;
+  return ((((crc >>> 15) | (crc << 17)) >>> 0) + 0xa282ead8) >>> 0;
+}
+
+function record(data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(12 + data.length + 4);
+  const view = new DataView(out.buffer);
+  view.setBigUint64(0, BigInt(data.length), true);
+  view.setUint32(8, maskedCrc(out.subarray(0, 8)), true);
+  out.set(data, 12);
+  view.setUint32(12 + data.length, maskedCrc(data), true);
+  return out;
+}
+
+/** Appends scalar summaries to a TensorBoard event file (`tensorboard --logdir runs/`). */
+export class TensorBoardWriter {
+  readonly path: string;
+
+  constructor(dir: string, existing?: string) {
+    mkdirSync(dir, { recursive: true });
+    this.path = existing ?? join(dir, `events.out.tfevents.${Math.floor(Date.now() / 1000)}.${hostname()}.cnnlab`);
+    if (!existing) this.write({ wallTime: Date.now() / 1000, step: 0, fileVersion: 'brain.Event:2' });
+  }
+
+  private write(event: Record<string, unknown>): void {
+    appendFileSync(this.path, record(Event.encode(Event.create(event)).finish()));
+  }
+
+  scalars(step: number, values: Record<string, number>): void {
+    const value = Object.entries(values).map(([tag, simpleValue]) => ({ tag, simpleValue }));
+    this.write({ wallTime: Date.now() / 1000, step, summary: { value } });
+  }
+}
+
+/** Reads the scalars back (tests, and `cnnlab report`). */
+export function readScalars(bytes: Uint8Array): { step: number; tag: string; value: number }[] {
+  const out: { step: number; tag: string; value: number }[] = [];
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let pos = 0;
+  while (pos + 12 <= bytes.length) {
+    const len = Number(view.getBigUint64(pos, true));
+    if (view.getUint32(pos + 8, true) !== maskedCrc(bytes.subarray(pos, pos + 8))) throw new Error(`event file: bad length checksum at byte ${pos}`);
+    const data = bytes.subarray(pos + 12, pos + 12 + len);
+    if (data.length !== len || view.getUint32(pos + 12 + len, true) !== maskedCrc(data)) throw new Error(`event file: bad record at byte ${pos}`);
+    const e = Event.toObject(Event.decode(data), { longs: Number }) as { step?: number; summary?: { value?: { tag: string; simpleValue: number }[] } };
+    for (const v of e.summary?.value ?? []) out.push({ step: e.step ?? 0, tag: v.tag, value: v.simpleValue });
+    pos += 12 + len + 4;
+  }
+  return out;
+}
