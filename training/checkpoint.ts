@@ -87,7 +87,7 @@ export function decodeCheckpoint(bytes: Uint8Array, file: string): Checkpoint {
     const count = e.dims.reduce((a, b) => a * b, 1);
     const length = count * BYTES[e.dtype];
     if (e.length !== length || !Number.isInteger(e.offset) || e.offset < 0 || e.offset % 8 !== 0 || e.offset + length > blob) bad(`tensor ${e.name} lies outside the file`);
-    const copy = bytes.slice(base + e.offset, base + e.offset + length).buffer;
+    const copy = new Uint8Array(bytes.subarray(base + e.offset, base + e.offset + length)).buffer; // a copy, aligned (Buffer.slice would be a view)
     tensors.set(e.name, e.dtype === 'float32' ? { dtype: 'float32', dims: e.dims, data: new Float32Array(copy) } : { dtype: 'int64', dims: e.dims, data: new BigInt64Array(copy) });
   }
   return { meta: header.meta as Record<string, unknown>, tensors };

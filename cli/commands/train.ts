@@ -5,6 +5,7 @@ import { DATASET_NAMES } from '../../datasets/registry.ts';
 import { loadArchitecture } from '../../graph-builder/dsl/arch.ts';
 import { type RunConfig, resolveRunConfig, type TrainFlags } from '../../training/config.ts';
 import { fit } from '../../training/fit.ts';
+import { type ReproduceGroup, type ReproduceRow, reproduceTable, SEED_RESULTS } from '../../training/reproduce.ts';
 import { EP_NAMES } from '../../training/runtime.ts';
 import { type ArchArgs, archOptions, optimizerOptions } from './graph.ts';
 
@@ -94,4 +95,44 @@ const train: CommandModule<object, TrainArgs> = {
   },
 };
 
-export const trainCommands: CommandModule[] = [train as unknown as CommandModule];
+interface ReproduceArgs {
+  group: string;
+  ep: string;
+  threads?: number;
+  epochs?: number;
+  out: string;
+}
+
+const reproduce: CommandModule<object, ReproduceArgs> = {
+  command: 'reproduce <group>',
+  describe: 'benchmark: train the seeds’ presets with their recipes and print our accuracy beside theirs',
+  builder: (y) =>
+    y
+      .positional('group', { type: 'string', choices: Object.keys(SEED_RESULTS), demandOption: true, describe: 'ntnu (seed 000), eva (001, 003) or jhu (004)' })
+      .option('ep', { type: 'string', choices: EP_NAMES, default: 'cpu' })
+      .option('threads', { type: 'number' })
+      .option('epochs', { type: 'number', describe: 'override the recipes’ epochs (a quick look; targets assume the full count)' })
+      .option('out', { type: 'string', default: 'runs/reproduce', describe: 'parent folder of the runs (finished runs are reused, unfinished ones resumed)' }) as Argv<ReproduceArgs>,
+  handler: async (args) => {
+    const rows: ReproduceRow[] = [];
+    const stop = installStopHandler();
+    const t0 = performance.now();
+    for (const e of SEED_RESULTS[args.group as ReproduceGroup]) {
+      const arch = await loadArchitecture(e.preset);
+      const cfg = resolveRunConfig(arch, { dataset: e.dataset, ep: args.ep, threads: args.threads, epochs: args.epochs });
+      const dir = `${args.out}/${args.group}/${e.preset}-${e.dataset}${args.epochs ? `-e${args.epochs}` : ''}`;
+      console.log(`\n== ${e.preset} on ${e.dataset} (${e.source}) -> ${dir}`);
+      const started = performance.now();
+      const result = await fit(cfg, { runDir: dir, resume: existsSync(`${dir}/checkpoint.ckpt`), stop });
+      if (result.interrupted) {
+        process.exitCode = 130;
+        return;
+      }
+      const seconds = result.epochs.reduce((a, m) => a + m.seconds, 0) || (performance.now() - started) / 1000;
+      rows.push({ experiment: e, ours: result.epochs.map((m) => 100 * m.testAcc), seconds });
+    }
+    console.log(`\n${reproduceTable(rows)}\n\nwall time ${((performance.now() - t0) / 60000).toFixed(1)} min (${args.ep}); time = training seconds of each run`);
+  },
+};
+
+export const trainCommands: CommandModule[] = [train as unknown as CommandModule, reproduce as unknown as CommandModule];

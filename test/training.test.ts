@@ -1,0 +1,183 @@
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
+import { readCheckpoint, writeCheckpoint } from '../training/checkpoint.ts';
+import { resolveRunConfig, type TrainFlags } from '../training/config.ts';
+import { fit } from '../training/fit.ts';
+import { hyperAt, type ScheduleSettings } from '../training/schedule.ts';
+import { readScalars } from '../training/tensorboard.ts';
+
+const CLI = join(import.meta.dirname, '..', 'bin', 'cnnlab.js');
+
+function tmp(): string {
+  return mkdtempSync(join(tmpdir(), 'cnnlab-run-'));
+}
+
+async function config(arch: string, flags: TrainFlags) {
+  return resolveRunConfig(await loadArchitecture(arch), { threads: 2, ...flags });
+}
+
+const quiet = { progress: false, log: () => {} };
+
+describe('fit', () => {
+  it('a short run on a 2k-image MNIST slice passes 90% test accuracy and writes a complete run folder', async () => {
+    const dir = tmp();
+    const cfg = await config('partA', { 'limit-train': 2000, epochs: 3, batch: 50, shuffle: true });
+    const result = await fit(cfg, { runDir: dir, resume: false, ...quiet });
+    const last = result.epochs[result.epochs.length - 1];
+    assert.ok(last.testAcc > 0.9, `test accuracy ${last.testAcc}`);
+    for (const f of ['config.json', 'metrics.jsonl', 'checkpoint.ckpt', 'best.onnx', 'last.onnx']) assert.ok(existsSync(join(dir, f)), f);
+    const metrics = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(metrics.map((m) => m.epoch), [1, 2, 3]);
+    const events = readdirSync(dir).find((f) => f.startsWith('events.out.tfevents.'))!;
+    const scalars = readScalars(readFileSync(join(dir, events)));
+    assert.deepEqual(scalars.filter((s) => s.tag === 'accuracy/test').map((s) => s.value.toFixed(4)), metrics.map((m) => m.testAcc.toFixed(4)));
+    const saved = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+    assert.equal(saved.train.optimizer.name, 'adam');
+    assert.equal(readCheckpoint(join(dir, 'checkpoint.ckpt')).meta.step, 3 * 40);
+  });
+
+  it('an interrupted run resumes to the same parameters as an uninterrupted one', async () => {
+    // BatchNorm, Dropout, augmentation, momentum, a schedule and a short last batch: everything random or stateful.
+    const flags: TrainFlags = { 'limit-train': 730, epochs: 2, batch: 100, 'steps-per-run': 3, augment: true, schedule: 'onecycle', seed: 7 };
+    const cfg = await config('jhu-net:bn=bn-dropout', flags);
+    const whole = tmp();
+    await fit(cfg, { runDir: whole, resume: false, ...quiet });
+    const parts = tmp();
+    let checks = 0;
+    const stop = {
+      get requested() {
+        return ++checks === 3; // after the 3rd chunk: step 7, before epoch 1's short last batch
+      },
+    };
+    const first = await fit(cfg, { runDir: parts, resume: false, ...quiet, stop });
+    assert.equal(first.interrupted, true);
+    assert.equal(readCheckpoint(join(parts, 'checkpoint.ckpt')).meta.step, 7);
+    const second = await fit(cfg, { runDir: parts, resume: true, ...quiet });
+    assert.equal(second.interrupted, false);
+    const a = readCheckpoint(join(whole, 'checkpoint.ckpt'));
+    const b = readCheckpoint(join(parts, 'checkpoint.ckpt'));
+    assert.equal(a.meta.step, 16);
+    assert.equal(b.meta.step, 16);
+    for (const [name, t] of a.tensors) {
+      assert.deepEqual(Buffer.from(b.tensors.get(name)!.data.buffer), Buffer.from(t.data.buffer), `${name} differs after resume`);
+    }
+    const ma = readFileSync(join(whole, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).testAcc);
+    const mb = readFileSync(join(parts, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).testAcc);
+    assert.deepEqual(mb, ma);
+  });
+
+  it('stops on a NaN loss with a clear message and keeps the last good checkpoint', async () => {
+    const dir = tmp();
+    const cfg = await config('partA', { 'limit-train': 3000, epochs: 2, batch: 100, opt: 'sgd', lr: 10, 'steps-per-run': 5 });
+    await assert.rejects(fit(cfg, { runDir: dir, resume: false, ...quiet }), /training diverged at step \d+ \(epoch 1\): the loss is (NaN|Infinity) with lr 10\.0; lower --lr/);
+    assert.ok(!existsSync(join(dir, 'checkpoint.ckpt')) || Number.isFinite(Number(readCheckpoint(join(dir, 'checkpoint.ckpt')).meta.step)));
+  });
+});
+
+describe('schedules', () => {
+  const base: ScheduleSettings = {
+    name: 'onecycle',
+    lr: 0.017,
+    momentum: 0.9,
+    totalSteps: 1000,
+    stepsPerEpoch: 100,
+    stepEpochs: 3,
+    gamma: 0.1,
+    onecycle: { pctStart: 0.3, divFactor: 25, finalDivFactor: 1e4, momentumRange: [0.85, 0.95] },
+  };
+
+  it('OneCycle follows PyTorch: warm-up to max_lr at pct_start, anneal to initial/final_div, momentum inverted', () => {
+    assert.ok(Math.abs(hyperAt(base, 0).lr - 0.017 / 25) < 1e-12);
+    assert.ok(Math.abs(hyperAt(base, 0).momentum - 0.95) < 1e-12);
+    assert.ok(Math.abs(hyperAt(base, 299).lr - 0.017) < 1e-12);
+    assert.ok(Math.abs(hyperAt(base, 299).momentum - 0.85) < 1e-12);
+    assert.ok(Math.abs(hyperAt(base, 999).lr - 0.017 / 25 / 1e4) < 1e-12);
+    assert.ok(Math.abs(hyperAt(base, 999).momentum - 0.95) < 1e-12);
+    // Half-way through the warm-up the cosine is at its midpoint.
+    assert.ok(Math.abs(hyperAt(base, 149.5).lr - (0.017 + 0.017 / 25) / 2) < 1e-9);
+  });
+
+  it('step and cosine', () => {
+    const step = { ...base, name: 'step' as const };
+    assert.equal(hyperAt(step, 299).lr, 0.017);
+    assert.ok(Math.abs(hyperAt(step, 300).lr - 0.0017) < 1e-12);
+    const cos = { ...base, name: 'cosine' as const };
+    assert.ok(Math.abs(hyperAt(cos, 500).lr - 0.0085) < 1e-12);
+    assert.equal(hyperAt({ ...base, name: 'constant' }, 700).lr, 0.017);
+  });
+});
+
+describe('the train command', () => {
+  it('--ep cuda without CUDA: the install message and exit 1, before any training', () => {
+    const out = spawnSync(process.execPath, [CLI, 'train', 'partA', '--ep', 'cuda', '--epochs', '1', '--limit-train', '100', '--out', join(tmp(), 'run')], { encoding: 'utf8' });
+    assert.equal(out.status, 1, out.stderr);
+    assert.match(out.stderr, /^cnnlab: --ep cuda: the CUDA execution provider is not installed: run `npm run install-cuda` once \(needs an NVIDIA GPU with CUDA 12 and cuDNN 9\)/);
+    assert.equal(out.stderr.trim().split('\n').length, 1);
+  });
+
+  it('rejects bad flags with one line naming the flag, exit 2', () => {
+    const cases: [string[], RegExp][] = [
+      [['--epochs', '-1'], /--epochs: expected a whole number in 1\.\.10000, got -1/],
+      [['--batch', '0'], /--batch: expected a whole number in 1\.\.65536, got 0/],
+      [['--lr', 'fast'], /--lr: expected a number in 0\.\.10, got NaN/],
+      [['--opt', 'lion'], /Invalid values:|--opt/],
+      [['--dataset', 'cifar'], /Invalid values:|--dataset/],
+    ];
+    for (const [flags, pattern] of cases) {
+      const out = spawnSync(process.execPath, [CLI, 'train', 'partA', ...flags, '--out', join(tmp(), 'run')], { encoding: 'utf8' });
+      assert.equal(out.status, 2, `${flags.join(' ')}: ${out.stderr}`);
+      assert.match(out.stderr, pattern);
+      assert.equal(out.stderr.trim().split('\n').length, 1, out.stderr);
+    }
+  });
+});
+
+describe('checkpoints', () => {
+  it('survive a kill during writing: the old or the new one, never a broken one', async () => {
+    const dir = tmp();
+    const path = join(dir, 'c.ckpt');
+    const big = (v: number) => ({ meta: { v }, tensors: new Map([['w', { dtype: 'float32' as const, dims: [2_000_000], data: new Float32Array(2_000_000).fill(v) }]]) });
+    writeCheckpoint(path, big(0));
+    const writer = `
+      import { writeCheckpoint } from ${JSON.stringify(join(import.meta.dirname, '..', 'training', 'checkpoint.ts'))};
+      for (let v = 1; ; v++) writeCheckpoint(${JSON.stringify(path)}, { meta: { v }, tensors: new Map([['w', { dtype: 'float32', dims: [2000000], data: new Float32Array(2000000).fill(v) }]]) });
+    `;
+    for (let round = 0; round < 5; round++) {
+      const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', writer], { stdio: 'ignore' });
+      await new Promise((r) => setTimeout(r, 300 + round * 137));
+      child.kill('SIGKILL');
+      await new Promise((r) => child.on('exit', r));
+      const c = readCheckpoint(path);
+      const v = c.meta.v as number;
+      const w = c.tensors.get('w')!.data as Float32Array;
+      assert.ok(w[0] === v && w[w.length - 1] === v, `round ${round}: a torn checkpoint (meta ${v}, data ${w[0]}..${w[w.length - 1]})`);
+    }
+  });
+
+  it('rejects truncated and corrupted files with one line', () => {
+    const dir = tmp();
+    const path = join(dir, 'c.ckpt');
+    writeCheckpoint(path, { meta: { step: 3 }, tensors: new Map([['w', { dtype: 'float32', dims: [4], data: Float32Array.of(1, 2, 3, 4) }]]) });
+    const bytes = readFileSync(path);
+    const c = readCheckpoint(path);
+    assert.deepEqual(Array.from(c.tensors.get('w')!.data as Float32Array), [1, 2, 3, 4]);
+    const check = (b: Uint8Array, pattern: RegExp) => {
+      const p = join(dir, `bad-${Math.random()}.ckpt`);
+      writeFileSync(p, b);
+      assert.throws(() => readCheckpoint(p), pattern);
+    };
+    check(bytes.subarray(0, bytes.length - 10), /not a valid cnnlab checkpoint \(checksum mismatch/);
+    const flipped = Uint8Array.from(bytes);
+    flipped[40] ^= 0xff;
+    check(flipped, /checksum mismatch/);
+    check(Buffer.from('hello'), /too short/);
+    const wrongMagic = Uint8Array.from(bytes);
+    wrongMagic[0] = 0x41;
+    check(wrongMagic, /wrong magic/);
+  });
+});
