@@ -60,7 +60,7 @@ export interface TrainFlags {
 }
 
 /** K steps per session run; measured on the 2-core machine (see README, performance). */
-export const DEFAULT_STEPS_PER_RUN = 16;
+export const DEFAULT_STEPS_PER_RUN = 8;
 
 /** What --augment turns on for a preset whose seed did not augment. */
 const DEFAULT_AUGMENT: AugmentSettings = { rotate: 7, translate: 2, jitter: 0.3 };
