@@ -2,6 +2,7 @@ import type { CommandModule } from 'yargs';
 import { datasetsCommand } from './datasets.ts';
 import { evalCommands } from './eval.ts';
 import { graphCommands } from './graph.ts';
+import { predictCommands } from './predict.ts';
 import { trainCommands } from './train.ts';
 
-export const commands: CommandModule[] = [datasetsCommand, ...graphCommands, ...trainCommands, ...evalCommands];
+export const commands: CommandModule[] = [datasetsCommand, ...graphCommands, ...trainCommands, ...evalCommands, ...predictCommands];
