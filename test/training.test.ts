@@ -79,6 +79,27 @@ describe('fit', () => {
   });
 });
 
+describe('transfer', () => {
+  it('prints zero-shot, fine-tuned and from-scratch rows in both directions; --freeze features keeps the convs', async () => {
+    const src = tmp();
+    const cfg = await config('jhu-net', { dataset: 'fashion-mnist', 'limit-train': 1500, epochs: 1, batch: 50, opt: 'adam', lr: 1e-3 });
+    await fit(cfg, { runDir: src, resume: false, ...quiet });
+    const out = spawnSync(process.execPath, [CLI, 'transfer', '--from', src, '--to', 'mnist', '--limit-train', '1000', '--finetune-epochs', '1', '--freeze', 'features'], { encoding: 'utf8' });
+    assert.equal(out.status, 0, out.stderr);
+    assert.match(out.stdout, /\| zero-shot: .* \(trained on fashion-mnist\) on mnist \| \d+\.\d\d% \|/);
+    assert.match(out.stdout, /\| fine-tuned: lr x0\.05 \(0\.00005\), features frozen, 1 epochs \| \d+\.\d\d% \| \d\.\d{4} \| 20 \|/);
+    assert.match(out.stdout, /\| from scratch: lr 0\.001, 1 epochs \| \d+\.\d\d% \| \d\.\d{4} \| 20 \|/);
+    const before = readCheckpoint(join(src, 'checkpoint.ckpt'));
+    const after = readCheckpoint(join(`${src}-to-mnist`, 'finetune', 'checkpoint.ckpt'));
+    assert.deepEqual(Array.from(after.tensors.get('conv1.weight')!.data as Float32Array), Array.from(before.tensors.get('conv1.weight')!.data as Float32Array));
+    assert.notDeepEqual(Array.from(after.tensors.get('fc2.weight')!.data as Float32Array), Array.from(before.tensors.get('fc2.weight')!.data as Float32Array));
+    // And back: MNIST -> Fashion-MNIST from the fine-tuned run.
+    const back = spawnSync(process.execPath, [CLI, 'transfer', '--from', join(`${src}-to-mnist`, 'finetune'), '--to', 'fashion-mnist', '--limit-train', '500', '--finetune-epochs', '1'], { encoding: 'utf8' });
+    assert.equal(back.status, 0, back.stderr);
+    assert.equal(back.stdout.split('\n').filter((l) => /^\| (zero-shot|fine-tuned|from scratch)/.test(l)).length, 3);
+  });
+});
+
 describe('schedules', () => {
   const base: ScheduleSettings = {
     name: 'onecycle',

@@ -32,6 +32,8 @@ export interface RunConfig {
   stepsPerRun: number;
   checkpointEvery: number;
   evalBatch: number;
+  /** 'features': train only the linear layers (transfer learning). */
+  freeze?: 'features';
 }
 
 export interface TrainFlags {

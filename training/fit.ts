@@ -4,7 +4,7 @@ import cliProgress from 'cli-progress';
 import { CnnlabError } from '../common/errors.ts';
 import { Rng } from '../common/rng.ts';
 import { type Dataset, loadDataset, PIXELS, type Split, sliceSplit } from '../datasets/sources.ts';
-import { initialCheckpoint, modelMeta } from '../graph-builder/artifacts/build.ts';
+import { featureParams, initialCheckpoint, modelMeta } from '../graph-builder/artifacts/build.ts';
 import { buildEvalModel } from '../graph-builder/artifacts/eval.ts';
 import { buildInferenceModel } from '../graph-builder/artifacts/inference.ts';
 import { buildTrainStepModel } from '../graph-builder/artifacts/train-step.ts';
@@ -42,6 +42,8 @@ export interface FitOptions {
   log?: (line: string) => void;
   /** Set to stop after the current chunk, with a checkpoint (Ctrl-C). */
   stop?: { requested: boolean };
+  /** Start from these parameters instead of a fresh initialisation (fine-tuning). */
+  init?: ParamSet;
 }
 
 export interface FitResult {
@@ -138,7 +140,7 @@ export async function evaluate(rt: Runtime, session: Session, params: ParamSet, 
   return { loss: loss / split.count, accuracy: correct / split.count, predicted };
 }
 
-function paramsOf(tensors: Checkpoint['tensors'], arch: Architecture): ParamSet {
+export function paramsOf(tensors: Checkpoint['tensors'], arch: Architecture): ParamSet {
   const out: ParamSet = new Map();
   for (const p of arch.analysis.params) out.set(p.name, tensors.get(p.name)!.data as Float32Array);
   return out;
@@ -174,7 +176,8 @@ export async function fit(cfg: RunConfig, opts: FitOptions): Promise<FitResult> 
   const meta = modelMeta(arch, cfg.dataset);
   meta.mean = cfg.normalization.mean;
   meta.std = cfg.normalization.std;
-  const built = buildTrainStepModel(arch.analysis, { optimizer: cfg.train.optimizer, loss: cfg.train.loss, smoothing: cfg.train.smoothing, meta });
+  const frozen = cfg.freeze === 'features' ? featureParams(arch) : undefined;
+  const built = buildTrainStepModel(arch.analysis, { optimizer: cfg.train.optimizer, loss: cfg.train.loss, smoothing: cfg.train.smoothing, meta, frozen });
   const rt = await createRuntime({ ep: cfg.ep, threads: cfg.threads, deviceId: cfg.deviceId });
   if (rt.note) log(rt.note);
 
@@ -183,7 +186,7 @@ export async function fit(cfg: RunConfig, opts: FitOptions): Promise<FitResult> 
     start = readCheckpoint(ckptPath);
     if (start.meta.architecture !== arch.id) throw new CnnlabError(`${ckptPath}: holds ${String(start.meta.architecture)}, the run trains ${arch.id}`);
   } else {
-    start = initialCheckpoint(built.iface, initParams(arch.analysis, cfg.seed), {});
+    start = initialCheckpoint(built.iface, opts.init ?? initParams(arch.analysis, cfg.seed), {});
   }
   const runner = await StepRunner.create(rt, built.bytes, built.iface, start);
   const evalSession = await rt.createSession(buildEvalModel(arch.analysis, cfg.train.loss, meta));

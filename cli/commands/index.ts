@@ -4,5 +4,6 @@ import { evalCommands } from './eval.ts';
 import { graphCommands } from './graph.ts';
 import { predictCommands } from './predict.ts';
 import { trainCommands } from './train.ts';
+import { transferCommands } from './transfer.ts';
 
-export const commands: CommandModule[] = [datasetsCommand, ...graphCommands, ...trainCommands, ...evalCommands, ...predictCommands];
+export const commands: CommandModule[] = [datasetsCommand, ...graphCommands, ...trainCommands, ...evalCommands, ...predictCommands, ...transferCommands];

@@ -28,6 +28,16 @@ export interface TrainSpecOverrides {
   smoothing?: number;
 }
 
+/** The feature extractor: every parameter of the layers before the first linear layer. */
+export function featureParams(arch: Architecture): Set<string> {
+  const out = new Set<string>();
+  for (const l of arch.analysis.layers) {
+    if (l.layer.kind === 'linear') break;
+    for (const p of l.params) out.add(p.name);
+  }
+  return out;
+}
+
 /** NLL when the model ends in LogSoftmax (as the EVA and JHU seeds), cross-entropy on logits otherwise. */
 export function lossKindFor(arch: Architecture): LossKind {
   return arch.model.layers[arch.model.layers.length - 1].kind === 'logSoftmax' ? 'nll' : 'cross-entropy';

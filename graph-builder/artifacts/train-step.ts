@@ -15,6 +15,8 @@ export interface TrainGraphOptions {
   loss: LossKind;
   smoothing?: number;
   meta: ModelMeta;
+  /** Parameters kept fixed (fine-tuning with frozen features): no gradient, no update. */
+  frozen?: ReadonlySet<string>;
 }
 
 /** A value the train step carries from one step to the next, and the name it leaves under. */
@@ -79,7 +81,7 @@ export function emitLossAndGradients(b: GraphBuilder, a: Analysis, opts: Omit<Tr
   const mode = trainMode(v.seed);
   const scores = emitForward(b, a, x, { param: v.param, train: mode.hooks });
   const { loss, correct } = emitLoss(b, scores, v.labels, { kind: opts.loss, smoothing: opts.smoothing, reduction: 'mean' });
-  const trainable = a.params.filter((p) => p.trainable).map((p) => v.param(p.name));
+  const trainable = a.params.filter((p) => p.trainable && !opts.frozen?.has(p.name)).map((p) => v.param(p.name));
   const grads = emitBackward(b, loss, trainable, rules);
   return { loss, correct, grads, bufferUpdates: mode.bufferUpdates };
 }
@@ -118,6 +120,11 @@ export function buildTrainStepModel(a: Analysis, opts: TrainGraphOptions): { byt
   const next = new Map<string, string>();
   for (const p of a.params.filter((q) => q.trainable).map((q) => q.name)) {
     const slots = stateNames(opts.optimizer);
+    if (opts.frozen?.has(p)) {
+      next.set(p, at(p));
+      for (const s of slots) next.set(stateName(p, s), at(stateName(p, s)));
+      continue;
+    }
     const upd = emitUpdate(b, opts.optimizer, {
       param: at(p),
       grad: grads.get(at(p))!,

@@ -1,0 +1,72 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CnnlabError } from '../common/errors.ts';
+import type { DatasetName } from '../datasets/registry.ts';
+import { loadDataset } from '../datasets/sources.ts';
+import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
+import { evaluateInference } from '../inference/evaluate.ts';
+import { loadInferenceModel } from '../inference/model.ts';
+import { readCheckpoint } from './checkpoint.ts';
+import type { RunConfig } from './config.ts';
+import { CHECKPOINT, fit, type FitOptions, paramsOf } from './fit.ts';
+import { createRuntime } from './runtime.ts';
+
+export interface TransferOptions {
+  from: string;
+  to: DatasetName;
+  finetuneEpochs: number;
+  lrScale: number;
+  freeze?: 'features';
+  limitTrain?: number;
+  outDir?: string;
+  fit: Pick<FitOptions, 'progress' | 'log' | 'stop'>;
+}
+
+export interface TransferRow {
+  setting: string;
+  accuracy: number;
+  loss: number;
+  steps: number;
+  run?: string;
+}
+
+/**
+ * Seed 004, questions 14 and 15: the unchanged model on the other dataset, the same weights
+ * fine-tuned with a scaled learning rate, and the architecture trained from scratch for the
+ * same number of steps (same recipe, same normalisation), side by side.
+ */
+export async function transfer(o: TransferOptions): Promise<TransferRow[]> {
+  const configPath = join(o.from, 'config.json');
+  if (!existsSync(configPath) || !existsSync(join(o.from, CHECKPOINT))) throw new CnnlabError(`--from ${o.from}: not a run folder (config.json and ${CHECKPOINT} expected)`, 2);
+  const source = JSON.parse(readFileSync(configPath, 'utf8')) as RunConfig;
+  const model = loadInferenceModel(o.from);
+  const arch = await loadArchitecture(source.archFile ? undefined : source.architecture, source.archFile);
+  const data = await loadDataset(o.to);
+  const rt = await createRuntime({ ep: source.ep === 'wasm' ? 'wasm' : 'cpu', threads: source.threads });
+  const session = await rt.createSession(model.bytes);
+  const zero = await evaluateInference(rt, session, data.test);
+  await session.release();
+  const rows: TransferRow[] = [{ setting: `zero-shot: ${model.path} (trained on ${source.dataset}) on ${o.to}`, accuracy: zero.accuracy, loss: zero.loss, steps: 0 }];
+
+  const base: RunConfig = { ...source, dataset: o.to, dataDir: undefined, epochs: o.finetuneEpochs, limitTrain: o.limitTrain ?? source.limitTrain, freeze: o.freeze };
+  const out = o.outDir ?? `${o.from}-to-${o.to}`;
+  const init = paramsOf(readCheckpoint(join(o.from, CHECKPOINT)).tensors, arch);
+  const tuned = await fit({ ...base, lr: source.lr * o.lrScale }, { ...o.fit, runDir: `${out}/finetune`, resume: false, init });
+  const scratch = await fit({ ...base, freeze: undefined }, { ...o.fit, runDir: `${out}/scratch`, resume: false });
+  const last = (r: Awaited<ReturnType<typeof fit>>) => r.epochs[r.epochs.length - 1];
+  rows.push({
+    setting: `fine-tuned: lr x${o.lrScale} (${+(source.lr * o.lrScale).toPrecision(3)})${o.freeze ? ', features frozen' : ''}, ${o.finetuneEpochs} epochs`,
+    accuracy: last(tuned).testAcc,
+    loss: last(tuned).testLoss,
+    steps: last(tuned).step,
+    run: `${out}/finetune`,
+  });
+  rows.push({ setting: `from scratch: lr ${source.lr}, ${o.finetuneEpochs} epochs`, accuracy: last(scratch).testAcc, loss: last(scratch).testLoss, steps: last(scratch).step, run: `${out}/scratch` });
+  return rows;
+}
+
+export function transferTable(rows: TransferRow[]): string {
+  const lines = ['| setting | test accuracy | test loss | training steps |', '|---|---|---|---|'];
+  for (const r of rows) lines.push(`| ${r.setting} | ${(100 * r.accuracy).toFixed(2)}% | ${r.loss.toFixed(4)} | ${r.steps} |`);
+  return lines.join('\n');
+}
