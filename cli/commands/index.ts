@@ -2,8 +2,8 @@ import type { CommandModule } from 'yargs';
 import { datasetsCommand } from './datasets.ts';
 import { evalCommands } from './eval.ts';
 import { graphCommands } from './graph.ts';
-import { predictCommands } from './predict.ts';
+import { predictCommands, serveCommands } from './predict.ts';
 import { trainCommands } from './train.ts';
 import { transferCommands } from './transfer.ts';
 
-export const commands: CommandModule[] = [datasetsCommand, ...graphCommands, ...trainCommands, ...evalCommands, ...predictCommands, ...transferCommands];
+export const commands: CommandModule[] = [datasetsCommand, ...graphCommands, ...trainCommands, ...evalCommands, ...predictCommands, ...serveCommands, ...transferCommands];

@@ -31,12 +31,17 @@ export function metadataProps(a: Analysis, meta: ModelMeta): Record<string, stri
  * The inference graph: `image` [N,1,28,28] in 0..1 → `logits` and `probabilities` [N,10].
  * Parameters are initialisers named after the layers, so the model reads well in Netron.
  */
-export function buildInferenceModel(a: Analysis, params: ParamSet, meta: ModelMeta): Uint8Array {
+export function buildInferenceModel(a: Analysis, params: ParamSet | 'inputs', meta: ModelMeta): Uint8Array {
   const b = new GraphBuilder('cnnlab_inference');
   const image = b.input('image', 'float32', ['N', 1, 28, 28]);
   b.reserve('logits');
   b.reserve('probabilities');
   for (const p of a.params) {
+    // 'inputs': parameters fed per run (the demo page predicts with the weights it fine-tunes).
+    if (params === 'inputs') {
+      b.input(p.name, 'float32', p.shape);
+      continue;
+    }
     const data = params.get(p.name);
     if (!data) throw new Error(`parameter ${p.name} is missing`);
     b.initializer({ name: p.name, dtype: 'float32', dims: p.shape, data });

@@ -1,0 +1,218 @@
+import { readFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { CnnlabError } from '../common/errors.ts';
+import { type DatasetName, DATASET_NAMES } from '../datasets/registry.ts';
+import { loadDataset, PIXELS } from '../datasets/sources.ts';
+import { initialCheckpoint, lossKindFor } from '../graph-builder/artifacts/build.ts';
+import { buildInferenceModel, type ModelMeta } from '../graph-builder/artifacts/inference.ts';
+import { buildTrainStepModel, type TrainStepInterface } from '../graph-builder/artifacts/train-step.ts';
+import { type Architecture, loadArchitecture } from '../graph-builder/dsl/arch.ts';
+import type { ParamSet } from '../graph-builder/dsl/init.ts';
+import { decodeModel } from '../graph-builder/graph/onnx.ts';
+import { defaultOptimizer } from '../graph-builder/optimizers.ts';
+import { type LoadedModel, loadInferenceModel } from './model.ts';
+import { prepareImage } from './preprocess.ts';
+
+/** Uploads larger than this are refused (413): a drawing or a photo of a digit is far smaller. */
+export const MAX_UPLOAD = 5 * 1024 * 1024;
+
+interface ServedModel {
+  id: string;
+  model: LoadedModel;
+  card: Record<string, unknown>;
+  /** Fine-tuning pieces, where the architecture can be rebuilt (presets and JSON specs). */
+  train?: { step: Uint8Array; inference: Uint8Array; state: Uint8Array; iface: TrainStepInterface };
+  samples: Uint8Array;
+  sampleLabels: Uint8Array;
+}
+
+const WEB_DIR = join(import.meta.dirname, 'web');
+const STATIC: Record<string, [string, string]> = {
+  '/': ['index.html', 'text/html; charset=utf-8'],
+  '/index.html': ['index.html', 'text/html; charset=utf-8'],
+  '/app.js': ['app.js', 'text/javascript; charset=utf-8'],
+  '/style.css': ['style.css', 'text/css; charset=utf-8'],
+};
+
+/** The onnxruntime-web files the page loads, served from node_modules (no CDN). */
+function ortDir(): string {
+  // The package exports no package.json; its main entry lives in dist/ beside the wasm files.
+  const require = createRequire(import.meta.url);
+  return dirname(require.resolve('onnxruntime-web'));
+}
+const ORT_FILES = new Set(['ort.wasm.min.mjs', 'ort-wasm-simd-threaded.wasm', 'ort-wasm-simd-threaded.mjs']);
+
+/**
+ * The carried tensors of a fresh fine-tuning run as one blob: u32 header length, a JSON
+ * header [{name, dtype, shape, offset}], then the little-endian data.
+ */
+function packState(iface: TrainStepInterface, params: ParamSet): Uint8Array {
+  const ckpt = initialCheckpoint(iface, params, {});
+  const entries: { name: string; dtype: string; shape: number[]; offset: number; length: number }[] = [];
+  let offset = 0;
+  for (const c of iface.carried) {
+    const t = ckpt.tensors.get(c.name)!;
+    entries.push({ name: c.name, dtype: t.dtype, shape: c.shape, offset, length: t.data.byteLength });
+    offset += Math.ceil(t.data.byteLength / 8) * 8;
+  }
+  const header = new TextEncoder().encode(JSON.stringify(entries));
+  const start = Math.ceil((4 + header.length) / 8) * 8;
+  const out = new Uint8Array(start + offset);
+  new DataView(out.buffer).setUint32(0, header.length, true);
+  out.set(header, 4);
+  for (const e of entries) {
+    const t = ckpt.tensors.get(e.name)!;
+    out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), start + e.offset);
+  }
+  return out;
+}
+
+async function tryArchitecture(id: string): Promise<Architecture | undefined> {
+  if (id.startsWith('file:')) return undefined;
+  try {
+    return await loadArchitecture(id);
+  } catch {
+    return undefined;
+  }
+}
+
+export async function loadServedModels(targets: (string | undefined)[]): Promise<ServedModel[]> {
+  const out: ServedModel[] = [];
+  for (const [i, target] of targets.entries()) {
+    const model = loadInferenceModel(target);
+    const dataset = (DATASET_NAMES.includes(model.dataset as DatasetName) ? model.dataset : 'mnist') as DatasetName;
+    const data = await loadDataset(dataset);
+    const norm = JSON.parse(model.metadata['cnnlab.normalization'] ?? '{"mean":0,"std":1}') as { mean: number; std: number };
+    const card = {
+      id: String(i),
+      name: `${model.architecture} (${dataset})`,
+      architecture: model.architecture,
+      dataset,
+      classes: model.classes,
+      parameters: model.parameters,
+      testAccuracy: model.testAccuracy ?? null,
+      file: model.path,
+      normalization: norm,
+    };
+    const served: ServedModel = { id: String(i), model, card, samples: data.test.images.subarray(0, 64 * PIXELS), sampleLabels: data.test.labels.subarray(0, 64) };
+    const arch = await tryArchitecture(model.architecture);
+    if (arch) {
+      const params: ParamSet = new Map(decodeModel(model.bytes).initializers.map((t) => [t.name, t.data as Float32Array]));
+      if (arch.analysis.params.every((p) => params.get(p.name)?.length === p.shape.reduce((a, b) => a * b, 1))) {
+        const meta: ModelMeta = { architecture: arch.id, dataset, classes: model.classes, ...norm };
+        // Fine-tuning on a handful of drawings: plain SGD with momentum; the page feeds lr per step.
+        const built = buildTrainStepModel(arch.analysis, { optimizer: defaultOptimizer('sgd', 0, true), loss: lossKindFor(arch), meta });
+        served.train = { step: built.bytes, inference: buildInferenceModel(arch.analysis, 'inputs', meta), state: packState(built.iface, params), iface: built.iface };
+      }
+    }
+    (served.card as Record<string, unknown>).fineTuning = Boolean(served.train);
+    out.push(served);
+  }
+  return out;
+}
+
+function send(res: ServerResponse, status: number, body: string | Uint8Array, type = 'text/plain; charset=utf-8'): void {
+  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
+  res.end(body);
+}
+
+function json(res: ServerResponse, value: unknown, status = 200): void {
+  send(res, status, JSON.stringify(value), 'application/json');
+}
+
+/** Reads a request body up to `limit` bytes; past it, answers 413 and resolves undefined. */
+function readBody(req: IncomingMessage, res: ServerResponse, limit: number): Promise<Buffer | undefined> {
+  return new Promise((resolve) => {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > limit) {
+      send(res, 413, `upload larger than ${limit} bytes\n`);
+      req.resume();
+      resolve(undefined);
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    req.on('data', (c: Buffer) => {
+      if (done) return;
+      size += c.length;
+      if (size > limit) {
+        done = true;
+        send(res, 413, `upload larger than ${limit} bytes\n`);
+        resolve(undefined);
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      if (!done) resolve(Buffer.concat(chunks));
+    });
+    req.on('error', () => {
+      if (!done) resolve(undefined);
+    });
+  });
+}
+
+export function createDemoServer(models: ServedModel[]): Server {
+  const ort = ortDir();
+  const byId = new Map(models.map((m) => [m.id, m]));
+  return createServer(async (req, res) => {
+    try {
+      const url = new URL(req.url ?? '/', 'http://localhost');
+      const path = url.pathname;
+      if (req.method === 'GET' && STATIC[path]) {
+        const [file, type] = STATIC[path];
+        return send(res, 200, readFileSync(join(WEB_DIR, file)), type);
+      }
+      if (path === '/favicon.ico') {
+        res.writeHead(204).end();
+        return;
+      }
+      if (req.method === 'GET' && path.startsWith('/ort/')) {
+        const file = path.slice(5);
+        if (!ORT_FILES.has(file)) return send(res, 404, 'not found\n');
+        return send(res, 200, readFileSync(join(ort, file)), file.endsWith('.wasm') ? 'application/wasm' : 'text/javascript; charset=utf-8');
+      }
+      if (req.method === 'GET' && path === '/api/models') return json(res, models.map((m) => m.card));
+      const m = /^\/api\/models\/(\d+)\/([a-z_.-]+)$/.exec(path);
+      if (req.method === 'GET' && m) {
+        const served = byId.get(m[1]);
+        if (!served) return send(res, 404, 'no such model\n');
+        switch (m[2]) {
+          case 'inference.onnx':
+            return send(res, 200, served.model.bytes, 'application/octet-stream');
+          case 'samples':
+            return json(res, { labels: Array.from(served.sampleLabels), pixels: Buffer.from(served.samples).toString('base64') });
+          case 'train_step.onnx':
+          case 'inference_inputs.onnx':
+          case 'train_state.bin':
+            if (!served.train) return send(res, 404, 'fine-tuning is not available for this model\n');
+            return send(res, 200, m[2] === 'train_step.onnx' ? served.train.step : m[2] === 'inference_inputs.onnx' ? served.train.inference : served.train.state, 'application/octet-stream');
+          case 'train_interface':
+            if (!served.train) return send(res, 404, 'fine-tuning is not available for this model\n');
+            return json(res, served.train.iface);
+        }
+        return send(res, 404, 'not found\n');
+      }
+      if (path === '/api/prepare') {
+        if (req.method !== 'POST') return send(res, 405, 'POST an image\n');
+        const body = await readBody(req, res, MAX_UPLOAD);
+        if (!body) return;
+        if (body.length === 0) return send(res, 400, 'empty upload\n');
+        try {
+          const { pixels } = await prepareImage(body, 'upload');
+          return json(res, { pixels: Array.from(pixels) });
+        } catch (err) {
+          if (err instanceof CnnlabError) return json(res, { error: err.message }, 400);
+          throw err;
+        }
+      }
+      return send(res, 404, 'not found\n');
+    } catch (err) {
+      if (!res.headersSent) send(res, 500, `internal error: ${(err as Error).message}\n`);
+      else res.destroy();
+    }
+  });
+}

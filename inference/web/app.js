@@ -1,0 +1,411 @@
+// The demo page: inference and fine-tuning with onnxruntime-web (WebAssembly), all files from this server.
+import * as ort from '/ort/ort.wasm.min.mjs';
+
+ort.env.wasm.wasmPaths = '/ort/';
+ort.env.wasm.numThreads = 1;
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  models: [],
+  current: null,
+  session: null,
+  pixels: null,
+  probabilities: null,
+  examples: [],
+  losses: [],
+  tune: null,
+  busy: false,
+};
+// Hooks for the browser tests (and the curious).
+window.cnnlab = { state, ready: null };
+
+async function fetchBytes(url) {
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`${url}: ${res.status} ${await res.text()}`);
+  return new Uint8Array(await res.arrayBuffer());
+}
+
+/** Carried tensors of a fresh fine-tuning run: u32 header length, JSON header, little-endian data. */
+function unpackState(bytes) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headerLength = view.getUint32(0, true);
+  const entries = JSON.parse(new TextDecoder().decode(bytes.subarray(4, 4 + headerLength)));
+  const start = Math.ceil((4 + headerLength) / 8) * 8;
+  const tensors = {};
+  for (const e of entries) {
+    const raw = bytes.slice(start + e.offset, start + e.offset + e.length).buffer;
+    tensors[e.name] = e.dtype === 'int64' ? new ort.Tensor('int64', new BigInt64Array(raw), e.shape) : new ort.Tensor('float32', new Float32Array(raw), e.shape);
+  }
+  return tensors;
+}
+
+// ---- prediction ----
+
+async function predict(pixels) {
+  const m = state.current;
+  const image = new ort.Tensor('float32', pixels, [1, 1, 28, 28]);
+  let out;
+  if (state.tune?.tuned) {
+    const feeds = { image };
+    for (const p of state.tune.paramNames) feeds[p] = state.tune.carried[p];
+    out = await state.tune.inference.run(feeds);
+  } else {
+    out = await state.session.run({ image });
+  }
+  const p = out.probabilities.data;
+  state.pixels = pixels;
+  state.probabilities = Array.from(p);
+  renderBars(m.classes, state.probabilities);
+  drawPreview(pixels);
+}
+
+function renderBars(classes, p) {
+  const order = p.map((v, i) => i).sort((a, b) => p[b] - p[a]);
+  $('top').textContent = classes[order[0]];
+  $('bars').innerHTML = '';
+  for (const k of order) {
+    const row = document.createElement('div');
+    row.className = `bar${k === order[0] ? ' top' : ''}`;
+    row.innerHTML = `<span class="name"></span><span class="track"><span class="fill" style="width:${(100 * p[k]).toFixed(1)}%"></span></span><span class="pct">${(100 * p[k]).toFixed(1)}%</span>`;
+    row.querySelector('.name').textContent = classes[k];
+    $('bars').appendChild(row);
+  }
+}
+
+function drawPreview(pixels) {
+  const ctx = $('preview').getContext('2d');
+  const img = ctx.createImageData(28, 28);
+  for (let i = 0; i < 784; i++) {
+    const v = Math.round(pixels[i] * 255);
+    img.data.set([v, v, v, 255], i * 4);
+  }
+  const tmp = document.createElement('canvas');
+  tmp.width = tmp.height = 28;
+  tmp.getContext('2d').putImageData(img, 0, 0);
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(tmp, 0, 0, 56, 56);
+}
+
+/** MNIST-style preparation happens on the server (sharp), the same code as `cnnlab predict`. */
+async function prepare(blob) {
+  const res = await fetch('/api/prepare', { method: 'POST', body: blob, headers: { 'content-type': 'application/octet-stream' } });
+  const body = await res.json().catch(() => ({ error: `HTTP ${res.status}` }));
+  if (!res.ok) throw new Error(body.error ?? `HTTP ${res.status}`);
+  return Float32Array.from(body.pixels);
+}
+
+// ---- drawing ----
+
+const pad = $('pad');
+const ctx = pad.getContext('2d');
+let drawing = false;
+let last = null;
+let version = 0; // bumped by every stroke
+let shown = 0; // the version of the drawing last predicted
+let inflight = null;
+
+function clearPad() {
+  ctx.fillStyle = '#fff';
+  ctx.fillRect(0, 0, pad.width, pad.height);
+  $('top').textContent = '';
+  $('bars').innerHTML = '';
+  state.pixels = null;
+  state.probabilities = null;
+  shown = version;
+}
+
+function point(e) {
+  const r = pad.getBoundingClientRect();
+  return [((e.clientX - r.left) * pad.width) / r.width, ((e.clientY - r.top) * pad.height) / r.height];
+}
+
+pad.addEventListener('pointerdown', (e) => {
+  drawing = true;
+  pad.setPointerCapture(e.pointerId);
+  last = point(e);
+  stroke(last, last);
+});
+pad.addEventListener('pointermove', (e) => {
+  if (!drawing) return;
+  const p = point(e);
+  stroke(last, p);
+  last = p;
+});
+for (const ev of ['pointerup', 'pointercancel']) {
+  pad.addEventListener(ev, () => {
+    drawing = false;
+    predictPad();
+  });
+}
+
+function stroke(a, b) {
+  ctx.strokeStyle = '#000';
+  ctx.lineWidth = 20;
+  ctx.lineCap = 'round';
+  ctx.lineJoin = 'round';
+  ctx.beginPath();
+  ctx.moveTo(a[0], a[1]);
+  ctx.lineTo(b[0], b[1]);
+  ctx.stroke();
+  version++;
+}
+
+/** Live predictions while drawing: one in flight at a time; when it lands, the newest drawing is predicted if it changed. */
+function predictPad() {
+  if (inflight) return inflight;
+  const v = version;
+  inflight = new Promise((resolve) => pad.toBlob(resolve, 'image/png'))
+    .then(prepare)
+    .then(predict)
+    .then(() => setStatus(''))
+    .catch((err) => setStatus(err.message))
+    .finally(() => {
+      shown = v;
+      inflight = null;
+      if (shown !== version && !drawing) predictPad();
+    });
+  return inflight;
+}
+setInterval(() => {
+  if (drawing && shown !== version) predictPad();
+}, 150);
+
+/** Resolves once the prediction on screen is of the drawing on screen (for tests). */
+async function settled() {
+  while (inflight || shown !== version || drawing) await (inflight ?? new Promise((r) => setTimeout(r, 20)));
+}
+
+function setStatus(text) {
+  $('status').textContent = text;
+}
+
+$('clear').addEventListener('click', clearPad);
+
+// ---- upload and drag-and-drop ----
+
+async function predictFile(file) {
+  try {
+    setStatus(`reading ${file.name}…`);
+    await predict(await prepare(file));
+    setStatus(file.name);
+  } catch (err) {
+    setStatus(err.message);
+  }
+}
+$('file').addEventListener('change', (e) => e.target.files[0] && predictFile(e.target.files[0]));
+const drop = $('drop');
+drop.addEventListener('dragover', (e) => {
+  e.preventDefault();
+  drop.classList.add('over');
+});
+drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+drop.addEventListener('drop', (e) => {
+  e.preventDefault();
+  drop.classList.remove('over');
+  if (e.dataTransfer.files[0]) predictFile(e.dataTransfer.files[0]);
+});
+
+// ---- model card and gallery ----
+
+async function timeInference() {
+  const image = new ort.Tensor('float32', new Float32Array(784), [1, 1, 28, 28]);
+  await state.session.run({ image });
+  const times = [];
+  for (let i = 0; i < 20; i++) {
+    const t0 = performance.now();
+    await state.session.run({ image });
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return times[10];
+}
+
+function renderCard(m, ms) {
+  const rows = [
+    ['architecture', m.architecture],
+    ['parameters', m.parameters.toLocaleString('en-US')],
+    ['dataset', m.dataset],
+    ['test accuracy', m.testAccuracy == null ? 'unknown' : `${(100 * m.testAccuracy).toFixed(2)}%`],
+    ['inference', `${ms.toFixed(2)} ms per image (median of 20, wasm)`],
+    ['fine-tuning', m.fineTuning ? 'available' : 'not for this model'],
+    ['file', m.file],
+  ];
+  $('card').innerHTML = '';
+  for (const [k, v] of rows) {
+    const dt = document.createElement('dt');
+    dt.textContent = k;
+    const dd = document.createElement('dd');
+    dd.textContent = v;
+    $('card').append(dt, dd);
+  }
+}
+
+async function renderGallery(m) {
+  const res = await fetch(`/api/models/${m.id}/samples`);
+  const { labels, pixels } = await res.json();
+  const bytes = Uint8Array.from(atob(pixels), (c) => c.charCodeAt(0));
+  const n = Math.min(24, labels.length);
+  const images = new Float32Array(n * 784);
+  for (let i = 0; i < n * 784; i++) images[i] = bytes[i] / 255;
+  const out = await state.session.run({ image: new ort.Tensor('float32', images, [n, 1, 28, 28]) });
+  const p = out.probabilities.data;
+  $('gallery').innerHTML = '';
+  let mistakes = 0;
+  for (let i = 0; i < n; i++) {
+    let arg = 0;
+    for (let k = 1; k < 10; k++) if (p[i * 10 + k] > p[i * 10 + arg]) arg = k;
+    const cell = document.createElement('div');
+    cell.className = `sample${arg === labels[i] ? '' : ' wrong'}`;
+    mistakes += arg === labels[i] ? 0 : 1;
+    const c = document.createElement('canvas');
+    c.width = c.height = 28;
+    const g = c.getContext('2d');
+    const img = g.createImageData(28, 28);
+    for (let j = 0; j < 784; j++) img.data.set([bytes[i * 784 + j], bytes[i * 784 + j], bytes[i * 784 + j], 255], j * 4);
+    g.putImageData(img, 0, 0);
+    const caption = document.createElement('div');
+    caption.textContent = `${m.classes[arg]} / ${m.classes[labels[i]]}`;
+    cell.append(c, caption);
+    $('gallery').appendChild(cell);
+  }
+  return mistakes;
+}
+
+// ---- fine-tuning in the browser ----
+
+async function loadTuning(m) {
+  if (state.tune && state.tune.model === m.id) return state.tune;
+  setTune('loading the train-step graph…');
+  const [stepBytes, inferenceBytes, stateBytes, iface] = await Promise.all([
+    fetchBytes(`/api/models/${m.id}/train_step.onnx`),
+    fetchBytes(`/api/models/${m.id}/inference_inputs.onnx`),
+    fetchBytes(`/api/models/${m.id}/train_state.bin`),
+    fetch(`/api/models/${m.id}/train_interface`).then((r) => r.json()),
+  ]);
+  state.tune = {
+    model: m.id,
+    step: await ort.InferenceSession.create(stepBytes),
+    inference: await ort.InferenceSession.create(inferenceBytes),
+    initial: stateBytes,
+    carried: unpackState(stateBytes),
+    iface,
+    paramNames: iface.carried.filter((c) => c.role === 'param' || c.role === 'buffer').map((c) => c.name),
+    tuned: false,
+  };
+  setTune('');
+  return state.tune;
+}
+
+function setTune(text) {
+  $('tune-status').textContent = text;
+}
+
+/** K steps on all examples (one batch), lr from the page, momentum 0.9, fresh dropout seeds. */
+async function train() {
+  const m = state.current;
+  if (!m.fineTuning || state.examples.length === 0 || state.busy) return;
+  state.busy = true;
+  $('train').disabled = true;
+  try {
+    const t = await loadTuning(m);
+    const K = Math.max(1, Math.min(200, Number($('steps').value) || 10));
+    const lr = Number($('lr').value) || 0.01;
+    const B = state.examples.length;
+    const images = new Uint8Array(K * B * 784);
+    const labels = new Uint8Array(K * B);
+    for (let k = 0; k < K; k++) {
+      state.examples.forEach((ex, j) => {
+        for (let i = 0; i < 784; i++) images[(k * B + j) * 784 + i] = Math.round(ex.pixels[i] * 255);
+        labels[k * B + j] = ex.label;
+      });
+    }
+    const feeds = { ...t.carried };
+    feeds.images = new ort.Tensor('uint8', images, [K, B, 28, 28]);
+    feeds.labels = new ort.Tensor('uint8', labels, [K, B]);
+    feeds.lr = new ort.Tensor('float32', new Float32Array(K).fill(lr), [K]);
+    feeds.momentum = new ort.Tensor('float32', new Float32Array(K).fill(0.9), [K]);
+    feeds.dropout_seed = new ort.Tensor('int64', BigInt64Array.from({ length: K }, () => BigInt(Math.floor(Math.random() * 2147483646))), [K]);
+    const t0 = performance.now();
+    const out = await t.step.run(feeds);
+    for (const c of t.iface.carried) t.carried[c.name] = out[c.next];
+    t.tuned = true;
+    state.losses.push(...out.losses.data);
+    drawLosses();
+    setTune(`${K} steps on ${B} example(s) in ${(performance.now() - t0).toFixed(0)} ms; loss ${out.losses.data[0].toFixed(3)} → ${out.losses.data[K - 1].toFixed(3)}`);
+    if (state.pixels) await predict(state.pixels);
+  } catch (err) {
+    setTune(err.message);
+  } finally {
+    state.busy = false;
+    $('train').disabled = false;
+  }
+}
+
+function drawLosses() {
+  const c = $('loss');
+  const g = c.getContext('2d');
+  g.clearRect(0, 0, c.width, c.height);
+  const L = state.losses;
+  if (!L.length) return;
+  const max = Math.max(...L, 1e-3);
+  g.strokeStyle = '#2a6fdb';
+  g.lineWidth = 2;
+  g.beginPath();
+  L.forEach((v, i) => {
+    const x = 8 + ((c.width - 16) * i) / Math.max(1, L.length - 1);
+    const y = c.height - 8 - ((c.height - 24) * v) / max;
+    if (i) g.lineTo(x, y);
+    else g.moveTo(x, y);
+  });
+  g.stroke();
+  g.fillStyle = '#5b6570';
+  g.font = '12px sans-serif';
+  g.fillText(`loss (max ${max.toFixed(2)}), ${L.length} steps`, 8, 14);
+}
+
+$('add').addEventListener('click', () => {
+  if (!state.pixels) return setTune('draw or upload a digit first');
+  state.examples.push({ pixels: state.pixels, label: Number($('label').value) });
+  $('examples').textContent = `${state.examples.length} example${state.examples.length === 1 ? '' : 's'}`;
+});
+$('train').addEventListener('click', train);
+$('reset').addEventListener('click', async () => {
+  if (state.tune) {
+    state.tune.carried = unpackState(state.tune.initial);
+    state.tune.tuned = false;
+  }
+  state.losses = [];
+  drawLosses();
+  setTune('weights reset to the trained model');
+  if (state.pixels) await predict(state.pixels);
+});
+
+// ---- model switch ----
+
+async function selectModel(id) {
+  const m = state.models.find((x) => x.id === id);
+  state.current = m;
+  state.session = await ort.InferenceSession.create(`/api/models/${m.id}/inference.onnx`);
+  state.tune = null;
+  state.examples = [];
+  state.losses = [];
+  $('examples').textContent = '0 examples';
+  drawLosses();
+  $('label').innerHTML = m.classes.map((c, i) => `<option value="${i}">${c}</option>`).join('');
+  $('add').disabled = $('train').disabled = !m.fineTuning;
+  renderCard(m, await timeInference());
+  await renderGallery(m);
+  if (state.pixels) await predict(state.pixels);
+}
+
+async function start() {
+  state.models = await (await fetch('/api/models')).json();
+  $('model').innerHTML = state.models.map((m) => `<option value="${m.id}">${m.name}</option>`).join('');
+  $('model').addEventListener('change', (e) => selectModel(e.target.value));
+  clearPad();
+  await selectModel(state.models[0].id);
+}
+
+window.cnnlab.ready = start();
+window.cnnlab.train = train;
+window.cnnlab.settled = settled;

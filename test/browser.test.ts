@@ -1,0 +1,160 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import * as ort from 'onnxruntime-node';
+import { type Browser, chromium, type Page } from 'playwright-core';
+import sharp from 'sharp';
+import { loadDataset } from '../datasets/sources.ts';
+import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
+import { loadInferenceModel } from '../inference/model.ts';
+import { createDemoServer, loadServedModels, MAX_UPLOAD } from '../inference/server.ts';
+import { resolveRunConfig } from '../training/config.ts';
+import { fit } from '../training/fit.ts';
+
+// The few browser globals the page functions below touch (they run in Chromium, not in Node).
+declare const window: unknown;
+declare const document: { getElementById(id: string): { textContent: string | null } | null };
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const dir = mkdtempSync(join(tmpdir(), 'cnnlab-web-'));
+export const SCREENSHOTS = process.env.CNNLAB_SCREENSHOTS ?? join(dir, 'screenshots');
+mkdirSync(SCREENSHOTS, { recursive: true });
+const mnist = await loadDataset('mnist', { env: {} });
+
+let server: Server;
+let base: string;
+let browser: Browser;
+let page: Page;
+
+async function train(arch: string, dataset: 'mnist' | 'fashion-mnist', n: number, epochs: number, out: string): Promise<void> {
+  const cfg = resolveRunConfig(await loadArchitecture(arch), { dataset, 'limit-train': n, epochs, batch: 100, opt: 'adam', lr: 2e-3, shuffle: true, threads: 2 });
+  await fit(cfg, { runDir: out, resume: false, progress: false, log: () => {} });
+}
+
+before(async () => {
+  await train('jhu-net', 'mnist', 20000, 2, join(dir, 'mnist'));
+  await train('partD', 'fashion-mnist', 1000, 1, join(dir, 'fashion'));
+  server = createDemoServer(await loadServedModels([join(dir, 'mnist'), join(dir, 'fashion')]));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  assert.ok(existsSync(CHROMIUM), `Chromium not found at ${CHROMIUM}: apt-get install chromium (.ci/run does)`);
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${base}/`);
+  await page.evaluate(() => (window as unknown as { cnnlab: { ready: Promise<void> } }).cnnlab.ready);
+  assert.deepEqual(errors, []);
+});
+
+after(async () => {
+  await browser?.close();
+  server?.close();
+});
+
+type PageState = { pixels: number[] | null; probabilities: number[] | null; losses: number[] };
+const pageState = () => page.evaluate(() => {
+  const s = (window as unknown as { cnnlab: { state: { pixels: Float32Array | null; probabilities: number[] | null; losses: number[] } } }).cnnlab.state;
+  return { pixels: s.pixels ? Array.from(s.pixels) : null, probabilities: s.probabilities, losses: s.losses } as PageState;
+});
+
+async function nodeProbabilities(model: string, pixels: number[]): Promise<Float32Array> {
+  const session = await ort.InferenceSession.create(loadInferenceModel(model).bytes);
+  const out = await session.run({ image: new ort.Tensor('float32', Float32Array.from(pixels), [1, 1, 28, 28]) });
+  return out.probabilities.data as Float32Array;
+}
+
+/** A "7" drawn with the mouse: a top bar, then the diagonal. */
+async function drawSeven(): Promise<void> {
+  await page.click('#clear');
+  const box = (await page.locator('#pad').boundingBox())!;
+  const pts = [[70, 60], [210, 60], [200, 90], [170, 150], [140, 230]];
+  await page.mouse.move(box.x + pts[0][0], box.y + pts[0][1]);
+  await page.mouse.down();
+  for (const [x, y] of pts.slice(1)) await page.mouse.move(box.x + x, box.y + y, { steps: 8 });
+  await page.mouse.up();
+  await page.evaluate(() => (window as unknown as { cnnlab: { settled: () => Promise<void> } }).cnnlab.settled());
+}
+
+describe('the demo page in Chromium', () => {
+  it('predicts a digit drawn with the mouse, matching onnxruntime-node on the same pixels within 1e-4', async () => {
+    await drawSeven();
+    const s = await pageState();
+    assert.equal(await page.locator('#top').textContent(), '7');
+    const node = await nodeProbabilities(join(dir, 'mnist'), s.pixels!);
+    for (let k = 0; k < 10; k++) assert.ok(Math.abs(node[k] - s.probabilities![k]) <= 1e-4, `class ${k}: node ${node[k]} page ${s.probabilities![k]}`);
+    assert.equal(await page.locator('#bars .bar').count(), 10);
+    await page.screenshot({ path: join(SCREENSHOTS, 'draw.png'), fullPage: true });
+  });
+
+  it('shows the model card and a gallery of test samples with mistakes marked', async () => {
+    const card = await page.locator('#card').textContent();
+    assert.match(card!, /architecturejhu-net/);
+    assert.match(card!, /parameters21,840/);
+    assert.match(card!, /test accuracy\d+\.\d\d%/);
+    assert.match(card!, /inference\d+\.\d\d ms per image/);
+    assert.equal(await page.locator('#gallery .sample').count(), 24);
+  });
+
+  it('predicts an uploaded image', async () => {
+    const file = join(dir, 'two.png');
+    const px = Buffer.from(mnist.test.images.subarray(784, 2 * 784).map((v) => 255 - v));
+    await sharp(px, { raw: { width: 28, height: 28, channels: 1 } }).resize(200, 200).png().toFile(file);
+    await page.setInputFiles('#file', file);
+    await page.waitForFunction(() => document.getElementById('status')!.textContent === 'two.png');
+    await page.screenshot({ path: join(SCREENSHOTS, 'upload.png'), fullPage: true });
+    assert.equal(await page.locator('#top').textContent(), '2');
+  });
+
+  it('fine-tunes in the browser: the loss falls and the prediction changes', async () => {
+    await drawSeven();
+    const before = (await pageState()).probabilities!;
+    await page.selectOption('#label', '1');
+    await page.click('#add');
+    await page.fill('#steps', '15');
+    await page.fill('#lr', '0.05');
+    await page.evaluate(() => (window as unknown as { cnnlab: { train: () => Promise<void> } }).cnnlab.train());
+    const s = await pageState();
+    assert.equal(s.losses.length, 15);
+    assert.ok(s.losses[14] < s.losses[0] * 0.5, `loss ${s.losses[0]} -> ${s.losses[14]}`);
+    assert.ok(s.probabilities![1] > before[1] + 0.3, `p(1) ${before[1]} -> ${s.probabilities![1]}`);
+    assert.equal(await page.locator('#top').textContent(), '1');
+    assert.match((await page.locator('#tune-status').textContent())!, /15 steps on 1 example\(s\) in \d+ ms; loss/);
+    await page.screenshot({ path: join(SCREENSHOTS, 'fine-tune.png'), fullPage: true });
+    await page.click('#reset');
+    await page.waitForFunction(() => document.getElementById('top')!.textContent === '7');
+  });
+
+  it('switches to the Fashion-MNIST model', async () => {
+    await page.selectOption('#model', '1');
+    await page.waitForFunction(() => /fashion-mnist/.test(document.getElementById('card')!.textContent ?? ''));
+    await page.waitForFunction(() => /Ankle boot|Sneaker|Bag|Trouser|Shirt|Coat|Sandal|Dress|Pullover|T-shirt/.test(document.getElementById('gallery')!.textContent ?? ''));
+    await page.selectOption('#model', '0');
+    await page.waitForFunction(() => /jhu-net/.test(document.getElementById('card')!.textContent ?? ''));
+  });
+});
+
+describe('the demo server', () => {
+  it('serves only its own files and answers bad requests with 4xx, then keeps serving', async () => {
+    const status = async (path: string, init?: RequestInit) => (await fetch(`${base}${path}`, init)).status;
+    for (const p of ['/../../etc/passwd', '/%2e%2e/%2e%2e/etc/passwd', '/ort/..%2f..%2fpackage.json', '/ort/ort.node.min.js', '/web/app.js', '/api/models/9/inference.onnx', '/api/models/0/secret']) {
+      assert.equal(await status(p), 404, p);
+    }
+    assert.equal(await status('/api/prepare'), 405);
+    assert.equal(await status('/api/prepare', { method: 'POST', body: 'not an image' }), 400);
+    assert.equal(await status('/api/prepare', { method: 'POST', body: new Uint8Array(0) }), 400);
+    assert.equal(await status('/api/prepare', { method: 'POST', body: new Uint8Array(MAX_UPLOAD + 1) }), 413);
+    assert.equal(await status('/'), 200);
+    assert.equal(await status('/ort/ort-wasm-simd-threaded.wasm'), 200);
+    const models = (await (await fetch(`${base}/api/models`)).json()) as { name: string; fineTuning: boolean }[];
+    assert.deepEqual(models.map((m) => m.name), ['jhu-net (mnist)', 'partD (fashion-mnist)']);
+    assert.ok(models.every((m) => m.fineTuning));
+  });
+});
