@@ -3,7 +3,8 @@ import { datasetsCommand } from './datasets.ts';
 import { evalCommands } from './eval.ts';
 import { graphCommands } from './graph.ts';
 import { predictCommands, serveCommands } from './predict.ts';
+import { sweepCommands } from './sweep.ts';
 import { trainCommands } from './train.ts';
 import { transferCommands } from './transfer.ts';
 
-export const commands: CommandModule[] = [datasetsCommand, ...graphCommands, ...trainCommands, ...evalCommands, ...predictCommands, ...serveCommands, ...transferCommands];
+export const commands: CommandModule[] = [datasetsCommand, ...graphCommands, ...trainCommands, ...evalCommands, ...predictCommands, ...serveCommands, ...transferCommands, ...sweepCommands];

@@ -1,0 +1,78 @@
+import type { Argv, CommandModule } from 'yargs';
+import { UsageError } from '../../common/errors.ts';
+import { collectEntries, writeReport } from '../../training/report.ts';
+import { grid, jhuQuestions, parseAxis, runSweep, shard } from '../../training/sweep.ts';
+import { installStopHandler, trainOptions, type TrainArgs } from './train.ts';
+
+interface SweepArgs extends Omit<TrainArgs, 'resume'> {
+  vary?: string[];
+  preset?: string;
+  shard?: string;
+  report: boolean;
+}
+
+const sweep: CommandModule<object, SweepArgs> = {
+  command: 'sweep [arch]',
+  describe: 'a grid of runs (--vary key=v1,v2 ...), or --preset jhu-questions; re-runs skip finished trials',
+  builder: (y) =>
+    trainOptions(y)
+      .positional('arch', { type: 'string', describe: 'a preset (with options), as for train' })
+      .option('vary', { type: 'string', array: true, describe: 'key=v1,v2,...: a training flag (lr, opt, batch, epochs, ...) or a preset option (width, dropout, ...)' })
+      .option('preset', { type: 'string', choices: ['jhu-questions'], describe: "seed 004's questions on jhu-net, Fashion-MNIST" })
+      .option('shard', { type: 'string', describe: 'i/n: run every n-th trial starting at the i-th (split a grid over machines)' })
+      .option('out', { type: 'string', describe: 'sweep folder (default runs/sweeps/<name>)' })
+      .option('report', { type: 'boolean', default: true, describe: 'write report.html and PNGs when done' }) as Argv<SweepArgs>,
+  handler: async (args) => {
+    let arch = args.arch;
+    let trials;
+    const base = { ...args } as Record<string, unknown>;
+    for (const k of ['_', '$0', 'arch', 'vary', 'preset', 'shard', 'out', 'report']) delete base[k];
+    if (args.preset === 'jhu-questions') {
+      if (arch && arch !== 'jhu-net') throw new UsageError('--preset jhu-questions: it sweeps jhu-net; leave the architecture out');
+      arch = 'jhu-net';
+      base.dataset ??= 'fashion-mnist';
+      trials = jhuQuestions((base.epochs as number | undefined) ?? 10);
+    } else {
+      if (!arch) throw new UsageError('sweep: name an architecture (or --preset jhu-questions)');
+      if (!args.vary?.length) throw new UsageError('sweep: give at least one --vary key=v1,v2');
+      trials = grid(args.vary.map(parseAxis));
+    }
+    const mine = shard(trials, args.shard);
+    const dir = args.out ?? `runs/sweeps/${args.preset ?? arch!.replace(/[^A-Za-z0-9._=-]+/g, '_')}`;
+    console.log(`sweep ${arch}: ${trials.length} trials${args.shard ? `, shard ${args.shard}: ${mine.length}` : ''} -> ${dir}`);
+    const stop = installStopHandler();
+    const m = await runSweep({ arch: arch!, base, trials: mine, dir, fit: { stop } });
+    if (stop.requested) return void (process.exitCode = 130);
+    const done = m.trials.filter((t) => t.status === 'done').sort((a, b) => (b.best ?? 0) - (a.best ?? 0));
+    console.log(`\n${done.length} done, ${m.trials.filter((t) => t.status === 'diverged').length} diverged, ${m.trials.filter((t) => t.status === 'invalid').length} invalid`);
+    for (const t of done.slice(0, 5)) console.log(`  ${(100 * (t.best ?? 0)).toFixed(2)}%  ${t.id}`);
+    if (args.report) {
+      const r = await writeReport(collectEntries([dir]), dir, `cnnlab sweep: ${args.preset ?? arch}`);
+      console.log(`report: ${r.html} (${r.pngs.length} PNGs)`);
+    }
+  },
+};
+
+interface ReportArgs {
+  targets: string[];
+  out?: string;
+  title?: string;
+}
+
+const report: CommandModule<object, ReportArgs> = {
+  command: 'report <targets..>',
+  describe: 'HTML report with curves (vega-lite, SVG and PNG) and tables from a sweep folder or run folders',
+  builder: (y) =>
+    y
+      .positional('targets', { type: 'string', array: true, demandOption: true, describe: 'a sweep folder, or run folders' })
+      .option('out', { type: 'string', describe: 'output folder (default: the sweep folder, or runs/report)' })
+      .option('title', { type: 'string' }) as Argv<ReportArgs>,
+  handler: async (args) => {
+    const entries = collectEntries(args.targets);
+    const out = args.out ?? (args.targets.length === 1 && entries.some((e) => e.group !== 'runs') ? args.targets[0] : 'runs/report');
+    const r = await writeReport(entries, out, args.title ?? `cnnlab report: ${args.targets.join(', ')}`);
+    console.log(`wrote ${r.html} and ${r.pngs.length} PNGs in ${out}`);
+  },
+};
+
+export const sweepCommands: CommandModule[] = [sweep as unknown as CommandModule, report as unknown as CommandModule];

@@ -1,0 +1,206 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CnnlabError, UsageError } from '../common/errors.ts';
+import { writeFileAtomic } from '../graph-builder/artifacts/write.ts';
+import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
+import { PRESETS } from '../graph-builder/dsl/presets.ts';
+import { resolveRunConfig, type TrainFlags } from './config.ts';
+import { CHECKPOINT, type EpochMetrics, fit, type FitOptions } from './fit.ts';
+
+/** One varied setting: a training flag (lr, opt, batch, ...) or a preset option (width, dropout, ...). */
+export interface Axis {
+  key: string;
+  values: string[];
+}
+
+export interface Trial {
+  id: string;
+  /** The group it belongs to (a question of seed 004), for reports. */
+  group: string;
+  settings: Record<string, string>;
+}
+
+export type TrialStatus = 'pending' | 'done' | 'diverged' | 'invalid';
+
+export interface TrialRecord extends Trial {
+  status: TrialStatus;
+  run: string;
+  message?: string;
+  best?: number;
+  parameters?: number;
+  seconds?: number;
+}
+
+export interface SweepManifest {
+  arch: string;
+  base: TrainFlags;
+  trials: TrialRecord[];
+}
+
+/** Flags a sweep may vary, with how to read a value. */
+const FLAG_KINDS: Record<string, 'number' | 'string' | 'boolean'> = {
+  lr: 'number',
+  momentum: 'number',
+  'weight-decay': 'number',
+  batch: 'number',
+  epochs: 'number',
+  seed: 'number',
+  'label-smoothing': 'number',
+  'limit-train': 'number',
+  opt: 'string',
+  schedule: 'string',
+  dataset: 'string',
+  augment: 'boolean',
+  nesterov: 'boolean',
+  shuffle: 'boolean',
+};
+
+/** Parses `--vary key=v1,v2,...`. */
+export function parseAxis(spec: string): Axis {
+  const eq = spec.indexOf('=');
+  if (eq < 1 || eq === spec.length - 1) throw new UsageError(`--vary ${spec}: expected key=value1,value2,...`);
+  const values = spec.slice(eq + 1).split(',').map((v) => v.trim()).filter(Boolean);
+  if (!values.length) throw new UsageError(`--vary ${spec}: no values`);
+  return { key: spec.slice(0, eq).trim(), values };
+}
+
+/** The cartesian product of the axes, in a fixed order. */
+export function grid(axes: Axis[], group = 'grid'): Trial[] {
+  let trials: Record<string, string>[] = [{}];
+  for (const a of axes) trials = trials.flatMap((t) => a.values.map((v) => ({ ...t, [a.key]: v })));
+  return trials.map((settings) => ({ id: trialId(group, settings), group, settings }));
+}
+
+export function trialId(group: string, settings: Record<string, string>): string {
+  const body = Object.entries(settings).map(([k, v]) => `${k}=${v}`).join(',');
+  return `${group === 'grid' ? '' : `${group}--`}${body || 'base'}`.replace(/[^A-Za-z0-9._=,-]+/g, '_');
+}
+
+/** `--shard i/n`: trials whose index is i-1 modulo n, so n machines cover the grid exactly once. */
+export function shard<T>(items: T[], spec: string | undefined): T[] {
+  if (!spec) return items;
+  const m = /^(\d+)\/(\d+)$/.exec(spec);
+  const i = m ? Number(m[1]) : NaN;
+  const n = m ? Number(m[2]) : NaN;
+  if (!m || n < 1 || i < 1 || i > n) throw new UsageError(`--shard ${spec}: expected i/n with 1 <= i <= n, e.g. 2/4`);
+  return items.filter((_, k) => k % n === i - 1);
+}
+
+/** Splits a trial's settings into training flags and preset options, checking each key. */
+export function splitSettings(arch: string, settings: Record<string, string>): { flags: TrainFlags; options: Record<string, string> } {
+  const presetName = arch.split(':')[0];
+  const preset = PRESETS[presetName];
+  const flags: Record<string, unknown> = {};
+  const options: Record<string, string> = {};
+  for (const [k, v] of Object.entries(settings)) {
+    if (preset?.options[k]) {
+      options[k] = v;
+      continue;
+    }
+    const kind = FLAG_KINDS[k];
+    if (!kind) {
+      const known = [...Object.keys(FLAG_KINDS), ...Object.keys(preset?.options ?? {})];
+      throw new UsageError(`--vary ${k}: not a training flag or an option of ${presetName}; expected one of ${known.join(', ')}`);
+    }
+    if (kind === 'number') {
+      const n = Number(v);
+      if (!Number.isFinite(n)) throw new UsageError(`--vary ${k}=${v}: expected a number`);
+      flags[k] = n;
+    } else if (kind === 'boolean') {
+      if (v !== 'true' && v !== 'false') throw new UsageError(`--vary ${k}=${v}: expected true or false`);
+      flags[k] = v === 'true';
+    } else {
+      flags[k] = v;
+    }
+  }
+  return { flags: flags as TrainFlags, options };
+}
+
+function readEpochs(run: string): EpochMetrics[] {
+  const path = join(run, 'metrics.jsonl');
+  if (!existsSync(path)) return [];
+  return readFileSync(path, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as EpochMetrics);
+}
+
+export interface SweepOptions {
+  arch: string;
+  base: TrainFlags;
+  trials: Trial[];
+  dir: string;
+  fit: Pick<FitOptions, 'progress' | 'log' | 'stop'>;
+  log?: (line: string) => void;
+}
+
+/**
+ * Runs each trial as a normal run folder under `dir`. Finished trials (a status file says so)
+ * are skipped on a re-run, unfinished ones resume from their checkpoint, a diverged trial is
+ * recorded as diverged and the sweep goes on.
+ */
+export async function runSweep(o: SweepOptions): Promise<SweepManifest> {
+  const log = o.log ?? ((l: string) => console.log(l));
+  const manifestPath = join(o.dir, 'sweep.json');
+  const previous: SweepManifest | undefined = existsSync(manifestPath) ? (JSON.parse(readFileSync(manifestPath, 'utf8')) as SweepManifest) : undefined;
+  const records = new Map<string, TrialRecord>((previous?.trials ?? []).map((t) => [t.id, t]));
+  const save = () => writeFileAtomic(manifestPath, `${JSON.stringify({ arch: o.arch, base: o.base, trials: [...records.values()] }, null, 2)}\n`);
+  for (const [k, trial] of o.trials.entries()) {
+    const run = join(o.dir, trial.id);
+    const statusPath = join(run, 'status.json');
+    if (existsSync(statusPath)) {
+      const done = JSON.parse(readFileSync(statusPath, 'utf8')) as TrialRecord;
+      records.set(trial.id, done);
+      log(`[${k + 1}/${o.trials.length}] ${trial.id}: ${done.status}, skipped`);
+      continue;
+    }
+    log(`[${k + 1}/${o.trials.length}] ${trial.id}`);
+    const record: TrialRecord = { ...trial, status: 'pending', run };
+    const t0 = performance.now();
+    try {
+      const { flags, options } = splitSettings(o.arch, trial.settings);
+      const arch = await loadArchitecture(o.arch, undefined, options);
+      const cfg = resolveRunConfig(arch, { ...o.base, ...flags });
+      const result = await fit(cfg, { ...o.fit, runDir: run, resume: existsSync(join(run, CHECKPOINT)) });
+      if (result.interrupted) {
+        save();
+        return { arch: o.arch, base: o.base, trials: [...records.values()] };
+      }
+      record.status = 'done';
+      record.best = Math.max(...result.epochs.map((m) => m.testAcc));
+      record.parameters = arch.analysis.trainableCount;
+    } catch (err) {
+      if (!(err instanceof CnnlabError)) throw err;
+      record.status = /diverged/.test(err.message) ? 'diverged' : 'invalid';
+      record.message = err.message;
+      log(`  ${record.status}: ${err.message}`);
+    }
+    record.seconds = (performance.now() - t0) / 1000;
+    writeFileAtomic(statusPath, `${JSON.stringify(record, null, 2)}\n`);
+    records.set(trial.id, record);
+    save();
+  }
+  save();
+  return { arch: o.arch, base: o.base, trials: [...records.values()] };
+}
+
+/** The epochs a trial's run folder recorded (for reports). */
+export function trialEpochs(record: TrialRecord): EpochMetrics[] {
+  return readEpochs(record.run);
+}
+
+/**
+ * Seed 004's questions as sweep groups on jhu-net, Fashion-MNIST. The epoch question doubles
+ * the base epochs; the rest vary one thing each, everything else at the recipe's values.
+ */
+export function jhuQuestions(baseEpochs: number): Trial[] {
+  const groups: [string, Record<string, string>[]][] = [
+    ['Q2 epochs', [{ epochs: String(baseEpochs) }, { epochs: String(2 * baseEpochs) }]],
+    ['Q3 SGD lr', [{ lr: '0.001' }, { lr: '0.01' }, { lr: '0.1' }]],
+    ['Q4 optimiser', [{ opt: 'sgd' }, { opt: 'adam' }, { opt: 'rmsprop' }]],
+    ['Q5 dropout', ['0', '0.25', '0.5', '0.9', '1'].map((p) => ({ dropout: p }))],
+    ['Q6 batch', ['32', '256', '2048'].map((b) => ({ batch: b }))],
+    ['Q7 width', ['0.5', '1', '2'].map((w) => ({ width: w }))],
+    ['Q8-10 BatchNorm and Dropout', ['none', 'bn', 'bn-dropout', 'dropout-bn'].map((bn) => ({ bn }))],
+    ['Q11 extra conv', [{ extraConv: 'false' }, { extraConv: 'true' }]],
+    ['Q12 without fc2', [{ fc2: 'true' }, { fc2: 'false' }]],
+  ];
+  return groups.flatMap(([group, list]) => list.map((settings) => ({ id: trialId(group, settings), group, settings })));
+}
