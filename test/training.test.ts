@@ -202,3 +202,37 @@ describe('checkpoints', () => {
     check(wrongMagic, /wrong magic/);
   });
 });
+
+describe('sweeps and reports', () => {
+  it('a 2x2 sweep creates four runs and a report; a re-run skips them; shards cover the grid once', async () => {
+    const { grid, parseAxis, shard, runSweep } = await import('../training/sweep.ts');
+    const { collectEntries, writeReport } = await import('../training/report.ts');
+    const trials = grid([parseAxis('lr=0.01,10'), parseAxis('batch=50,100')]);
+    assert.deepEqual(trials.map((t) => t.id), ['lr=0.01,batch=50', 'lr=0.01,batch=100', 'lr=10,batch=50', 'lr=10,batch=100']);
+    const covered = [1, 2, 3].flatMap((i) => shard(trials, `${i}/3`).map((t) => t.id)).sort();
+    assert.deepEqual(covered, trials.map((t) => t.id).sort());
+    assert.throws(() => shard(trials, '4/3'), /--shard 4\/3: expected i\/n/);
+    const dir = tmp();
+    const base = { 'limit-train': 600, epochs: 1, opt: 'sgd', dataset: 'fashion-mnist', threads: 2 };
+    const lines: string[] = [];
+    const m = await runSweep({ arch: 'partA', base, trials, dir, fit: quiet, log: (l) => lines.push(l) });
+    assert.deepEqual(m.trials.map((t) => t.status), ['done', 'done', 'diverged', 'diverged']);
+    for (const t of trials) assert.ok(existsSync(join(dir, t.id, 'status.json')), t.id);
+    assert.ok(existsSync(join(dir, 'lr=0.01,batch=100', 'metrics.jsonl')));
+    const again: string[] = [];
+    await runSweep({ arch: 'partA', base, trials, dir, fit: quiet, log: (l) => again.push(l) });
+    assert.equal(again.filter((l) => /skipped$/.test(l)).length, 4);
+    const r = await writeReport(collectEntries([dir]), dir, 'test');
+    assert.ok(existsSync(r.html));
+    assert.equal(r.pngs.length, 2);
+    const html = readFileSync(r.html, 'utf8');
+    assert.match(html, /<svg/);
+    assert.match(html, /lr=10, batch=100 <span class="bad">diverged/);
+  });
+
+  it('rejects a key that is neither a flag nor a preset option', async () => {
+    const { splitSettings } = await import('../training/sweep.ts');
+    assert.throws(() => splitSettings('jhu-net', { depth: '3' }), /--vary depth: not a training flag or an option of jhu-net/);
+    assert.deepEqual(splitSettings('jhu-net', { width: '2', lr: '0.1', augment: 'true' }), { flags: { lr: 0.1, augment: true }, options: { width: '2' } });
+  });
+});
