@@ -19,7 +19,6 @@ export async function main(argv: string[]): Promise<void> {
     .help()
     .alias('h', 'help')
     .version()
-    .epilogue('Planned, not in this version yet: search (issue 6).')
     .wrap(Math.min(110, process.stdout.columns ?? 100))
     .fail((msg, err) => {
       if (err instanceof CnnlabError) fail(err.message, err.exitCode);

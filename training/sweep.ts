@@ -6,6 +6,8 @@ import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { PRESETS } from '../graph-builder/dsl/presets.ts';
 import { resolveRunConfig, type TrainFlags } from './config.ts';
 import { CHECKPOINT, type EpochMetrics, fit, type FitOptions } from './fit.ts';
+import { type Observation, randomPoint, type Space, suggestTpe } from './tpe.ts';
+import { Rng } from '../common/rng.ts';
 
 /** One varied setting: a training flag (lr, opt, batch, ...) or a preset option (width, dropout, ...). */
 export interface Axis {
@@ -203,4 +205,36 @@ export function jhuQuestions(baseEpochs: number): Trial[] {
     ['Q12 without fc2', [{ fc2: 'true' }, { fc2: 'false' }]],
   ];
   return groups.flatMap(([group, list]) => list.map((settings) => ({ id: trialId(group, settings), group, settings })));
+}
+
+export interface SearchOptions {
+  arch: string;
+  base: TrainFlags;
+  space: Space;
+  trials: number;
+  algo: 'tpe' | 'random';
+  seed: number;
+  dir: string;
+  fit: Pick<FitOptions, 'progress' | 'log' | 'stop'>;
+  log?: (line: string) => void;
+}
+
+/**
+ * Hyperparameter search: each trial a normal run folder, suggested by TPE (or at random) from
+ * the trials before it. Suggestions depend only on the seed and the earlier results, so a
+ * re-run replays the finished trials and continues where it stopped.
+ */
+export async function runSearch(o: SearchOptions): Promise<SweepManifest> {
+  const rng = Rng.seeded(o.seed);
+  const history: Observation[] = [];
+  let manifest: SweepManifest = { arch: o.arch, base: o.base, trials: [] };
+  for (let i = 0; i < o.trials; i++) {
+    const point = o.algo === 'tpe' ? suggestTpe(o.space, history, rng) : randomPoint(o.space, rng);
+    const trial: Trial = { id: `${String(i + 1).padStart(3, '0')}-${trialId('grid', point)}`, group: `search (${o.algo})`, settings: point };
+    manifest = await runSweep({ ...o, trials: [trial], log: o.log });
+    if (o.fit.stop?.requested) break;
+    const record = manifest.trials.find((t) => t.id === trial.id)!;
+    history.push({ point, loss: record.status === 'done' ? 1 - (record.best ?? 0) : 1 });
+  }
+  return manifest;
 }

@@ -1,7 +1,8 @@
 import type { Argv, CommandModule } from 'yargs';
 import { UsageError } from '../../common/errors.ts';
 import { collectEntries, writeReport } from '../../training/report.ts';
-import { grid, jhuQuestions, parseAxis, runSweep, shard } from '../../training/sweep.ts';
+import { grid, jhuQuestions, parseAxis, runSearch, runSweep, shard, splitSettings } from '../../training/sweep.ts';
+import { parseSpace } from '../../training/tpe.ts';
 import { installStopHandler, trainOptions, type TrainArgs } from './train.ts';
 
 interface SweepArgs extends Omit<TrainArgs, 'resume'> {
@@ -75,4 +76,38 @@ const report: CommandModule<object, ReportArgs> = {
   },
 };
 
-export const sweepCommands: CommandModule[] = [sweep as unknown as CommandModule, report as unknown as CommandModule];
+interface SearchArgs extends Omit<TrainArgs, 'resume'> {
+  space: string;
+  trials: number;
+  algo: string;
+}
+
+const search: CommandModule<object, SearchArgs> = {
+  command: 'search <arch>',
+  describe: 'hyperparameter search (TPE or random) over preset options and flags; every trial tracked as a run',
+  builder: (y) =>
+    trainOptions(y)
+      .positional('arch', { type: 'string', describe: 'a preset, e.g. mads' })
+      .option('space', { type: 'string', demandOption: true, describe: 'key=lo:hi[:step] or key=a|b, comma-separated (seed 002: filters=16:128:8,kernel=2:5,layers=1:10)' })
+      .option('trials', { type: 'number', default: 20 })
+      .option('algo', { type: 'string', choices: ['tpe', 'random'], default: 'tpe' })
+      .option('out', { type: 'string', describe: 'search folder (default runs/search/<arch>-<algo>)' }) as Argv<SearchArgs>,
+  handler: async (args) => {
+    if (!Number.isInteger(args.trials) || args.trials < 1) throw new UsageError(`--trials: expected a whole number >= 1, got ${args.trials}`);
+    const base = { ...args } as Record<string, unknown>;
+    for (const k of ['_', '$0', 'arch', 'space', 'trials', 'algo', 'out']) delete base[k];
+    const space = parseSpace(args.space);
+    for (const key of Object.keys(space)) splitSettings(args.arch!, { [key]: space[key].kind === 'int' ? String((space[key] as { lo: number }).lo) : (space[key] as { values: string[] }).values[0] });
+    const dir = args.out ?? `runs/search/${args.arch}-${args.algo}`;
+    console.log(`search ${args.arch} (${args.algo}, ${args.trials} trials) over ${args.space} -> ${dir}`);
+    const stop = installStopHandler();
+    const m = await runSearch({ arch: args.arch!, base, space, trials: args.trials, algo: args.algo as 'tpe' | 'random', seed: args.seed ?? 0, dir, fit: { stop } });
+    if (stop.requested) return void (process.exitCode = 130);
+    const done = m.trials.filter((t) => t.status === 'done').sort((a, b) => (b.best ?? 0) - (a.best ?? 0));
+    if (done[0]) console.log(`\nbest: ${(100 * done[0].best!).toFixed(2)}% with ${Object.entries(done[0].settings).map(([k, v]) => `${k}=${v}`).join(', ')} (${done[0].parameters?.toLocaleString('en-US')} parameters, run ${done[0].run})`);
+    const r = await writeReport(collectEntries([dir]), dir, `cnnlab search: ${args.arch} (${args.algo})`);
+    console.log(`report: ${r.html}`);
+  },
+};
+
+export const sweepCommands: CommandModule[] = [sweep as unknown as CommandModule, search as unknown as CommandModule, report as unknown as CommandModule];
