@@ -2,6 +2,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CnnlabError } from '../common/errors.ts';
 import { decodeModel } from '../graph-builder/graph/onnx.ts';
+import type { Runtime, Session } from '../training/runtime.ts';
 
 export interface LoadedModel {
   path: string;
@@ -68,4 +69,13 @@ export function loadInferenceModel(target: string | undefined): LoadedModel {
     testAccuracy: Number.isFinite(acc) ? acc : undefined,
     metadata: md,
   };
+}
+
+/** An onnxruntime session for a loaded model; a model onnxruntime refuses is a one-line error naming the file. */
+export async function openModelSession(rt: Runtime, model: LoadedModel): Promise<Session> {
+  try {
+    return await rt.createSession(model.bytes);
+  } catch (err) {
+    throw new CnnlabError(`${model.path}: onnxruntime cannot load it (${(err as Error).message.split('\n')[0].slice(0, 300)})`);
+  }
 }

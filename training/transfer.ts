@@ -5,7 +5,7 @@ import type { DatasetName } from '../datasets/registry.ts';
 import { loadDataset } from '../datasets/sources.ts';
 import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { evaluateInference } from '../inference/evaluate.ts';
-import { loadInferenceModel } from '../inference/model.ts';
+import { loadInferenceModel, openModelSession } from '../inference/model.ts';
 import { readCheckpoint } from './checkpoint.ts';
 import type { RunConfig } from './config.ts';
 import { CHECKPOINT, fit, type FitOptions, paramsOf } from './fit.ts';
@@ -43,7 +43,7 @@ export async function transfer(o: TransferOptions): Promise<TransferRow[]> {
   const arch = await loadArchitecture(source.archFile ? undefined : source.architecture, source.archFile);
   const data = await loadDataset(o.to);
   const rt = await createRuntime({ ep: source.ep === 'wasm' ? 'wasm' : 'cpu', threads: source.threads });
-  const session = await rt.createSession(model.bytes);
+  const session = await openModelSession(rt, model);
   const zero = await evaluateInference(rt, session, data.test);
   await session.release();
   const rows: TransferRow[] = [{ setting: `zero-shot: ${model.path} (trained on ${source.dataset}) on ${o.to}`, accuracy: zero.accuracy, loss: zero.loss, steps: 0 }];

@@ -6,7 +6,7 @@ import { renderGrid } from '../../datasets/grid.ts';
 import { DATASET_NAMES, type DatasetName, datasetSpec } from '../../datasets/registry.ts';
 import { loadDataset, PIXELS } from '../../datasets/sources.ts';
 import { confusionTable, evaluateInference } from '../../inference/evaluate.ts';
-import { loadInferenceModel } from '../../inference/model.ts';
+import { loadInferenceModel, openModelSession } from '../../inference/model.ts';
 import { createRuntime, EP_NAMES, type EpName } from '../../training/runtime.ts';
 import { classCaption } from './datasets.ts';
 
@@ -42,7 +42,7 @@ const evalCommand: CommandModule<object, EvalArgs> = {
     const data = await loadDataset(dataset, { dataDir: args['data-dir'] });
     const split = args.split === 'train' ? data.train : data.test;
     const rt = await createRuntime({ ep: args.ep as EpName });
-    const session = await rt.createSession(model.bytes);
+    const session = await openModelSession(rt, model);
     const t0 = performance.now();
     const r = await evaluateInference(rt, session, split);
     const seconds = (performance.now() - t0) / 1000;

@@ -1,6 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import { CnnlabError } from '../../common/errors.ts';
-import { loadInferenceModel } from '../../inference/model.ts';
+import { loadInferenceModel, openModelSession } from '../../inference/model.ts';
 import { predictPixels } from '../../inference/predict.ts';
 import { createDemoServer, loadServedModels } from '../../inference/server.ts';
 import { prepareImage } from '../../inference/preprocess.ts';
@@ -26,7 +26,7 @@ const predict: CommandModule<object, PredictArgs> = {
     if (!Number.isInteger(args.top) || args.top < 1 || args.top > 10) throw new CnnlabError(`--top: expected 1..10, got ${args.top}`, 2);
     const model = loadInferenceModel(args.model);
     const rt = await createRuntime({ ep: 'cpu' });
-    const session = await rt.createSession(model.bytes);
+    const session = await openModelSession(rt, model);
     const results: Record<string, unknown>[] = [];
     let failed = 0;
     for (const file of args.images) {
