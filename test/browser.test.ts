@@ -157,4 +157,33 @@ describe('the demo server', () => {
     assert.deepEqual(models.map((m) => m.name), ['jhu-net (mnist)', 'partD (fashion-mnist)']);
     assert.ok(models.every((m) => m.fineTuning));
   });
+
+  it('keeps serving through 1,000 abusive requests', async () => {
+    const png = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#fff' } })
+      .composite([{ input: Buffer.from('<svg width="64" height="64"><rect x="28" y="8" width="8" height="48" fill="black"/></svg>'), top: 0, left: 0 }])
+      .png()
+      .toBuffer();
+    const kinds: [string, RequestInit | undefined, number][] = [
+      ['/../../../etc/passwd', undefined, 404],
+      ['/api/prepare', { method: 'POST', body: new Uint8Array(MAX_UPLOAD + 10) }, 413],
+      ['/api/prepare', { method: 'POST', body: '--boundary\r\nContent-Disposition: form-data; name="x"\r\n\r\ntruncated', headers: { 'content-type': 'multipart/form-data; boundary=boundary' } }, 400],
+      ['/api/prepare', { method: 'POST', body: png }, 200],
+      ['/nope', undefined, 404],
+      ['/api/models', undefined, 200],
+    ];
+    const heapBefore = process.memoryUsage().heapUsed;
+    for (let i = 0; i < 1000; i += 10) {
+      await Promise.all(
+        Array.from({ length: 10 }, async (_, j) => {
+          const [path, init, want] = kinds[(i + j) % kinds.length];
+          const res = await fetch(`${base}${path}`, init);
+          await res.arrayBuffer();
+          assert.equal(res.status, want, `${path}`);
+        }),
+      );
+    }
+    assert.equal((await fetch(`${base}/`)).status, 200);
+    const grown = (process.memoryUsage().heapUsed - heapBefore) / 2 ** 20;
+    assert.ok(grown < 200, `heap grew by ${grown.toFixed(0)} MiB`);
+  });
 });

@@ -1,0 +1,179 @@
+/**
+ * `npm run bench`: throughput and latency on this machine, printed as a table and written to
+ * bench.json. Warm-up runs are excluded; each figure is the median of repeated measurements,
+ * with the spread (min..max). A benchmark, not a test: nothing here passes or fails.
+ */
+import { writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { loadDataset } from '../datasets/sources.ts';
+import { initialCheckpoint, modelMeta, trainSpecFor } from '../graph-builder/artifacts/build.ts';
+import { buildInferenceModel } from '../graph-builder/artifacts/inference.ts';
+import { buildTrainStepModel } from '../graph-builder/artifacts/train-step.ts';
+import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
+import { initParams } from '../graph-builder/dsl/init.ts';
+import type { Analysis } from '../graph-builder/dsl/shapes.ts';
+import { attr, GraphBuilder } from '../graph-builder/graph/ir.ts';
+import { encodeModel } from '../graph-builder/graph/onnx.ts';
+import { createRuntime, type Runtime } from '../training/runtime.ts';
+import { StepRunner } from '../training/step-runner.ts';
+
+const args = new Set(process.argv.slice(2));
+const QUICK = args.has('--quick');
+const THREADS = cpus().length;
+
+interface Stat {
+  median: number;
+  min: number;
+  max: number;
+}
+
+function stat(xs: number[]): Stat {
+  const s = [...xs].sort((a, b) => a - b);
+  return { median: s[Math.floor(s.length / 2)], min: s[0], max: s[s.length - 1] };
+}
+
+async function repeat(times: number, fn: () => Promise<number>): Promise<Stat> {
+  await fn(); // warm-up
+  const xs: number[] = [];
+  for (let i = 0; i < times; i++) xs.push(await fn());
+  return stat(xs);
+}
+
+/** Multiply-adds x 2 of one image's forward pass. */
+export function forwardFlops(a: Analysis): number {
+  let f = 0;
+  for (const l of a.layers) {
+    if (l.layer.kind === 'conv2d') f += 2 * l.layer.inChannels * l.layer.kernel ** 2 * l.outShape.reduce((x, y) => x * y, 1);
+    if (l.layer.kind === 'linear') f += 2 * l.layer.inFeatures * l.layer.outFeatures;
+  }
+  return f;
+}
+
+/** A training step costs the forward, the input gradients (not of the first layer) and the weight gradients. */
+function trainFlops(a: Analysis): number {
+  const fwd = forwardFlops(a);
+  const first = a.layers.find((l) => l.layer.kind === 'conv2d' || l.layer.kind === 'linear')!;
+  const firstFlops = first.layer.kind === 'conv2d' ? 2 * first.layer.inChannels * first.layer.kernel ** 2 * first.outShape.reduce((x, y) => x * y, 1) : 0;
+  return 3 * fwd - firstFlops;
+}
+
+async function roofline(rt: Runtime): Promise<Stat> {
+  const b = new GraphBuilder('matmul');
+  const x = b.input('a', 'float32', [1024, 1024]);
+  const y = b.input('b', 'float32', [1024, 1024]);
+  b.expose(b.op('MatMul', [x, y]), 'c', 'float32', [1024, 1024]);
+  const s = await rt.createSession(encodeModel(b.graph));
+  const data = new Float32Array(1024 * 1024).fill(0.5);
+  const feeds = { a: new rt.ort.Tensor('float32', data, [1024, 1024]), b: new rt.ort.Tensor('float32', data, [1024, 1024]) };
+  return repeat(QUICK ? 3 : 8, async () => {
+    const t0 = performance.now();
+    await s.run(feeds);
+    return (2 * 1024 ** 3) / ((performance.now() - t0) / 1000) / 1e9;
+  });
+}
+
+const mnistStart = performance.now();
+const mnist = await loadDataset('mnist', { env: {} });
+const datasetSeconds = (performance.now() - mnistStart) / 1000;
+
+async function trainThroughput(rt: Runtime, name: string, B: number, K: number): Promise<Stat> {
+  const arch = await loadArchitecture(name);
+  const spec = trainSpecFor(arch);
+  const built = buildTrainStepModel(arch.analysis, { optimizer: spec.optimizer, loss: spec.loss, meta: modelMeta(arch, 'mnist') });
+  const runner = await StepRunner.create(rt, built.bytes, built.iface, initialCheckpoint(built.iface, initParams(arch.analysis, 0), {}));
+  let offset = 0;
+  const batch = () => {
+    const n = K * B;
+    if (offset + n > 60000) offset = 0;
+    const b = { images: mnist.train.images.slice(offset * 784, (offset + n) * 784), labels: mnist.train.labels.slice(offset, offset + n), K, B, lr: new Float32Array(K).fill(1e-3), momentum: new Float32Array(K).fill(0.9), dropoutSeed: BigInt64Array.from({ length: K }, (_, i) => BigInt(i + 1)) };
+    offset += n;
+    return b;
+  };
+  const reps = QUICK ? 2 : Math.max(3, Math.min(8, Math.ceil(4096 / (K * B))));
+  const s = await repeat(reps, async () => {
+    const b = batch();
+    const t0 = performance.now();
+    await runner.run(b);
+    return (K * B) / ((performance.now() - t0) / 1000);
+  });
+  await runner.release();
+  return s;
+}
+
+async function inferenceLatency(rt: Runtime, name: string): Promise<Stat> {
+  const arch = await loadArchitecture(name);
+  const bytes = buildInferenceModel(arch.analysis, initParams(arch.analysis, 0), { architecture: name, dataset: 'mnist', classes: [...'0123456789'], mean: 0.13, std: 0.31 });
+  const s = await rt.createSession(bytes);
+  const image = new rt.ort.Tensor('float32', new Float32Array(784).fill(0.2), [1, 1, 28, 28]);
+  for (let i = 0; i < 5; i++) await s.run({ image });
+  return repeat(QUICK ? 20 : 100, async () => {
+    const t0 = performance.now();
+    await s.run({ image });
+    return performance.now() - t0;
+  });
+}
+
+async function evalThroughput(rt: Runtime, name: string): Promise<Stat> {
+  const arch = await loadArchitecture(name);
+  const bytes = buildInferenceModel(arch.analysis, initParams(arch.analysis, 0), { architecture: name, dataset: 'mnist', classes: [...'0123456789'], mean: 0.13, std: 0.31 });
+  const s = await rt.createSession(bytes);
+  const n = 1000;
+  const image = new rt.ort.Tensor('float32', Float32Array.from(mnist.test.images.subarray(0, n * 784), (v) => v / 255), [n, 1, 28, 28]);
+  return repeat(QUICK ? 2 : 5, async () => {
+    const t0 = performance.now();
+    await s.run({ image });
+    return n / ((performance.now() - t0) / 1000);
+  });
+}
+
+const fmt = (s: Stat, digits = 0) => `${s.median.toFixed(digits)} (${s.min.toFixed(digits)}..${s.max.toFixed(digits)})`;
+const results: Record<string, unknown> = {
+  machine: { cpus: cpus().length, model: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, threads: THREADS },
+  datasetLoadSeconds: datasetSeconds,
+};
+console.log(`cnnlab bench on ${cpus()[0]?.model} (${cpus().length} cores), node ${process.version}${QUICK ? ', --quick' : ''}`);
+console.log(`dataset load (MNIST 60k + 10k into typed arrays): ${datasetSeconds.toFixed(2)} s`);
+
+const eps: ('cpu' | 'wasm')[] = args.has('--cpu-only') ? ['cpu'] : ['cpu', 'wasm'];
+for (const ep of eps) {
+  const rt = await createRuntime({ ep, threads: ep === 'cpu' ? THREADS : 1 });
+  const roof = ep === 'cpu' ? await roofline(rt) : undefined;
+  if (roof) {
+    console.log(`\n[${ep}] roofline: onnxruntime MatMul 1024^3 = ${fmt(roof, 1)} GFLOP/s (${THREADS} threads)`);
+    results.roofline = roof;
+  } else {
+    console.log(`\n[${ep}] (onnxruntime-web, 1 thread)`);
+  }
+  console.log('| model | batch | K | images/s (median, min..max) | GFLOP/s | of roofline |');
+  console.log('|---|---|---|---|---|---|');
+  const rows: Record<string, unknown>[] = [];
+  const models = ['baseline', 'partB', 'eva-best', 'jhu-net'];
+  const batches = QUICK ? [64, 600] : [64, 128, 600];
+  const ks = QUICK ? [1, 8] : ep === 'wasm' ? [1, 8] : [1, 8, 32];
+  for (const name of models) {
+    const arch = await loadArchitecture(name);
+    const flops = trainFlops(arch.analysis);
+    for (const B of batches) {
+      for (const K of ks) {
+        if (ep === 'wasm' && B * K > 4800) continue;
+        const s = await trainThroughput(rt, name, B, K);
+        const gflops = (s.median * flops) / 1e9;
+        const ratio = roof ? gflops / (results.roofline as Stat).median : NaN;
+        console.log(`| ${name} | ${B} | ${K} | ${fmt(s)} | ${gflops.toFixed(1)} | ${Number.isFinite(ratio) ? `${(100 * ratio).toFixed(0)}%` : '-'} |`);
+        rows.push({ model: name, batch: B, K, imagesPerSecond: s, gflops, ratio, flopsPerImage: flops, rss: process.memoryUsage().rss });
+      }
+    }
+  }
+  const inference: Record<string, unknown> = {};
+  for (const name of ['partB', 'eva-best']) {
+    const lat = await inferenceLatency(rt, name);
+    const thr = await evalThroughput(rt, name);
+    console.log(`${name}: single-image inference ${fmt(lat, 2)} ms; eval ${fmt(thr)} images/s (batch 1000)`);
+    inference[name] = { latencyMs: lat, evalImagesPerSecond: thr };
+  }
+  results[ep] = { train: rows, inference };
+}
+results.peakRssMiB = Math.round(process.resourceUsage().maxRSS / 1024);
+console.log(`\npeak memory (max RSS) ${results.peakRssMiB} MiB`);
+writeFileSync('bench.json', `${JSON.stringify(results, null, 2)}\n`);
+console.log('wrote bench.json');
