@@ -36,17 +36,21 @@ export interface RunConfig {
   freeze?: 'features';
 }
 
-export interface TrainFlags {
-  dataset?: string;
-  'data-dir'?: string;
-  epochs?: number;
-  batch?: number;
+/** The flags that shape the training graphs (build-graph takes these alone). */
+export interface OptimizerFlags {
   opt?: string;
   lr?: number;
   momentum?: number;
   'weight-decay'?: number;
   nesterov?: boolean;
   'label-smoothing'?: number;
+}
+
+export interface TrainFlags extends OptimizerFlags {
+  dataset?: string;
+  'data-dir'?: string;
+  epochs?: number;
+  batch?: number;
   schedule?: string;
   'step-epochs'?: number;
   gamma?: number;
@@ -75,7 +79,8 @@ function int(value: number | undefined, flag: string, lo: number, hi = Number.MA
   return value;
 }
 
-function real(value: number | undefined, flag: string, lo: number, hi: number, hiOpen = false): number | undefined {
+/** A number flag within lo..hi, or a one-line UsageError naming the flag. */
+export function real(value: number | undefined, flag: string, lo: number, hi: number, hiOpen = false): number | undefined {
   if (value === undefined) return undefined;
   if (!Number.isFinite(value) || value < lo || (hiOpen ? value >= hi : value > hi)) {
     throw new UsageError(`${flag}: expected a number in ${lo}..${hi}${hiOpen ? ' (exclusive)' : ''}, got ${value}`);

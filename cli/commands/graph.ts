@@ -5,6 +5,7 @@ import { buildArtifacts, type TrainSpec, trainSpecFor } from '../../graph-builde
 import { type Architecture, loadArchitecture } from '../../graph-builder/dsl/arch.ts';
 import { type OptimizerName, PRESET_NAMES, PRESETS } from '../../graph-builder/dsl/presets.ts';
 import { receptiveFieldTable, summaryTable } from '../../graph-builder/dsl/summary.ts';
+import { type OptimizerFlags, real } from '../../training/config.ts';
 
 export interface ArchArgs {
   arch?: string;
@@ -41,14 +42,7 @@ const summary: CommandModule<object, ArchArgs & { rf: boolean }> = {
   },
 };
 
-export interface OptimizerArgs {
-  opt?: string;
-  lr?: number;
-  momentum?: number;
-  'weight-decay'?: number;
-  nesterov?: boolean;
-  'label-smoothing'?: number;
-}
+export type OptimizerArgs = OptimizerFlags;
 
 /** Flags that shape the training graphs (and, for training, the schedule's base values). */
 export function optimizerOptions<T>(y: Argv<T>): Argv<T & OptimizerArgs> {
@@ -61,22 +55,14 @@ export function optimizerOptions<T>(y: Argv<T>): Argv<T & OptimizerArgs> {
     .option('label-smoothing', { type: 'number', describe: 'label smoothing for cross-entropy, 0..1' }) as Argv<T & OptimizerArgs>;
 }
 
-function checkRange(value: number | undefined, flag: string, lo: number, hi: number, hiOpen = false): number | undefined {
-  if (value === undefined) return undefined;
-  if (!Number.isFinite(value) || value < lo || (hiOpen ? value >= hi : value > hi)) {
-    throw new UsageError(`${flag}: expected a number in ${lo}..${hi}${hiOpen ? ' (exclusive)' : ''}, got ${value}`);
-  }
-  return value;
-}
-
 export function trainSpecFromArgs(arch: Architecture, args: OptimizerArgs): TrainSpec {
-  checkRange(args.lr, '--lr', 0, 10);
+  real(args.lr, '--lr', 0, 10);
   return trainSpecFor(arch, {
     opt: args.opt as OptimizerName | undefined,
-    momentum: checkRange(args.momentum, '--momentum', 0, 1, true),
-    weightDecay: checkRange(args['weight-decay'], '--weight-decay', 0, 1),
+    momentum: real(args.momentum, '--momentum', 0, 1, true),
+    weightDecay: real(args['weight-decay'], '--weight-decay', 0, 1),
     nesterov: args.nesterov,
-    smoothing: checkRange(args['label-smoothing'], '--label-smoothing', 0, 1, true),
+    smoothing: real(args['label-smoothing'], '--label-smoothing', 0, 1, true),
   });
 }
 
