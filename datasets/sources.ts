@@ -1,5 +1,6 @@
+import { ensureDir } from '../graph-builder/artifacts/write.ts';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -146,7 +147,7 @@ export async function download(spec: DatasetSpec, opts: LookupOptions = {}): Pro
   const dir = cacheDir(spec.name, env);
   const bases = env.CNNLAB_DOWNLOAD_BASE ? [env.CNNLAB_DOWNLOAD_BASE] : spec.downloadBases;
   const progress = opts.progress ?? Boolean(process.stderr.isTTY);
-  mkdirSync(dir, { recursive: true });
+  ensureDir(dir);
   for (const split of ['train', 'test'] as const) {
     for (const file of [spec.files[split].images, spec.files[split].labels]) {
       if (idxPath(dir, file.name)) continue;

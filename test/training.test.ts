@@ -158,6 +158,29 @@ describe('the train command', () => {
   });
 });
 
+describe('run folders the user damaged', () => {
+  it('an unwritable --out and a corrupt config.json give one line', async () => {
+    const ro = spawnSync(process.execPath, [CLI, 'train', 'partA', '--limit-train', '100', '--out', '/proc/cnnlab-run'], { encoding: 'utf8' });
+    assert.equal(ro.status, 2, ro.stderr);
+    assert.match(ro.stderr, /^cnnlab: --out \/proc\/cnnlab-run: cannot create or write the run folder \(E[A-Z]+\)\n$/);
+    const dir = tmp();
+    const cfg = await config('jhu-net', { 'limit-train': 300, epochs: 1, batch: 100 });
+    await fit(cfg, { runDir: dir, resume: false, ...quiet });
+    const saved = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+    for (const [content, pattern] of [
+      ['{ broken', /config\.json: not valid JSON/],
+      ['[1, 2]', /config\.json: not a cnnlab run config/],
+      [JSON.stringify({ ...saved, flags: { ...saved.flags, batch: -5 } }), /config\.json: --batch: expected a whole number in 1\.\.65536, got -5/],
+    ] as const) {
+      writeFileSync(join(dir, 'config.json'), content);
+      const out = spawnSync(process.execPath, [CLI, 'train', '--resume', '--out', dir], { encoding: 'utf8' });
+      assert.notEqual(out.status, 0);
+      assert.match(out.stderr, pattern);
+      assert.equal(out.stderr.trim().split('\n').length, 1, out.stderr);
+    }
+  });
+});
+
 describe('checkpoints', () => {
   it('survive a kill during writing: the old or the new one, never a broken one', async () => {
     const dir = tmp();

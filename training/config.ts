@@ -34,6 +34,8 @@ export interface RunConfig {
   evalBatch: number;
   /** 'features': train only the linear layers (transfer learning). */
   freeze?: 'features';
+  /** The flags it was resolved from; --resume resolves them again. */
+  flags: TrainFlags;
 }
 
 /** The flags that shape the training graphs (build-graph takes these alone). */
@@ -144,7 +146,20 @@ export function resolveRunConfig(arch: Architecture, f: TrainFlags, archFile?: s
     stepsPerRun: int(f['steps-per-run'], '--steps-per-run', 1, 100000) ?? DEFAULT_STEPS_PER_RUN,
     checkpointEvery: real(f['checkpoint-every'], '--checkpoint-every', 0, 1e6) ?? 60,
     evalBatch: 1000,
+    flags: pickFlags(f),
   };
+}
+
+const FLAG_NAMES: (keyof TrainFlags)[] = [
+  'opt', 'lr', 'momentum', 'weight-decay', 'nesterov', 'label-smoothing', 'dataset', 'data-dir', 'epochs', 'batch', 'schedule',
+  'step-epochs', 'gamma', 'augment', 'ep', 'threads', 'device-id', 'steps-per-run', 'seed', 'limit-train', 'shuffle', 'checkpoint-every',
+];
+
+/** Only the training flags (yargs adds aliases and positionals to its argument object). */
+function pickFlags(f: TrainFlags): TrainFlags {
+  const out: Record<string, unknown> = {};
+  for (const k of FLAG_NAMES) if (f[k] !== undefined) out[k] = f[k];
+  return out as TrainFlags;
 }
 
 /** PyTorch's default learning rates, for an optimiser that replaces the preset's. */

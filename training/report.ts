@@ -1,4 +1,5 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { ensureDir } from '../graph-builder/artifacts/write.ts';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import sharp from 'sharp';
 import * as vega from 'vega';
@@ -85,7 +86,7 @@ export interface ReportFiles {
  * (vega-lite rendered to SVG, and to PNG through sharp) and a table sorted by best test accuracy.
  */
 export async function writeReport(entries: ReportEntry[], outDir: string, title: string): Promise<ReportFiles> {
-  mkdirSync(outDir, { recursive: true });
+  ensureDir(outDir);
   const groups = [...new Set(entries.map((e) => e.group))];
   const sections: string[] = [];
   const pngs: string[] = [];

@@ -1,4 +1,5 @@
-import { appendFileSync, mkdirSync } from 'node:fs';
+import { ensureDir } from '../graph-builder/artifacts/write.ts';
+import { appendFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
@@ -38,7 +39,7 @@ export class TensorBoardWriter {
   readonly path: string;
 
   constructor(dir: string, existing?: string) {
-    mkdirSync(dir, { recursive: true });
+    ensureDir(dir);
     this.path = existing ?? join(dir, `events.out.tfevents.${Math.floor(Date.now() / 1000)}.${hostname()}.cnnlab`);
     if (!existing) this.write({ wallTime: Date.now() / 1000, step: 0, fileVersion: 'brain.Event:2' });
   }

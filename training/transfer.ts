@@ -48,10 +48,12 @@ export async function transfer(o: TransferOptions): Promise<TransferRow[]> {
   await session.release();
   const rows: TransferRow[] = [{ setting: `zero-shot: ${model.path} (trained on ${source.dataset}) on ${o.to}`, accuracy: zero.accuracy, loss: zero.loss, steps: 0 }];
 
-  const base: RunConfig = { ...source, dataset: o.to, dataDir: undefined, epochs: o.finetuneEpochs, limitTrain: o.limitTrain ?? source.limitTrain, freeze: o.freeze };
+  const limitTrain = o.limitTrain ?? source.limitTrain;
+  const flags = { ...source.flags, dataset: o.to, 'data-dir': undefined, epochs: o.finetuneEpochs, 'limit-train': limitTrain };
+  const base: RunConfig = { ...source, dataset: o.to, dataDir: undefined, epochs: o.finetuneEpochs, limitTrain, freeze: o.freeze, flags };
   const out = o.outDir ?? `${o.from}-to-${o.to}`;
   const init = paramsOf(readCheckpoint(join(o.from, CHECKPOINT)).tensors, arch);
-  const tuned = await fit({ ...base, lr: source.lr * o.lrScale }, { ...o.fit, runDir: `${out}/finetune`, resume: false, init });
+  const tuned = await fit({ ...base, lr: source.lr * o.lrScale, flags: { ...flags, lr: source.lr * o.lrScale } }, { ...o.fit, runDir: `${out}/finetune`, resume: false, init });
   const scratch = await fit({ ...base, freeze: undefined }, { ...o.fit, runDir: `${out}/scratch`, resume: false });
   const last = (r: Awaited<ReturnType<typeof fit>>) => r.epochs[r.epochs.length - 1];
   rows.push({

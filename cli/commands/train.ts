@@ -1,4 +1,5 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { ensureDir } from '../../graph-builder/artifacts/write.ts';
 import type { Argv, CommandModule } from 'yargs';
 import { CnnlabError, UsageError } from '../../common/errors.ts';
 import { DATASET_NAMES } from '../../datasets/registry.ts';
@@ -42,6 +43,38 @@ export function defaultRunDir(cfg: RunConfig): string {
   for (let i = 2; ; i++) if (!existsSync(`${base}-${i}`)) return `${base}-${i}`;
 }
 
+/** Fails early, with the flag named, when the run folder cannot be created or written. */
+function checkWritable(dir: string): void {
+  try {
+    ensureDir(dir);
+    accessSync(dir, constants.W_OK);
+  } catch (err) {
+    throw new UsageError(`--out ${dir}: cannot create or write the run folder (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+}
+
+/** A run's saved config, re-resolved from its flags so that a damaged file is caught like a bad flag. */
+async function resumedConfig(dir: string): Promise<RunConfig> {
+  const path = `${dir}/config.json`;
+  if (!existsSync(path)) throw new UsageError(`--resume: ${path} not found`);
+  let saved: Partial<RunConfig>;
+  try {
+    saved = JSON.parse(readFileSync(path, 'utf8')) as Partial<RunConfig>;
+  } catch {
+    throw new CnnlabError(`${path}: not valid JSON`);
+  }
+  if (typeof saved !== 'object' || saved === null || typeof saved.architecture !== 'string' || typeof saved.flags !== 'object' || saved.flags === null) {
+    throw new CnnlabError(`${path}: not a cnnlab run config (architecture and flags expected)`);
+  }
+  try {
+    const arch = await loadArchitecture(saved.archFile ? undefined : saved.architecture, saved.archFile);
+    return resolveRunConfig(arch, saved.flags, saved.archFile);
+  } catch (err) {
+    if (err instanceof CnnlabError) throw new CnnlabError(`${path}: ${err.message}`);
+    throw err;
+  }
+}
+
 export function installStopHandler(): { requested: boolean } {
   const stop = { requested: false };
   process.on('SIGINT', () => {
@@ -64,13 +97,7 @@ const train: CommandModule<object, TrainArgs> = {
     let out = args.out;
     if (args.resume) {
       if (!out) throw new UsageError('--resume: name the run folder with --out');
-      const path = `${out}/config.json`;
-      if (!existsSync(path)) throw new UsageError(`--resume: ${path} not found`);
-      try {
-        cfg = JSON.parse(readFileSync(path, 'utf8')) as RunConfig;
-      } catch {
-        throw new CnnlabError(`${path}: not valid JSON`);
-      }
+      cfg = await resumedConfig(out);
       // How it runs may change on resume; what it computes may not.
       if (args.ep) cfg.ep = args.ep as RunConfig['ep'];
       if (args.threads) cfg.threads = args.threads;
@@ -79,6 +106,7 @@ const train: CommandModule<object, TrainArgs> = {
       cfg = resolveRunConfig(arch, args, args['arch-file']);
       out ??= defaultRunDir(cfg);
       if (existsSync(`${out}/checkpoint.ckpt`)) throw new UsageError(`--out ${out}: a run is already there; add --resume to continue it or choose another folder`);
+      checkWritable(out);
     }
     const opt = cfg.train.optimizer;
     console.log(

@@ -1,10 +1,38 @@
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { accessSync, constants, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { CnnlabError } from '../../common/errors.ts';
 
-/** Writes a file atomically: a reader sees the old or the new content, never a torn one. */
+/**
+ * Creates a folder and its missing parents one level at a time, after checking that the nearest
+ * existing ancestor is writable. (Node's recursive mkdir never returns for some paths, /proc/x
+ * among them, so it is not used.)
+ */
+export function ensureDir(dir: string): void {
+  const missing: string[] = [];
+  let d = resolve(dir);
+  while (!existsSync(d)) {
+    missing.push(d);
+    const parent = dirname(d);
+    if (parent === d) break;
+    d = parent;
+  }
+  accessSync(d, constants.W_OK);
+  for (const m of missing.reverse()) mkdirSync(m);
+}
+
+/**
+ * Writes a file atomically: a reader sees the old or the new content, never a torn one.
+ * A failure (read-only folder, disk full) is a one-line error naming the file; the old file stays.
+ */
 export function writeFileAtomic(path: string, data: Uint8Array | string): void {
-  mkdirSync(dirname(path), { recursive: true });
   const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, data);
-  renameSync(tmp, path);
+  try {
+    ensureDir(dirname(path));
+    writeFileSync(tmp, data);
+    renameSync(tmp, path);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    const e = err as NodeJS.ErrnoException;
+    throw new CnnlabError(`${path}: cannot write (${e.code ?? e.message})`);
+  }
 }
