@@ -259,3 +259,22 @@ describe('sweeps and reports', () => {
     assert.deepEqual(splitSettings('jhu-net', { width: '2', lr: '0.1', augment: 'true' }), { flags: { lr: 0.1, augment: true }, options: { width: '2' } });
   });
 });
+
+describe('augmentation', () => {
+  it('is the identity with no rotation, translation or jitter, and moves pixels when asked', async () => {
+    const { augmentImage } = await import('../training/augment.ts');
+    const { Rng } = await import('../common/rng.ts');
+    const src = Uint8Array.from({ length: 784 }, (_, i) => ((i % 28) > 8 && (i % 28) < 14 && i > 200 && i < 600 ? 200 : 0));
+    const out = new Uint8Array(784);
+    augmentImage(src, out, { rotate: 0, translate: 0, jitter: 0 }, Rng.seeded(1));
+    assert.deepEqual(Array.from(out), Array.from(src));
+    augmentImage(src, out, { rotate: 0, translate: 3, jitter: 0 }, Rng.seeded(2));
+    assert.notDeepEqual(Array.from(out), Array.from(src));
+    const again = new Uint8Array(784);
+    augmentImage(src, again, { rotate: 0, translate: 3, jitter: 0 }, Rng.seeded(2));
+    assert.deepEqual(Array.from(again), Array.from(out), 'the same generator state gives the same image');
+    const mass = (p: Uint8Array) => p.reduce((a, b) => a + b, 0);
+    augmentImage(src, out, { rotate: 5, translate: 0, jitter: 0 }, Rng.seeded(3));
+    assert.ok(Math.abs(mass(out) - mass(src)) / mass(src) < 0.05, 'a small rotation keeps the ink');
+  });
+});

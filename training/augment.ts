@@ -11,6 +11,8 @@ export interface AugmentSettings {
 
 const SIZE = 28;
 const CENTRE = (SIZE - 1) / 2;
+/** Reused between calls: augmentation runs on the training hot path. */
+const scratch = new Float32Array(SIZE * SIZE);
 
 /**
  * Augments one 28x28 image into `out` (uint8): rotation and translation by inverse mapping
@@ -25,24 +27,36 @@ export function augmentImage(src: Uint8Array, out: Uint8Array, s: AugmentSetting
   const contrast = s.jitter ? rng.uniform(Math.max(0, 1 - s.jitter), 1 + s.jitter) : 1;
   const cos = Math.cos(angle);
   const sin = Math.sin(angle);
-  const warped = new Float32Array(SIZE * SIZE);
+  const warped = scratch;
   let sum = 0;
+  // Where output pixel (x, y) comes from in the source (the inverse transform), stepped along rows.
+  const ox = -CENTRE - dx;
+  const oy = -CENTRE - dy;
   for (let y = 0; y < SIZE; y++) {
-    for (let x = 0; x < SIZE; x++) {
-      // Where this output pixel comes from in the source (the inverse transform).
-      const ux = x - CENTRE - dx;
-      const uy = y - CENTRE - dy;
-      const sx = cos * ux + sin * uy + CENTRE;
-      const sy = -sin * ux + cos * uy + CENTRE;
-      const x0 = Math.floor(sx);
-      const y0 = Math.floor(sy);
-      const fx = sx - x0;
-      const fy = sy - y0;
-      const at = (xx: number, yy: number) => (xx < 0 || yy < 0 || xx >= SIZE || yy >= SIZE ? 0 : src[yy * SIZE + xx]);
-      const v = (at(x0, y0) * (1 - fx) + at(x0 + 1, y0) * fx) * (1 - fy) + (at(x0, y0 + 1) * (1 - fx) + at(x0 + 1, y0 + 1) * fx) * fy;
-      const b = Math.min(255, v * brightness);
-      warped[y * SIZE + x] = b;
-      sum += b;
+    const uy = y + oy;
+    let sx = cos * ox + sin * uy + CENTRE;
+    let sy = -sin * ox + cos * uy + CENTRE;
+    for (let x = 0; x < SIZE; x++, sx += cos, sy -= sin) {
+      let v = 0;
+      if (sx > -1 && sy > -1 && sx < SIZE && sy < SIZE) {
+        const x0 = Math.floor(sx);
+        const y0 = Math.floor(sy);
+        const fx = sx - x0;
+        const fy = sy - y0;
+        const inX0 = x0 >= 0;
+        const inX1 = x0 + 1 < SIZE;
+        const row0 = y0 >= 0 ? y0 * SIZE : -1;
+        const row1 = y0 + 1 < SIZE ? (y0 + 1) * SIZE : -1;
+        const a = row0 >= 0 && inX0 ? src[row0 + x0] : 0;
+        const b = row0 >= 0 && inX1 ? src[row0 + x0 + 1] : 0;
+        const c = row1 >= 0 && inX0 ? src[row1 + x0] : 0;
+        const d = row1 >= 0 && inX1 ? src[row1 + x0 + 1] : 0;
+        v = (a + (b - a) * fx) * (1 - fy) + (c + (d - c) * fx) * fy;
+      }
+      const bright = v * brightness;
+      const clipped = bright > 255 ? 255 : bright;
+      warped[y * SIZE + x] = clipped;
+      sum += clipped;
     }
   }
   const mean = sum / (SIZE * SIZE);
