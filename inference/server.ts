@@ -113,8 +113,20 @@ export async function loadServedModels(targets: (string | undefined)[]): Promise
   return out;
 }
 
+/**
+ * Every response makes the page cross-origin isolated (COOP + COEP): browsers give WebAssembly
+ * threads (SharedArrayBuffer) only to such pages, and every resource here is same-origin.
+ */
+const HEADERS = {
+  'cache-control': 'no-store',
+  'x-content-type-options': 'nosniff',
+  'cross-origin-opener-policy': 'same-origin',
+  'cross-origin-embedder-policy': 'require-corp',
+  'cross-origin-resource-policy': 'same-origin',
+};
+
 function send(res: ServerResponse, status: number, body: string | Uint8Array, type = 'text/plain; charset=utf-8'): void {
-  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
+  res.writeHead(status, { ...HEADERS, 'content-type': type, 'content-length': Buffer.byteLength(body) });
   res.end(body);
 }
 

@@ -100,6 +100,8 @@ describe('the demo page in Chromium', () => {
     assert.match(card!, /parameters21,840/);
     assert.match(card!, /test accuracy\d+\.\d\d%/);
     assert.match(card!, /inference\d+\.\d\d ms per image/);
+    // COOP/COEP make the page cross-origin isolated, so onnxruntime-web may use wasm threads.
+    assert.equal(await page.evaluate(() => (globalThis as unknown as { crossOriginIsolated: boolean }).crossOriginIsolated), true);
     assert.equal(await page.locator('#gallery .sample').count(), 24);
   });
 

@@ -83,11 +83,14 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   }
   if (ep === 'wasm') {
     const ortWeb = (await import('onnxruntime-web')) as unknown as Ort;
-    ortWeb.env.wasm.numThreads = opts.threads ?? 1;
+    // onnxruntime-web always runs single-threaded in Node (it disables its wasm threads there);
+    // in a browser, threads need a cross-origin isolated page (see inference/server.ts).
+    ortWeb.env.wasm.numThreads = 1;
+    const ignored = opts.threads && opts.threads > 1 ? ` (--threads ${opts.threads} ignored: onnxruntime-web has no wasm threads in Node)` : '';
     return {
       ep,
       ort: ortWeb,
-      note: note || `onnxruntime-web wasm, ${ortWeb.env.wasm.numThreads} thread(s)`,
+      note: note || `onnxruntime-web wasm, 1 thread${ignored}`,
       createSession: (model) => ortWeb.InferenceSession.create(model, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' }),
     };
   }
