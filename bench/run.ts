@@ -75,6 +75,9 @@ async function roofline(rt: Runtime): Promise<Stat> {
 const mnistStart = performance.now();
 const mnist = await loadDataset('mnist', { env: {} });
 const datasetSeconds = (performance.now() - mnistStart) / 1000;
+const fashionStart = performance.now();
+await loadDataset('fashion-mnist', { env: {} });
+const fashionSeconds = (performance.now() - fashionStart) / 1000;
 
 async function trainThroughput(rt: Runtime, name: string, B: number, K: number): Promise<Stat> {
   const arch = await loadArchitecture(name);
@@ -129,10 +132,10 @@ async function evalThroughput(rt: Runtime, name: string): Promise<Stat> {
 const fmt = (s: Stat, digits = 0) => `${s.median.toFixed(digits)} (${s.min.toFixed(digits)}..${s.max.toFixed(digits)})`;
 const results: Record<string, unknown> = {
   machine: { cpus: cpus().length, model: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, threads: THREADS },
-  datasetLoadSeconds: datasetSeconds,
+  datasetLoadSeconds: { mnist: datasetSeconds, fashionMnist: fashionSeconds },
 };
 console.log(`cnnlab bench on ${cpus()[0]?.model} (${cpus().length} cores), node ${process.version}${QUICK ? ', --quick' : ''}`);
-console.log(`dataset load (MNIST 60k + 10k into typed arrays): ${datasetSeconds.toFixed(2)} s`);
+console.log(`dataset load, 60k + 10k images into typed arrays: MNIST (raw IDX) ${datasetSeconds.toFixed(2)} s, Fashion-MNIST (gzip) ${fashionSeconds.toFixed(2)} s`);
 
 const eps: ('cpu' | 'wasm')[] = args.has('--cpu-only') ? ['cpu'] : ['cpu', 'wasm'];
 for (const ep of eps) {
