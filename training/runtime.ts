@@ -33,6 +33,14 @@ export interface Runtime {
 export const CUDA_INSTALL_HINT =
   'the CUDA execution provider is not installed: run `npm run install-cuda` once (needs an NVIDIA GPU with CUDA 12 and cuDNN 9), or use --ep cpu';
 
+/**
+ * A run keeps two sessions (train step and eval), each with its own intra-op thread pool.
+ * onnxruntime's pool threads spin after each run by default; the idle eval session's threads then
+ * compete with training for the same cores: eva-best's second epoch took 67.7 s with spinning
+ * and 38.1 s without (same losses).
+ */
+const NO_SPINNING = { extra: { session: { intra_op: { allow_spinning: '0' } } } };
+
 function cudaSessionOptions(deviceId: number): ortNode.InferenceSession.SessionOptions {
   return {
     executionProviders: [
@@ -41,7 +49,8 @@ function cudaSessionOptions(deviceId: number): ortNode.InferenceSession.SessionO
     ],
     graphOptimizationLevel: 'all',
     logSeverityLevel: 4,
-  };
+    ...NO_SPINNING,
+  } as ortNode.InferenceSession.SessionOptions;
 }
 
 /** Where onnxruntime-node keeps its native libraries; `npm run install-cuda` puts the CUDA EP there. */
@@ -107,6 +116,7 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
         executionProviders: ['cpu'],
         graphOptimizationLevel: 'all',
         ...(threads ? { intraOpNumThreads: threads } : {}),
-      }),
+        ...NO_SPINNING,
+      } as ortNode.InferenceSession.SessionOptions),
   };
 }
