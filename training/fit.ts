@@ -235,14 +235,21 @@ export async function fit(cfg: RunConfig, opts: FitOptions): Promise<FitResult> 
       let lastLr = 0;
       const t0 = performance.now();
       bar?.start(n, epochStep * cfg.batch, { epoch: `${epoch + 1}/${cfg.epochs}`, speed: '-', loss: '-', lr: '-' });
-      while (epochStep < stepsPerEpoch) {
-        // Full batches in chunks of K aligned to multiples of K, so a resumed run makes the same runs; the short last batch alone.
-        const isLast = epochStep >= fullSteps;
-        const count = isLast ? 1 : Math.min(cfg.stepsPerRun - (epochStep % cfg.stepsPerRun), fullSteps - epochStep);
-        const B = isLast ? remainder : cfg.batch;
-        const batch = assemble(cfg, train, order, epochStep, runner.step, count, B, sched);
+      // Full batches in chunks of K aligned to multiples of K, so a resumed run makes the same runs; the short last batch alone.
+      const chunkAt = (at: number): StepBatch => {
+        const isLast = at >= fullSteps;
+        const count = isLast ? 1 : Math.min(cfg.stepsPerRun - (at % cfg.stepsPerRun), fullSteps - at);
+        return assemble(cfg, train, order, at, epoch * stepsPerEpoch + at, count, isLast ? remainder : cfg.batch, sched);
+      };
+      let next: StepBatch | undefined = epochStep < stepsPerEpoch ? chunkAt(epochStep) : undefined;
+      while (next) {
+        const batch = next;
+        const { K: count, B } = batch;
         const stepBefore = runner.step;
-        const out = await runner.run(batch);
+        const pending = runner.run(batch);
+        // The next chunk is assembled (and augmented) while onnxruntime runs this one.
+        next = epochStep + count < stepsPerEpoch ? chunkAt(epochStep + count) : undefined;
+        const out = await pending;
         for (let k = 0; k < count; k++) {
           if (!Number.isFinite(out.losses[k])) {
             bar?.stop();
