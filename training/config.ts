@@ -156,7 +156,7 @@ const FLAG_NAMES: (keyof TrainFlags)[] = [
 ];
 
 /** Only the training flags (yargs adds aliases and positionals to its argument object). */
-function pickFlags(f: TrainFlags): TrainFlags {
+export function pickFlags(f: TrainFlags): TrainFlags {
   const out: Record<string, unknown> = {};
   for (const k of FLAG_NAMES) if (f[k] !== undefined) out[k] = f[k];
   return out as TrainFlags;

@@ -3,6 +3,7 @@ import { UsageError } from '../../common/errors.ts';
 import { collectEntries, writeReport } from '../../training/report.ts';
 import { grid, jhuQuestions, parseAxis, runSearch, runSweep, shard, splitSettings } from '../../training/sweep.ts';
 import { parseSpace } from '../../training/tpe.ts';
+import { pickFlags } from '../../training/config.ts';
 import { installStopHandler, trainOptions, type TrainArgs } from './train.ts';
 
 interface SweepArgs extends Omit<TrainArgs, 'resume'> {
@@ -26,13 +27,12 @@ const sweep: CommandModule<object, SweepArgs> = {
   handler: async (args) => {
     let arch = args.arch;
     let trials;
-    const base = { ...args } as Record<string, unknown>;
-    for (const k of ['_', '$0', 'arch', 'vary', 'preset', 'shard', 'out', 'report']) delete base[k];
+    const base = pickFlags(args);
     if (args.preset === 'jhu-questions') {
       if (arch && arch !== 'jhu-net') throw new UsageError('--preset jhu-questions: it sweeps jhu-net; leave the architecture out');
       arch = 'jhu-net';
       base.dataset ??= 'fashion-mnist';
-      trials = jhuQuestions((base.epochs as number | undefined) ?? 10);
+      trials = jhuQuestions(base.epochs ?? 10);
     } else {
       if (!arch) throw new UsageError('sweep: name an architecture (or --preset jhu-questions)');
       if (!args.vary?.length) throw new UsageError('sweep: give at least one --vary key=v1,v2');
@@ -94,8 +94,7 @@ const search: CommandModule<object, SearchArgs> = {
       .option('out', { type: 'string', describe: 'search folder (default runs/search/<arch>-<algo>)' }) as Argv<SearchArgs>,
   handler: async (args) => {
     if (!Number.isInteger(args.trials) || args.trials < 1) throw new UsageError(`--trials: expected a whole number >= 1, got ${args.trials}`);
-    const base = { ...args } as Record<string, unknown>;
-    for (const k of ['_', '$0', 'arch', 'space', 'trials', 'algo', 'out']) delete base[k];
+    const base = pickFlags(args);
     const space = parseSpace(args.space);
     for (const key of Object.keys(space)) splitSettings(args.arch!, { [key]: space[key].kind === 'int' ? String((space[key] as { lo: number }).lo) : (space[key] as { values: string[] }).values[0] });
     const dir = args.out ?? `runs/search/${args.arch}-${args.algo}`;
