@@ -116,7 +116,6 @@ function assemble(cfg: RunConfig, split: Split, order: Uint32Array, epochStep: n
 export interface Evaluation {
   loss: number;
   accuracy: number;
-  predicted: Uint8Array;
 }
 
 /** Runs the eval graph over a split in batches; parameters come from the carried tensors. */
@@ -126,7 +125,6 @@ export async function evaluate(rt: Runtime, session: Session, params: ParamSet, 
   for (const p of arch.analysis.params) feeds[p.name] = new Tensor('float32', params.get(p.name)!, p.shape);
   let loss = 0;
   let correct = 0;
-  const predicted = new Uint8Array(split.count);
   for (let start = 0; start < split.count; start += batch) {
     const n = Math.min(batch, split.count - start);
     feeds.images = new Tensor('uint8', split.images.subarray(start * PIXELS, (start + n) * PIXELS), [n, 28, 28]);
@@ -134,10 +132,8 @@ export async function evaluate(rt: Runtime, session: Session, params: ParamSet, 
     const out = await session.run(feeds);
     loss += out.loss_sum.data[0] as number;
     correct += out.correct.data[0] as number;
-    const pred = out.predicted.data as BigInt64Array;
-    for (let i = 0; i < n; i++) predicted[start + i] = Number(pred[i]);
   }
-  return { loss: loss / split.count, accuracy: correct / split.count, predicted };
+  return { loss: loss / split.count, accuracy: correct / split.count };
 }
 
 export function paramsOf(tensors: Checkpoint['tensors'], arch: Architecture): ParamSet {
@@ -146,7 +142,9 @@ export function paramsOf(tensors: Checkpoint['tensors'], arch: Architecture): Pa
   return out;
 }
 
-function readMetrics(path: string): EpochMetrics[] {
+/** The epochs a run folder's metrics.jsonl records. */
+export function readMetrics(runDir: string): EpochMetrics[] {
+  const path = join(runDir, 'metrics.jsonl');
   if (!existsSync(path)) return [];
   return readFileSync(path, 'utf8')
     .split('\n')
@@ -194,7 +192,7 @@ export async function fit(cfg: RunConfig, opts: FitOptions): Promise<FitResult> 
   writeFileAtomic(join(dir, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
   const metricsPath = join(dir, 'metrics.jsonl');
   // A resumed run keeps the epochs its checkpoint covers and redoes the rest.
-  const history = readMetrics(metricsPath).filter((m) => opts.resume && m.step <= runner.step);
+  const history = readMetrics(dir).filter((m) => opts.resume && m.step <= runner.step);
   writeFileAtomic(metricsPath, history.map((m) => `${JSON.stringify(m)}\n`).join(''));
   const tb = new TensorBoardWriter(dir, opts.resume ? (start.meta.events as string | undefined) : undefined);
   let best = history.reduce((b, m) => Math.max(b, m.testAcc), 0);

@@ -5,7 +5,7 @@ import sharp from 'sharp';
 import * as vega from 'vega';
 import * as vl from 'vega-lite';
 import { CnnlabError } from '../common/errors.ts';
-import type { EpochMetrics } from './fit.ts';
+import { type EpochMetrics, readMetrics } from './fit.ts';
 import type { SweepManifest, TrialStatus } from './sweep.ts';
 
 export interface ReportEntry {
@@ -18,12 +18,6 @@ export interface ReportEntry {
   message?: string;
 }
 
-function readEpochs(run: string): EpochMetrics[] {
-  const path = join(run, 'metrics.jsonl');
-  if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as EpochMetrics);
-}
-
 /** A sweep folder (its sweep.json) or run folders, as report entries. */
 export function collectEntries(targets: string[]): ReportEntry[] {
   const entries: ReportEntry[] = [];
@@ -33,11 +27,11 @@ export function collectEntries(targets: string[]): ReportEntry[] {
       const m = JSON.parse(readFileSync(sweep, 'utf8')) as SweepManifest;
       for (const trial of m.trials) {
         const name = Object.entries(trial.settings).map(([k, v]) => `${k}=${v}`).join(', ') || 'base';
-        entries.push({ name, group: trial.group, status: trial.status, epochs: readEpochs(trial.run), parameters: trial.parameters, seconds: trial.seconds, message: trial.message });
+        entries.push({ name, group: trial.group, status: trial.status, epochs: readMetrics(trial.run), parameters: trial.parameters, seconds: trial.seconds, message: trial.message });
       }
     } else if (existsSync(join(t, 'metrics.jsonl'))) {
       const cfg = existsSync(join(t, 'config.json')) ? (JSON.parse(readFileSync(join(t, 'config.json'), 'utf8')) as { architecture?: string; dataset?: string }) : {};
-      const epochs = readEpochs(t);
+      const epochs = readMetrics(t);
       entries.push({ name: `${basename(t)}${cfg.architecture ? ` (${cfg.architecture}, ${cfg.dataset})` : ''}`, group: 'runs', status: 'done', epochs, seconds: epochs.reduce((a, m) => a + m.seconds, 0) });
     } else {
       throw new CnnlabError(`${t}: neither a sweep folder (sweep.json) nor a run folder (metrics.jsonl)`, 2);

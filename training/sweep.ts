@@ -5,7 +5,7 @@ import { writeFileAtomic } from '../graph-builder/artifacts/write.ts';
 import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { PRESETS } from '../graph-builder/dsl/presets.ts';
 import { resolveRunConfig, type TrainFlags } from './config.ts';
-import { CHECKPOINT, type EpochMetrics, fit, type FitOptions } from './fit.ts';
+import { CHECKPOINT, fit, type FitOptions } from './fit.ts';
 import { type Observation, randomPoint, type Space, suggestTpe } from './tpe.ts';
 import { Rng } from '../common/rng.ts';
 
@@ -118,12 +118,6 @@ export function splitSettings(arch: string, settings: Record<string, string>): {
   return { flags: flags as TrainFlags, options };
 }
 
-function readEpochs(run: string): EpochMetrics[] {
-  const path = join(run, 'metrics.jsonl');
-  if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as EpochMetrics);
-}
-
 export interface SweepOptions {
   arch: string;
   base: TrainFlags;
@@ -181,11 +175,6 @@ export async function runSweep(o: SweepOptions): Promise<SweepManifest> {
   }
   save();
   return { arch: o.arch, base: o.base, trials: [...records.values()] };
-}
-
-/** The epochs a trial's run folder recorded (for reports). */
-export function trialEpochs(record: TrialRecord): EpochMetrics[] {
-  return readEpochs(record.run);
 }
 
 /**

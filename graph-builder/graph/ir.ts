@@ -82,10 +82,6 @@ export function broadcastShapes(shapes: Dim[][]): Dim[] | undefined {
   return out;
 }
 
-export function elementCount(dims: readonly number[]): number {
-  return dims.reduce((a, b) => a * b, 1);
-}
-
 /**
  * Builds one graph. `names` is shared with enclosing builders so that a Loop body never
  * shadows an outer value (ONNX forbids it).
@@ -188,12 +184,6 @@ export class GraphBuilder {
       this.shapes.set(out, known[0]);
     }
     return out;
-  }
-
-  /** Emits a node whose outputs have names the caller chose (e.g. a Loop body's outputs). */
-  opInto(op: string, inputs: string[], outputs: string[], attrs: Record<string, AttrValue> = {}): void {
-    for (const o of outputs) this.reserve(o);
-    this.graph.nodes.push({ op, name: this.fresh(`${outputs[0]}_node`), inputs, outputs, attrs });
   }
 
   /** A float32 constant (a Constant node, so it also works inside Loop bodies). */
