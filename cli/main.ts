@@ -30,6 +30,9 @@ export async function main(argv: string[]): Promise<void> {
     await cli.parseAsync();
   } catch (err) {
     if (err instanceof CnnlabError) fail(err.message, err.exitCode);
+    // The machine refused (disk full, permissions, a vanished file): one line, not a stack trace.
+    const e = err as NodeJS.ErrnoException;
+    if (typeof e?.code === 'string' && typeof e.syscall === 'string') fail(`${e.path ?? e.syscall}: ${e.code} (${e.message.split('\n')[0]})`, 1);
     throw err;
   }
 }

@@ -3,7 +3,7 @@
  * CnnlabError or a correct result; no other exception, no hang, no giant allocation.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -18,6 +18,9 @@ import { initParams } from '../graph-builder/dsl/init.ts';
 import { loadInferenceModel, openModelSession } from '../inference/model.ts';
 import { prepareImage } from '../inference/preprocess.ts';
 import { decodeCheckpoint, encodeCheckpoint } from '../training/checkpoint.ts';
+import { readMetrics } from '../training/fit.ts';
+import { collectEntries } from '../training/report.ts';
+import { readTrialRecord } from '../training/sweep.ts';
 import { createRuntime } from '../training/runtime.ts';
 
 const ROUNDS = 1000;
@@ -125,6 +128,40 @@ describe('fuzzed loaders', () => {
       await session.release();
     });
     assert.ok(r.rejected > 100 && r.ok > 10, JSON.stringify(r));
+  });
+
+  it('sweep manifests (sweep.json read by sweep and report) and trial status files', async () => {
+    const sweep = join(dir, 'sweep');
+    const run = join(sweep, 'lr=0.1');
+    mkdirSync(run, { recursive: true });
+    const epoch = (e: number) => ({ epoch: e, step: 10 * e, trainLoss: 0.5, trainAcc: 0.8, testLoss: 0.4, testAcc: 0.85 + e / 100, seconds: 1, imagesPerSecond: 500, lr: 0.1 });
+    writeFileSync(join(run, 'metrics.jsonl'), `${JSON.stringify(epoch(1))}\n${JSON.stringify(epoch(2))}\n`);
+    const trial = { id: 'lr=0.1', group: 'grid', settings: { lr: '0.1' }, status: 'done', run, best: 0.87, parameters: 8412, seconds: 2 };
+    const manifest = { arch: 'partA', base: { epochs: 2 }, trials: [trial, { ...trial, id: 'lr=1', settings: { lr: '1' }, status: 'diverged', message: 'training diverged at step 3' }] };
+    const seed = new TextEncoder().encode(JSON.stringify(manifest, null, 2));
+    const r = await fuzz('sweep.json', seed, (bytes) => {
+      writeFileSync(join(sweep, 'sweep.json'), bytes);
+      const entries = collectEntries([sweep]);
+      for (const e of entries) assert.ok(Array.isArray(e.epochs) && typeof e.name === 'string');
+    });
+    assert.ok(r.rejected > 300 && r.ok > 50, JSON.stringify(r));
+    const status = await fuzz('status.json', new TextEncoder().encode(JSON.stringify(trial)), (bytes) => {
+      writeFileSync(join(run, 'status.json'), bytes);
+      const t = readTrialRecord(join(run, 'status.json'));
+      assert.equal(typeof t.id, 'string');
+    });
+    assert.ok(status.rejected > 300, JSON.stringify(status));
+  });
+
+  it('metrics.jsonl (read by resume and report)', async () => {
+    const run = join(dir, 'metrics-run');
+    mkdirSync(run, { recursive: true });
+    const lines = [1, 2, 3].map((e) => JSON.stringify({ epoch: e, step: 10 * e, trainLoss: 0.5, trainAcc: 0.8, testLoss: 0.4, testAcc: 0.9, seconds: 1, imagesPerSecond: 500, lr: 0.1 }));
+    const r = await fuzz('metrics.jsonl', new TextEncoder().encode(`${lines.join('\n')}\n`), (bytes) => {
+      writeFileSync(join(run, 'metrics.jsonl'), bytes);
+      for (const m of readMetrics(run)) assert.equal(typeof m.testAcc, 'number');
+    });
+    assert.ok(r.rejected > 100 && r.ok > 100, JSON.stringify(r));
   });
 
   it('images given to predict', async () => {

@@ -1,18 +1,34 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Rng } from '../common/rng.ts';
 import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { readCheckpoint } from '../training/checkpoint.ts';
 import { resolveRunConfig } from '../training/config.ts';
-import { fit } from '../training/fit.ts';
+import { fit, readMetrics } from '../training/fit.ts';
+import { readScalars } from '../training/tensorboard.ts';
 
 const CLI = join(import.meta.dirname, '..', 'bin', 'cnnlab.js');
 const ARCH = 'jhu-net:bn=bn-dropout';
 const FLAGS = ['--limit-train', '5000', '--epochs', '2', '--batch', '50', '--steps-per-run', '2', '--augment', '--seed', '11', '--threads', '2', '--checkpoint-every', '0.3'];
+
+const DISK_FULL = join(import.meta.dirname, 'helpers', 'disk-full.ts');
+
+/** Runs the CLI to its end; `env` and a preload (the simulated full disk) optional. */
+function runCli(args: string[], opts: { env?: Record<string, string>; preload?: string } = {}): Promise<{ code: number | null; stderr: string; stdout: string }> {
+  return new Promise((resolve) => {
+    const pre = opts.preload ? ['--import', 'tsx', '--import', opts.preload] : [];
+    const child = spawn(process.execPath, [...pre, CLI, ...args], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    let stdout = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.on('exit', (code) => resolve({ code, stderr, stdout }));
+  });
+}
 
 function run(args: string[], killAfterMs?: number): Promise<number | null> {
   return new Promise((resolve) => {
@@ -54,5 +70,85 @@ describe('SIGKILL at random moments', () => {
       for (const [name, t] of want.tensors) assert.deepEqual(Buffer.from(got.tensors.get(name)!.data.buffer), Buffer.from(t.data.buffer), `round ${round}: ${name} differs`);
     }
     assert.ok(totalKills >= 2, `only ${totalKills} kills landed before the runs finished`);
+  });
+});
+
+describe('disk full', () => {
+  it('a full disk at any moment ends the run with one line naming the file, leaves every file whole, and the run resumes', async () => {
+    const flags = ['--limit-train', '1200', '--epochs', '2', '--batch', '100', '--steps-per-run', '3', '--augment', '--seed', '5', '--threads', '1', '--checkpoint-every', '0'];
+    const root = mkdtempSync(join(tmpdir(), 'cnnlab-full-'));
+    // The uninterrupted run lists its writes; each case fills the disk in the middle of one of them.
+    const reference = join(root, 'reference');
+    const report = join(root, 'writes.json');
+    const ok = await runCli(['train', ARCH, ...flags, '--out', reference], { preload: DISK_FULL, env: { CNNLAB_TEST_DISK_DIR: reference, CNNLAB_TEST_DISK_REPORT: report } });
+    assert.equal(ok.code, 0, ok.stderr);
+    const writes = (JSON.parse(readFileSync(report, 'utf8')) as { path: string; start: number; bytes: number }[]).filter((w) => w.bytes > 1);
+    const kind = (path: string) => basename(path).replace(/\.tmp-\d+$/, '').replace(/^events\.out\.tfevents\..*/, 'events');
+    // The first write (config.json), and the last write of each kind: they fall in epoch 2, after a checkpoint exists.
+    const cases = [...new Set([writes[0], ...new Map(writes.map((w) => [kind(w.path), w])).values()])];
+    assert.deepEqual(new Set(cases.map((w) => kind(w.path))), new Set(['config.json', 'metrics.jsonl', 'events', 'last.onnx', 'best.onnx', 'checkpoint.ckpt']));
+    const want = readCheckpoint(join(reference, 'checkpoint.ckpt'));
+    for (const w of cases) {
+      const out = join(root, `full-${w.start}`);
+      const budget = String(w.start + Math.floor(w.bytes / 2));
+      const r = await runCli(['train', ARCH, ...flags, '--out', out], { preload: DISK_FULL, env: { CNNLAB_TEST_DISK_DIR: out, CNNLAB_TEST_DISK_BYTES: budget } });
+      assert.equal(r.code, 1, `budget ${budget}: exit ${r.code}, ${r.stderr}`);
+      const lines = r.stderr.trim().split('\n');
+      assert.equal(lines.length, 1, r.stderr);
+      const named = /^cnnlab: (.+): cannot write \(ENOSPC\)$/.exec(lines[0]);
+      assert.ok(named && named[1].startsWith(`${out}/`) && kind(named[1]) === kind(w.path), `expected the ${kind(w.path)} write to fail: ${lines[0]}`);
+      // Nothing half-done: no temporary files, no torn log lines, a readable checkpoint.
+      const files = existsSync(out) ? readdirSync(out) : [];
+      assert.deepEqual(files.filter((f) => f.includes('.tmp-')), [], `budget ${budget}`);
+      if (files.includes('metrics.jsonl')) {
+        const text = readFileSync(join(out, 'metrics.jsonl'), 'utf8');
+        assert.ok(text === '' || text.endsWith('\n'), 'a torn metrics line');
+        readMetrics(out);
+      }
+      const resume = files.includes('checkpoint.ckpt');
+      if (resume) readCheckpoint(join(out, 'checkpoint.ckpt'));
+      // Space freed: the run goes on from where it stopped and ends where the uninterrupted one did.
+      const again = await runCli(resume ? ['train', '--resume', '--out', out] : ['train', ARCH, ...flags, '--out', out]);
+      assert.equal(again.code, 0, again.stderr);
+      const got = readCheckpoint(join(out, 'checkpoint.ckpt'));
+      assert.equal(got.meta.step, want.meta.step);
+      for (const [name, t] of want.tensors) assert.deepEqual(Buffer.from(got.tensors.get(name)!.data.buffer), Buffer.from(t.data.buffer), `budget ${budget}: ${name} differs`);
+      // The TensorBoard log holds each epoch once.
+      const events = readdirSync(out).filter((f) => f.startsWith('events.out.tfevents.'));
+      assert.equal(events.length, 1);
+      const steps = readScalars(readFileSync(join(out, events[0]))).filter((e) => e.tag === 'accuracy/test').map((e) => e.step);
+      assert.deepEqual(steps, readMetrics(reference).map((m) => m.step), `budget ${budget}: events`);
+    }
+  });
+});
+
+describe('a sweep killed mid-way', () => {
+  it('resumes without redoing finished trials', async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'cnnlab-sweepkill-')), 'sweep');
+    const args = ['sweep', 'partA', '--vary', 'lr=0.001,0.002,0.003', '--limit-train', '1000', '--epochs', '1', '--batch', '100', '--threads', '1', '--no-report', '--out', dir];
+    const status = (id: string) => join(dir, id, 'status.json');
+    const first = 'lr=0.001';
+    // Kill as soon as the first trial has finished.
+    const code = await new Promise<number | null>((resolve) => {
+      const child = spawn(process.execPath, [CLI, ...args], { stdio: 'ignore' });
+      const timer = setInterval(() => {
+        if (existsSync(status(first))) child.kill('SIGKILL');
+      }, 20);
+      child.on('exit', (c) => {
+        clearInterval(timer);
+        resolve(c);
+      });
+    });
+    assert.notEqual(code, 0, 'the sweep finished before it could be killed');
+    const before = statSync(status(first)).mtimeMs;
+    const metricsBefore = readFileSync(join(dir, first, 'metrics.jsonl'), 'utf8');
+    const r = await runCli(args);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /\[1\/3\] lr=0\.001: done, skipped/);
+    assert.equal(statSync(status(first)).mtimeMs, before, 'the finished trial ran again');
+    assert.equal(readFileSync(join(dir, first, 'metrics.jsonl'), 'utf8'), metricsBefore);
+    const manifest = JSON.parse(readFileSync(join(dir, 'sweep.json'), 'utf8')) as { trials: { id: string; status: string }[] };
+    assert.deepEqual(manifest.trials.map((t) => t.status), ['done', 'done', 'done']);
+    for (const t of manifest.trials) assert.equal(readMetrics(join(dir, t.id)).length, 1, t.id);
   });
 });

@@ -7,6 +7,8 @@ export interface AugmentSettings {
   translate: number;
   /** Brightness and contrast factors drawn from [1 - jitter, 1 + jitter]. */
   jitter: number;
+  /** Mirror left-right with probability 1/2 (clothes, not digits). */
+  flip?: boolean;
 }
 
 const SIZE = 28;
@@ -25,6 +27,8 @@ export function augmentImage(src: Uint8Array, out: Uint8Array, s: AugmentSetting
   const dy = s.translate ? rng.uniform(-s.translate, s.translate) : 0;
   const brightness = s.jitter ? rng.uniform(Math.max(0, 1 - s.jitter), 1 + s.jitter) : 1;
   const contrast = s.jitter ? rng.uniform(Math.max(0, 1 - s.jitter), 1 + s.jitter) : 1;
+  // Drawn only when on, so the presets without it keep their random streams.
+  const mirror = s.flip === true && rng.uniform(0, 1) < 0.5;
   const cos = Math.cos(angle);
   const sin = Math.sin(angle);
   const warped = scratch;
@@ -60,5 +64,11 @@ export function augmentImage(src: Uint8Array, out: Uint8Array, s: AugmentSetting
     }
   }
   const mean = sum / (SIZE * SIZE);
-  for (let i = 0; i < SIZE * SIZE; i++) out[i] = Math.max(0, Math.min(255, Math.round((warped[i] - mean) * contrast + mean)));
+  for (let y = 0; y < SIZE; y++) {
+    const row = y * SIZE;
+    for (let x = 0; x < SIZE; x++) {
+      const v = warped[row + (mirror ? SIZE - 1 - x : x)];
+      out[row + x] = Math.max(0, Math.min(255, Math.round((v - mean) * contrast + mean)));
+    }
+  }
 }

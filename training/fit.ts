@@ -1,5 +1,5 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { CnnlabError } from '../common/errors.ts';
 import { Rng } from '../common/rng.ts';
@@ -8,7 +8,7 @@ import { featureParams, initialCheckpoint, modelMeta } from '../graph-builder/ar
 import { buildEvalModel } from '../graph-builder/artifacts/eval.ts';
 import { buildInferenceModel } from '../graph-builder/artifacts/inference.ts';
 import { buildTrainStepModel } from '../graph-builder/artifacts/train-step.ts';
-import { writeFileAtomic } from '../graph-builder/artifacts/write.ts';
+import { appendWhole, writeFileAtomic } from '../graph-builder/artifacts/write.ts';
 import { type Architecture, loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { initParams, type ParamSet } from '../graph-builder/dsl/init.ts';
 import { HASH_MODULUS } from '../graph-builder/train-mode.ts';
@@ -146,10 +146,25 @@ export function paramsOf(tensors: Checkpoint['tensors'], arch: Architecture): Pa
 export function readMetrics(runDir: string): EpochMetrics[] {
   const path = join(runDir, 'metrics.jsonl');
   if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8')
-    .split('\n')
-    .filter((l) => l.trim())
-    .map((l) => JSON.parse(l) as EpochMetrics);
+  const lines = readFileSync(path, 'utf8').split('\n');
+  const out: EpochMetrics[] = [];
+  for (const [i, line] of lines.entries()) {
+    if (!line.trim()) continue;
+    let m: unknown;
+    try {
+      m = JSON.parse(line);
+    } catch {
+      // A process killed while appending leaves half a last line: that epoch is redone on resume.
+      if (i === lines.length - 1) break;
+      throw new CnnlabError(`${path}: line ${i + 1} is not JSON`);
+    }
+    const e = m as Partial<EpochMetrics> | null;
+    if (typeof e !== 'object' || e === null || typeof e.epoch !== 'number' || typeof e.step !== 'number' || typeof e.testAcc !== 'number') {
+      throw new CnnlabError(`${path}: line ${i + 1} is not an epoch record (epoch, step, testAcc, ...)`);
+    }
+    out.push(e as EpochMetrics);
+  }
+  return out;
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
@@ -194,12 +209,17 @@ export async function fit(cfg: RunConfig, opts: FitOptions): Promise<FitResult> 
   // A resumed run keeps the epochs its checkpoint covers and redoes the rest.
   const history = readMetrics(dir).filter((m) => opts.resume && m.step <= runner.step);
   writeFileAtomic(metricsPath, history.map((m) => `${JSON.stringify(m)}\n`).join(''));
-  const tb = new TensorBoardWriter(dir, opts.resume ? (start.meta.events as string | undefined) : undefined);
+  const events = start.meta.events;
+  const eventsSize = start.meta.eventsBytes;
+  const tb = new TensorBoardWriter(
+    dir,
+    opts.resume && typeof events === 'string' ? { file: events, size: typeof eventsSize === 'number' ? eventsSize : Number.MAX_SAFE_INTEGER } : undefined,
+  );
   let best = history.reduce((b, m) => Math.max(b, m.testAcc), 0);
 
   const save = () => {
     writeCheckpoint(ckptPath, {
-      meta: { architecture: arch.id, step: runner.step, seed: cfg.seed, epochs: cfg.epochs, stepsPerEpoch, events: tb.path, savedAt: new Date().toISOString() },
+      meta: { architecture: arch.id, step: runner.step, seed: cfg.seed, epochs: cfg.epochs, stepsPerEpoch, events: basename(tb.path), eventsBytes: tb.size, savedAt: new Date().toISOString() },
       tensors: runner.tensors(),
     });
   };
@@ -296,7 +316,7 @@ export async function fit(cfg: RunConfig, opts: FitOptions): Promise<FitResult> 
         lr: lastLr,
       };
       epochs.push(m);
-      writeFileSync(metricsPath, `${JSON.stringify(m)}\n`, { flag: 'a' });
+      appendWhole(metricsPath, `${JSON.stringify(m)}\n`);
       tb.scalars(m.step, { 'loss/train': m.trainLoss, 'accuracy/train': m.trainAcc, 'loss/test': m.testLoss, 'accuracy/test': m.testAcc, lr: m.lr });
       const extra = { 'cnnlab.test_accuracy': m.testAcc.toFixed(4), 'cnnlab.epoch': String(m.epoch) };
       exportModel('last.onnx', params, extra);

@@ -6,7 +6,7 @@ import * as vega from 'vega';
 import * as vl from 'vega-lite';
 import { CnnlabError } from '../common/errors.ts';
 import { type EpochMetrics, readMetrics } from './fit.ts';
-import type { SweepManifest, TrialStatus } from './sweep.ts';
+import { readSweepManifest, type TrialStatus } from './sweep.ts';
 
 export interface ReportEntry {
   name: string;
@@ -18,19 +18,29 @@ export interface ReportEntry {
   message?: string;
 }
 
+/** Architecture and dataset from a run's config.json, for labels; a missing or damaged one gives none. */
+function runLabel(path: string): { architecture?: string; dataset?: string } {
+  try {
+    const v = JSON.parse(readFileSync(path, 'utf8')) as { architecture?: unknown; dataset?: unknown };
+    return typeof v.architecture === 'string' && typeof v.dataset === 'string' ? { architecture: v.architecture, dataset: v.dataset } : {};
+  } catch {
+    return {};
+  }
+}
+
 /** A sweep folder (its sweep.json) or run folders, as report entries. */
 export function collectEntries(targets: string[]): ReportEntry[] {
   const entries: ReportEntry[] = [];
   for (const t of targets) {
     const sweep = join(t, 'sweep.json');
     if (existsSync(sweep)) {
-      const m = JSON.parse(readFileSync(sweep, 'utf8')) as SweepManifest;
+      const m = readSweepManifest(sweep);
       for (const trial of m.trials) {
         const name = Object.entries(trial.settings).map(([k, v]) => `${k}=${v}`).join(', ') || 'base';
         entries.push({ name, group: trial.group, status: trial.status, epochs: readMetrics(trial.run), parameters: trial.parameters, seconds: trial.seconds, message: trial.message });
       }
     } else if (existsSync(join(t, 'metrics.jsonl'))) {
-      const cfg = existsSync(join(t, 'config.json')) ? (JSON.parse(readFileSync(join(t, 'config.json'), 'utf8')) as { architecture?: string; dataset?: string }) : {};
+      const cfg = runLabel(join(t, 'config.json'));
       const epochs = readMetrics(t);
       entries.push({ name: `${basename(t)}${cfg.architecture ? ` (${cfg.architecture}, ${cfg.dataset})` : ''}`, group: 'runs', status: 'done', epochs, seconds: epochs.reduce((a, m) => a + m.seconds, 0) });
     } else {

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CnnlabError, UsageError } from '../common/errors.ts';
 import { writeFileAtomic } from '../graph-builder/artifacts/write.ts';
@@ -37,6 +37,59 @@ export interface SweepManifest {
   arch: string;
   base: TrainFlags;
   trials: TrialRecord[];
+}
+
+const STATUSES: readonly TrialStatus[] = ['pending', 'done', 'diverged', 'invalid'];
+/** sweep.json of a 10,000-trial sweep is about 5 MB. */
+const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
+
+function readJson(path: string): unknown {
+  const size = statSync(path).size;
+  if (size > MAX_MANIFEST_BYTES) throw new CnnlabError(`${path}: ${size} bytes, larger than any sweep file (limit ${MAX_MANIFEST_BYTES})`);
+  try {
+    return JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new CnnlabError(`${path}: not valid JSON (${(err as Error).message.split('\n')[0].slice(0, 120)})`);
+  }
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const optionalNumber = (v: unknown) => v === undefined || typeof v === 'number';
+
+/** Checks one trial record (a status.json, or an entry of sweep.json); returns why it is not one. */
+function trialProblem(v: unknown): string | undefined {
+  if (!isObject(v)) return 'not an object';
+  for (const key of ['id', 'group', 'run'] as const) if (typeof v[key] !== 'string' || !v[key]) return `${key} must be a non-empty string`;
+  if (!isObject(v.settings) || !Object.values(v.settings).every((x) => typeof x === 'string')) return 'settings must map names to strings';
+  if (!STATUSES.includes(v.status as TrialStatus)) return `status must be one of ${STATUSES.join(', ')}`;
+  if (v.message !== undefined && typeof v.message !== 'string') return 'message must be a string';
+  for (const key of ['best', 'parameters', 'seconds'] as const) if (!optionalNumber(v[key])) return `${key} must be a number`;
+  return undefined;
+}
+
+/** A trial's status.json, checked; a damaged one is a one-line error naming it. */
+export function readTrialRecord(path: string): TrialRecord {
+  const v = readJson(path);
+  const problem = trialProblem(v);
+  if (problem) throw new CnnlabError(`${path}: not a trial status (${problem}); delete it to run the trial again`);
+  return v as TrialRecord;
+}
+
+/** A sweep's sweep.json, checked; a damaged one is a one-line error naming it. */
+export function readSweepManifest(path: string): SweepManifest {
+  const v = readJson(path);
+  const bad = (why: string): never => {
+    throw new CnnlabError(`${path}: not a sweep manifest (${why}); delete it and re-run the sweep to rebuild it from the trials' status.json files`);
+  };
+  if (!isObject(v)) return bad('not an object');
+  if (typeof v.arch !== 'string' || !v.arch) bad('arch must be a non-empty string');
+  if (!isObject(v.base)) bad('base must be an object of training flags');
+  if (!Array.isArray(v.trials)) return bad('trials must be a list');
+  for (const [i, t] of v.trials.entries()) {
+    const problem = trialProblem(t);
+    if (problem) bad(`trial ${i + 1}: ${problem}`);
+  }
+  return v as unknown as SweepManifest;
 }
 
 /** Flags a sweep may vary, with how to read a value. */
@@ -135,14 +188,14 @@ export interface SweepOptions {
 export async function runSweep(o: SweepOptions): Promise<SweepManifest> {
   const log = o.log ?? ((l: string) => console.log(l));
   const manifestPath = join(o.dir, 'sweep.json');
-  const previous: SweepManifest | undefined = existsSync(manifestPath) ? (JSON.parse(readFileSync(manifestPath, 'utf8')) as SweepManifest) : undefined;
+  const previous = existsSync(manifestPath) ? readSweepManifest(manifestPath) : undefined;
   const records = new Map<string, TrialRecord>((previous?.trials ?? []).map((t) => [t.id, t]));
   const save = () => writeFileAtomic(manifestPath, `${JSON.stringify({ arch: o.arch, base: o.base, trials: [...records.values()] }, null, 2)}\n`);
   for (const [k, trial] of o.trials.entries()) {
     const run = join(o.dir, trial.id);
     const statusPath = join(run, 'status.json');
     if (existsSync(statusPath)) {
-      const done = JSON.parse(readFileSync(statusPath, 'utf8')) as TrialRecord;
+      const done = readTrialRecord(statusPath);
       records.set(trial.id, done);
       log(`[${k + 1}/${o.trials.length}] ${trial.id}: ${done.status}, skipped`);
       continue;

@@ -1,7 +1,7 @@
-import { ensureDir } from '../graph-builder/artifacts/write.ts';
-import { appendFileSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { appendWhole, ensureDir } from '../graph-builder/artifacts/write.ts';
 import { createRequire } from 'node:module';
 import protobuf from 'protobufjs';
 
@@ -37,15 +37,34 @@ function record(data: Uint8Array): Uint8Array {
 /** Appends scalar summaries to a TensorBoard event file (`tensorboard --logdir runs/`). */
 export class TensorBoardWriter {
   readonly path: string;
+  /** Bytes in the file after the last complete record: a checkpoint stores it. */
+  size: number;
 
-  constructor(dir: string, existing?: string) {
+  /**
+   * A new event file in `dir`, or, resuming, the run's file cut back to `size` bytes (what it
+   * held at the checkpoint), so the redone steps are not logged twice.
+   */
+  constructor(dir: string, resume?: { file: string; size: number }) {
     ensureDir(dir);
-    this.path = existing ?? join(dir, `events.out.tfevents.${Math.floor(Date.now() / 1000)}.${hostname()}.cnnlab`);
-    if (!existing) this.write({ wallTime: Date.now() / 1000, step: 0, fileVersion: 'brain.Event:2' });
+    if (resume) {
+      this.path = join(dir, basename(resume.file));
+      const onDisk = existsSync(this.path) ? statSync(this.path).size : 0;
+      if (onDisk > resume.size) truncateSync(this.path, resume.size);
+      this.size = Math.min(onDisk, resume.size);
+      if (this.size === 0) this.write({ wallTime: Date.now() / 1000, step: 0, fileVersion: 'brain.Event:2' });
+    } else {
+      // A fresh run replaces the log of an earlier attempt in the same folder.
+      for (const f of readdirSync(dir)) if (/^events\.out\.tfevents\..*\.cnnlab$/.test(f)) rmSync(join(dir, f));
+      this.path = join(dir, `events.out.tfevents.${Math.floor(Date.now() / 1000)}.${hostname()}.cnnlab`);
+      this.size = 0;
+      this.write({ wallTime: Date.now() / 1000, step: 0, fileVersion: 'brain.Event:2' });
+    }
   }
 
   private write(event: Record<string, unknown>): void {
-    appendFileSync(this.path, record(Event.encode(Event.create(event)).finish()));
+    const bytes = record(Event.encode(Event.create(event)).finish());
+    appendWhole(this.path, bytes);
+    this.size += bytes.length;
   }
 
   scalars(step: number, values: Record<string, number>): void {

@@ -1,4 +1,4 @@
-import { accessSync, constants, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, appendFileSync, constants, existsSync, mkdirSync, renameSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { CnnlabError } from '../../common/errors.ts';
 
@@ -32,6 +32,25 @@ export function writeFileAtomic(path: string, data: Uint8Array | string): void {
     renameSync(tmp, path);
   } catch (err) {
     rmSync(tmp, { force: true });
+    const e = err as NodeJS.ErrnoException;
+    throw new CnnlabError(`${path}: cannot write (${e.code ?? e.message})`);
+  }
+}
+
+/**
+ * Appends a whole record or nothing: if the write fails part-way (disk full), the file is cut
+ * back to its old length, so a log never ends in half a line. A one-line error names the file.
+ */
+export function appendWhole(path: string, data: Uint8Array | string): void {
+  const before = existsSync(path) ? statSync(path).size : 0;
+  try {
+    appendFileSync(path, data);
+  } catch (err) {
+    try {
+      if (existsSync(path)) truncateSync(path, before);
+    } catch {
+      // Cutting back can fail only on a broken disk; the reader skips a torn last record too.
+    }
     const e = err as NodeJS.ErrnoException;
     throw new CnnlabError(`${path}: cannot write (${e.code ?? e.message})`);
   }

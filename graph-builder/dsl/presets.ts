@@ -32,7 +32,7 @@ export interface Recipe {
   normalize: 'dataset' | { mean: number; std: number };
   shuffle: boolean;
   /** Random rotation (degrees), translation (pixels) and brightness/contrast jitter, or none. */
-  augment?: { rotate: number; translate: number; jitter: number };
+  augment?: { rotate: number; translate: number; jitter: number; flip?: boolean };
   /** OneCycle settings (PyTorch's OneCycleLR). */
   onecycle?: { pctStart: number; divFactor: number; finalDivFactor: number; momentumRange: [number, number] };
 }
@@ -95,6 +95,11 @@ function cbr(inC: number, outC: number, k: number, p: number): Layer[] {
   const layers: Layer[] = [conv2d(inC, outC, k, { bias: false }), batchNorm2d(outC), relu()];
   if (p > 0) layers.push(dropout(p));
   return layers;
+}
+
+/** 3x3 conv with padding 1 (size kept) → BatchNorm → ReLU, the unit of fashion-best. */
+function cbrPadded(inC: number, outC: number): Layer[] {
+  return [conv2d(inC, outC, 3, { padding: 1, bias: false }), batchNorm2d(outC), relu()];
 }
 
 function num(opts: PresetOptions, key: string): number {
@@ -237,6 +242,31 @@ export const PRESETS: Record<string, Preset> = {
         flatten(),
         logSoftmax(),
       );
+    },
+  },
+  'fashion-best': {
+    name: 'fashion-best',
+    description: 'ours for Fashion-MNIST: two VGG-style BatchNorm stages (32, 64 channels) and one linear layer, 96,554 parameters',
+    seed: 'ours',
+    recipe: {
+      dataset: 'fashion-mnist',
+      optimizer: 'sgd',
+      lr: 0.05,
+      momentum: 0.9,
+      weightDecay: 5e-4,
+      batch: 128,
+      epochs: 20,
+      schedule: 'onecycle',
+      normalize: 'dataset',
+      shuffle: true,
+      augment: { rotate: 0, translate: 2, jitter: 0, flip: true },
+      onecycle: { pctStart: 0.25, divFactor: 25, finalDivFactor: 1e4, momentumRange: [0.85, 0.95] },
+    },
+    options: { dropout: { describe: 'dropout rate after each stage', default: 0.1 } },
+    build: (o) => {
+      const p = num(o, 'dropout');
+      const stage = (inC: number, outC: number): Layer[] => [...cbrPadded(inC, outC), ...cbrPadded(outC, outC), maxPool2d(2), dropout(p)];
+      return sequential(stage(1, 32), stage(32, 64), flatten(), linear(64 * 7 * 7, 10), logSoftmax());
     },
   },
   'jhu-net': {
