@@ -65,7 +65,10 @@ describe('presets', () => {
       'jhu-net:width=0.5': (25 * 5 + 5) + (5 * 5 * 5 * 10 + 10) + (160 * 25 + 25) + (25 * 10 + 10),
       'jhu-net:width=2': (25 * 20 + 20) + (5 * 5 * 20 * 40 + 40) + (640 * 100 + 100) + (100 * 10 + 10),
       'jhu-net:fc2=false': 260 + 5020 + 3210,
+      // Ours, under issue 6's limit of 100k: bias-free 3x3 convs, BatchNorm scale and shift, one linear.
+      'fashion-best': 9 * 32 + 9 * 32 * 32 + 9 * 32 * 64 + 9 * 64 * 64 + 2 * (32 + 32 + 64 + 64) + (64 * 7 * 7 * 10 + 10),
     };
+    assert.ok(expected['fashion-best'] < 100_000);
     for (const [name, count] of Object.entries(expected)) {
       const arch = await loadArchitecture(name);
       assert.equal(arch.analysis.trainableCount, count, name);

@@ -277,4 +277,22 @@ describe('augmentation', () => {
     augmentImage(src, out, { rotate: 5, translate: 0, jitter: 0 }, Rng.seeded(3));
     assert.ok(Math.abs(mass(out) - mass(src)) / mass(src) < 0.05, 'a small rotation keeps the ink');
   });
+
+  it('flip mirrors left-right about half the time, exactly', async () => {
+    const { augmentImage } = await import('../training/augment.ts');
+    const { Rng } = await import('../common/rng.ts');
+    const src = Uint8Array.from({ length: 784 }, (_, i) => (i * 37) % 256);
+    const mirrored = Uint8Array.from({ length: 784 }, (_, i) => src[i - (i % 28) + 27 - (i % 28)]);
+    const out = new Uint8Array(784);
+    const rng = Rng.seeded(4);
+    let flips = 0;
+    for (let n = 0; n < 400; n++) {
+      augmentImage(src, out, { rotate: 0, translate: 0, jitter: 0, flip: true }, rng);
+      const isSrc = out.every((v, i) => v === src[i]);
+      const isMirror = out.every((v, i) => v === mirrored[i]);
+      assert.ok(isSrc !== isMirror, 'each output is the image or its mirror');
+      if (isMirror) flips++;
+    }
+    assert.ok(flips > 160 && flips < 240, `${flips} of 400 flipped`);
+  });
 });
