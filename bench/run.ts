@@ -11,6 +11,7 @@ import { buildInferenceModel } from '../graph-builder/artifacts/inference.ts';
 import { buildTrainStepModel } from '../graph-builder/artifacts/train-step.ts';
 import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { initParams } from '../graph-builder/dsl/init.ts';
+import type { OptimizerName } from '../graph-builder/dsl/presets.ts';
 import type { Analysis } from '../graph-builder/dsl/shapes.ts';
 import { attr, GraphBuilder } from '../graph-builder/graph/ir.ts';
 import { encodeModel } from '../graph-builder/graph/onnx.ts';
@@ -79,9 +80,9 @@ const fashionStart = performance.now();
 await loadDataset('fashion-mnist', { env: {} });
 const fashionSeconds = (performance.now() - fashionStart) / 1000;
 
-async function trainThroughput(rt: Runtime, name: string, B: number, K: number): Promise<Stat> {
+async function trainThroughput(rt: Runtime, name: string, B: number, K: number, opt?: OptimizerName): Promise<Stat> {
   const arch = await loadArchitecture(name);
-  const spec = trainSpecFor(arch);
+  const spec = trainSpecFor(arch, opt ? { opt, momentum: opt === 'sgd' ? 0.9 : 0 } : {});
   const built = buildTrainStepModel(arch.analysis, { optimizer: spec.optimizer, loss: spec.loss, meta: modelMeta(arch, 'mnist') });
   const runner = await StepRunner.create(rt, built.bytes, built.iface, initialCheckpoint(built.iface, initParams(arch.analysis, 0), {}));
   let offset = 0;
@@ -92,7 +93,8 @@ async function trainThroughput(rt: Runtime, name: string, B: number, K: number):
     offset += n;
     return b;
   };
-  const reps = QUICK ? 2 : Math.max(3, Math.min(8, Math.ceil(4096 / (K * B))));
+  // A whole epoch per run is measured once (twice in the full bench) after the warm-up.
+  const reps = K * B >= 30000 ? (QUICK ? 1 : 2) : QUICK ? 2 : Math.max(3, Math.min(8, Math.ceil(4096 / (K * B))));
   const s = await repeat(reps, async () => {
     const b = batch();
     const t0 = performance.now();
@@ -152,20 +154,42 @@ for (const ep of eps) {
   const rows: Record<string, unknown>[] = [];
   const models = ['baseline', 'partB', 'eva-best', 'jhu-net'];
   const batches = QUICK ? [64, 600] : [64, 128, 600];
-  const ks = QUICK ? [1, 8] : ep === 'wasm' ? [1, 8] : [1, 8, 32];
+  // K = 'epoch': all of an epoch's full batches in one session run.
+  const ks: (number | 'epoch')[] = ep === 'wasm' ? [1, 8] : QUICK ? [1, 8, 'epoch'] : [1, 8, 32, 'epoch'];
   for (const name of models) {
     const arch = await loadArchitecture(name);
     const flops = trainFlops(arch.analysis);
     for (const B of batches) {
-      for (const K of ks) {
+      for (const k of ks) {
+        const K = k === 'epoch' ? Math.floor(60000 / B) : k;
         if (ep === 'wasm' && B * K > 4800) continue;
+        // A whole epoch in the quick bench only for the fast models.
+        if (QUICK && k === 'epoch' && flops > 2e7) continue;
         const s = await trainThroughput(rt, name, B, K);
         const gflops = (s.median * flops) / 1e9;
         const ratio = roof ? gflops / (results.roofline as Stat).median : NaN;
-        console.log(`| ${name} | ${B} | ${K} | ${fmt(s)} | ${gflops.toFixed(1)} | ${Number.isFinite(ratio) ? `${(100 * ratio).toFixed(0)}%` : '-'} |`);
+        console.log(`| ${name} | ${B} | ${k === 'epoch' ? `${K} (epoch)` : K} | ${fmt(s)} | ${gflops.toFixed(1)} | ${Number.isFinite(ratio) ? `${(100 * ratio).toFixed(0)}%` : '-'} |`);
         rows.push({ model: name, batch: B, K, imagesPerSecond: s, gflops, ratio, flopsPerImage: flops, rss: process.memoryUsage().rss });
       }
     }
+  }
+  if (ep === 'cpu') {
+    // The two settings issue 9 compares with PyTorch 1.13 + OpenBLAS on a 2-core machine.
+    const flops = trainFlops((await loadArchitecture('partB')).analysis);
+    const pytorch = [
+      { B: 64, opt: 'sgd' as const, theirs: 1528 },
+      { B: 600, opt: 'adam' as const, theirs: 1717 },
+    ];
+    console.log('\n| partB vs PyTorch | images/s (median, min..max) | of roofline | PyTorch (their machine) |');
+    console.log('|---|---|---|---|');
+    const versus: Record<string, unknown>[] = [];
+    for (const p of pytorch) {
+      const s = await trainThroughput(rt, 'partB', p.B, 8, p.opt);
+      const ratio = (s.median * flops) / 1e9 / (results.roofline as Stat).median;
+      console.log(`| batch ${p.B}, ${p.opt}, K=8 | ${fmt(s)} | ${(100 * ratio).toFixed(0)}% | ${p.theirs} |`);
+      versus.push({ batch: p.B, optimizer: p.opt, imagesPerSecond: s, ratio, pytorch: p.theirs });
+    }
+    results.versusPytorch = versus;
   }
   const inference: Record<string, unknown> = {};
   for (const name of ['partB', 'eva-best']) {
