@@ -58,6 +58,8 @@ export const CASES: GradCase[] = [
   conv('Conv 3x3 stride 2 pad 1, uneven', [2, 2, 8, 8], [3, 2, 3, 3], 2, 1, false, [2, 3, 4, 4]),
   conv('Conv 3x3 stride 2 no pad, uneven', [1, 2, 8, 8], [2, 2, 3, 3], 2, 0, true, [1, 2, 3, 3]),
   conv('Conv 1x1', [2, 4, 3, 3], [5, 4, 1, 1], 1, 0, false, [2, 5, 3, 3]),
+  conv('Conv 3x3 no pad (weight gradient from unfolded rows)', [3, 2, 7, 6], [4, 2, 3, 3], 1, 0, false, [3, 4, 5, 4]),
+  conv('Conv 3x2 pad 1, rectangular kernel', [2, 3, 5, 6], [2, 3, 3, 2], 1, 1, true, [2, 2, 5, 7]),
   maxPool('MaxPool 2', [2, 3, 6, 6], 2, 2, [2, 3, 3, 3]),
   maxPool('MaxPool 3 with leftover rows', [1, 2, 8, 8], 3, 3, [1, 2, 2, 2]),
   maxPool('MaxPool 3 stride 2 overlapping', [1, 2, 7, 7], 3, 2, [1, 2, 3, 3]),

@@ -1,11 +1,11 @@
 import { attr } from '../../graph/ir.ts';
-import { type GradRule, intAttr, intsAttr, staticShape } from '../rule.ts';
+import { type GradContext, type GradRule, intAttr, intsAttr, staticShape } from '../rule.ts';
 
 /**
  * Y = Conv(X, W, B), groups 1, no dilation.
  * dX: a ConvTranspose of dY with the same W (output_padding restores rows a stride dropped).
- * dW: a Conv of X^T (channels as batch) with dY^T as the kernel, dilated by the stride;
- *     rows beyond the kernel (when the stride did not divide evenly) are sliced off.
+ * dW: batched GEMMs over an unfolded X for stride 1 (weightGradUnfolded), else a Conv of X^T
+ *     with dY^T as the kernel (weightGradConv).
  * dB: dY summed over batch and space.
  */
 export const conv: GradRule = (ctx) => {
@@ -29,17 +29,70 @@ export const conv: GradRule = (ctx) => {
     b.note(out[0], 'float32', xShape);
   }
   if (ctx.needsGrad[1]) {
-    const perm = attr.ints([1, 0, 2, 3]);
-    const xT = b.op('Transpose', [x], { perm }, `${x}_T`);
-    const dYT = b.op('Transpose', [dY], { perm }, `${dY}_T`);
-    let dWT = b.op('Conv', [xT, dYT], { pads: attr.ints(pads), dilations: attr.ints(strides) }, `grad_${w}_T`);
-    if (strides.some((s) => s !== 1)) {
-      dWT = b.op('Slice', [dWT, b.constI([0, 0]), b.constI(kernel), b.constI([2, 3])], {}, `grad_${w}_T`);
-    }
-    out[1] = b.op('Transpose', [dWT], { perm }, `grad_${w}`);
+    const cIn = xShape[1] as number;
+    const cOut = staticShape(ctx, w)[0] as number;
+    out[1] = strides.every((s) => s === 1) ? weightGradUnfolded(ctx, x, dY, { cIn, cOut, h, wd, kernel, pads }) : weightGradConv(ctx, x, dY, w, kernel, strides, pads);
   }
   if (ctx.inputs.length > 2 && ctx.needsGrad[2]) {
     out[2] = b.op('ReduceSum', [dY, b.constI([0, 2, 3])], { keepdims: attr.int(0) }, `grad_${ctx.inputs[2]}`);
   }
   return out;
 };
+
+/**
+ * dW for stride 1 as batched GEMMs (about 2x faster than weightGradConv on onnxruntime's CPU EP
+ * for our presets' shapes, whose Conv lowers a 14x14 "kernel" to a thin im2col GEMM):
+ * X is unfolded along its width by a Conv with a one-hot kernel (k_w channels, one per kernel
+ * column); for each kernel row, a slice of the padded rows times dY^T gives that row of dW per
+ * image ([N, C_in*k_w, C_out]), summed over the images.
+ */
+function weightGradUnfolded(
+  ctx: GradContext,
+  x: string,
+  dY: string,
+  s: { cIn: number; cOut: number; h: number; wd: number; kernel: number[]; pads: number[] },
+): string {
+  const { b } = ctx;
+  const [kh, kw] = s.kernel;
+  const [pt, pl, pb, pr] = s.pads;
+  const hp = s.h + pt + pb;
+  const ho = hp - kh + 1;
+  const wo = s.wd + pl + pr - kw + 1;
+  const g = (name: string) => `${ctx.inputs[1]}_${name}`;
+  // dY^T per image: [N, Ho*Wo, C_out].
+  const dYT = b.op('Transpose', [b.op('Reshape', [dY, b.constI([0, s.cOut, ho * wo])], {}, g('dy_flat'))], { perm: attr.ints([0, 2, 1]) }, g('dy_T'));
+  // The unfolded input: [N, C_in*k_w, H + pads, Wo], channel c*k_w + j holding column offset j.
+  let unfolded = x;
+  if (kw > 1 || pt + pb + pl + pr > 0) {
+    const oneHot = new Float32Array(kw * kw);
+    for (let j = 0; j < kw; j++) oneHot[j * kw + j] = 1;
+    const planes = b.op('Reshape', [x, b.constI([-1, 1, s.h, s.wd])], {}, g('planes'));
+    const cols = b.op('Conv', [planes, b.constF(oneHot, [kw, 1, 1, kw], g('unfold_kernel'))], { pads: attr.ints([pt, pl, pb, pr]) }, g('unfold'));
+    unfolded = b.op('Reshape', [cols, b.constI([-1, s.cIn * kw, hp, wo])], {}, g('unfolded'));
+  }
+  const rows: string[] = [];
+  for (let i = 0; i < kh; i++) {
+    const rowsIn = kh > 1 ? b.op('Slice', [unfolded, b.constI([i]), b.constI([i + ho]), b.constI([2])], {}, g(`rows${i}`)) : unfolded;
+    const flat = b.op('Reshape', [rowsIn, b.constI([0, s.cIn * kw, ho * wo])], {}, g(`rows${i}_flat`));
+    const perImage = b.op('MatMul', [flat, dYT], {}, g(`row${i}_per_image`));
+    rows.push(b.op('ReduceSum', [perImage, b.constI([0])], { keepdims: attr.int(1) }, g(`row${i}`)));
+  }
+  const stacked = rows.length > 1 ? b.op('Concat', rows, { axis: attr.int(0) }, g('rows')) : rows[0];
+  // [k_h, C_in, k_w, C_out] -> [C_out, C_in, k_h, k_w].
+  const shaped = b.op('Reshape', [stacked, b.constI([kh, s.cIn, kw, s.cOut])], {}, g('rows_shaped'));
+  return b.op('Transpose', [shaped], { perm: attr.ints([3, 1, 0, 2]) }, `grad_${ctx.inputs[1]}`);
+}
+
+/** dW for any stride: a Conv of X^T (channels as batch) with dY^T as the kernel, dilated by the stride. */
+function weightGradConv(ctx: GradContext, x: string, dY: string, w: string, kernel: number[], strides: number[], pads: number[]): string {
+  const { b } = ctx;
+  const perm = attr.ints([1, 0, 2, 3]);
+  const xT = b.op('Transpose', [x], { perm }, `${x}_T`);
+  const dYT = b.op('Transpose', [dY], { perm }, `${dY}_T`);
+  let dWT = b.op('Conv', [xT, dYT], { pads: attr.ints(pads), dilations: attr.ints(strides) }, `grad_${w}_T`);
+  if (strides.some((st) => st !== 1)) {
+    // Rows beyond the kernel (when the stride did not divide evenly) are sliced off.
+    dWT = b.op('Slice', [dWT, b.constI([0, 0]), b.constI(kernel), b.constI([2, 3])], {}, `grad_${w}_T`);
+  }
+  return b.op('Transpose', [dWT], { perm }, `grad_${w}`);
+}
