@@ -38,3 +38,22 @@ describe('the cnnlab command', () => {
     for (const f of ['train_step.onnx', 'eval.onnx', 'inference.onnx', 'init.ckpt', 'manifest.json']) assert.ok(existsSync(join(dir, f)), f);
   });
 });
+
+describe('resume', () => {
+  it('keeps a transfer run’s frozen features (set by transfer, not by a flag)', async () => {
+    const { writeFileSync, mkdirSync } = await import('node:fs');
+    const { loadArchitecture } = await import('../graph-builder/dsl/arch.ts');
+    const { resolveRunConfig } = await import('../training/config.ts');
+    const { resumedConfig } = await import('../cli/commands/train.ts');
+    const dir = join(mkdtempSync(join(tmpdir(), 'cnnlab-resume-')), 'finetune');
+    mkdirSync(dir);
+    const cfg = resolveRunConfig(await loadArchitecture('partA'), { dataset: 'fashion-mnist', epochs: 1, lr: 5e-5 });
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...cfg, freeze: 'features' }));
+    const back = await resumedConfig(dir);
+    assert.equal(back.freeze, 'features');
+    assert.equal(back.lr, 5e-5);
+    assert.equal(back.dataset, 'fashion-mnist');
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
+    assert.equal((await resumedConfig(dir)).freeze, undefined);
+  });
+});

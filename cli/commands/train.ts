@@ -54,7 +54,7 @@ function checkWritable(dir: string): void {
 }
 
 /** A run's saved config, re-resolved from its flags so that a damaged file is caught like a bad flag. */
-async function resumedConfig(dir: string): Promise<RunConfig> {
+export async function resumedConfig(dir: string): Promise<RunConfig> {
   const path = `${dir}/config.json`;
   if (!existsSync(path)) throw new UsageError(`--resume: ${path} not found`);
   let saved: Partial<RunConfig>;
@@ -68,7 +68,10 @@ async function resumedConfig(dir: string): Promise<RunConfig> {
   }
   try {
     const arch = await loadArchitecture(saved.archFile ? undefined : saved.architecture, saved.archFile);
-    return resolveRunConfig(arch, saved.flags, saved.archFile);
+    const cfg = resolveRunConfig(arch, saved.flags, saved.archFile);
+    // Set by transfer, not by a flag: a fine-tuning run with frozen features stays frozen.
+    if (saved.freeze === 'features') cfg.freeze = 'features';
+    return cfg;
   } catch (err) {
     if (err instanceof CnnlabError) throw new CnnlabError(`${path}: ${err.message}`);
     throw err;
