@@ -12,7 +12,7 @@ export interface SeedExperiment {
 }
 
 /** reference.md section 1, as data. */
-export const SEED_RESULTS: Record<'ntnu' | 'eva' | 'jhu', SeedExperiment[]> = {
+export const SEED_RESULTS: Record<'ntnu' | 'eva' | 'jhu' | 'fashion', SeedExperiment[]> = {
   ntnu: [
     { preset: 'baseline', dataset: 'mnist', seed: [94.65, 96.9, 97.73, 97.99, 98.13], target: { kind: 'within', points: 0.5 }, source: 'seed 000' },
     { preset: 'partA', dataset: 'mnist', seed: [97.02, 97.98, 98.34, 98.52, 98.57], target: { kind: 'within', points: 0.5 }, source: 'seed 000' },
@@ -35,6 +35,16 @@ export const SEED_RESULTS: Record<'ntnu' | 'eva' | 'jhu', SeedExperiment[]> = {
   jhu: [
     { preset: 'jhu-net', dataset: 'mnist', seed: [97.27], target: { kind: 'within', points: 0.5 }, source: 'seed 004 (epoch 10)' },
     { preset: 'jhu-net', dataset: 'fashion-mnist', seed: [82.07], target: { kind: 'within', points: 0.5 }, source: 'seed 004 (epoch 10)' },
+  ],
+  // Ours (issue 6); the "seed" column is the public anchor it must beat, not a seed report.
+  fashion: [
+    {
+      preset: 'fashion-best',
+      dataset: 'fashion-mnist',
+      seed: [93.2],
+      target: { kind: 'atLeast', accuracy: 93.5 },
+      source: 'Fashion-MNIST benchmark: 2 conv + 3 FC, 1.8M parameters, 93.2% (reference.md section 2)',
+    },
   ],
 };
 

@@ -139,7 +139,7 @@ const reproduce: CommandModule<object, ReproduceArgs> = {
   describe: 'benchmark: train the seeds’ presets with their recipes and print our accuracy beside theirs',
   builder: (y) =>
     y
-      .positional('group', { type: 'string', choices: Object.keys(SEED_RESULTS), demandOption: true, describe: 'ntnu (seed 000), eva (001, 003) or jhu (004)' })
+      .positional('group', { type: 'string', choices: Object.keys(SEED_RESULTS), demandOption: true, describe: 'ntnu (seed 000), eva (001, 003), jhu (004), or fashion (our fashion-best against the public anchor)' })
       .option('ep', { type: 'string', choices: EP_NAMES, default: 'cpu' })
       .option('threads', { type: 'number' })
       .option('epochs', { type: 'number', describe: 'override the recipes’ epochs (a quick look; targets assume the full count)' })
