@@ -1,7 +1,30 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { CnnlabError } from '../common/errors.ts';
+import { CnnlabError, UsageError } from '../common/errors.ts';
 import { commands } from './commands/index.ts';
+
+/** yargs' multi-line messages as one line; a bad choice names the flag and the accepted values. */
+function oneLine(message: string): string {
+  const choice = /Argument: ([\w-]+), Given: (.+), Choices: (.+)/.exec(message);
+  if (choice) return `--${choice[1]}: expected one of ${choice[3].replace(/"/g, '')}, got ${choice[2]}`;
+  return message.split('\n').map((l) => l.trim()).filter(Boolean).join(' ');
+}
+
+/**
+ * A number or string flag given without a value (`--epochs` at the end, or before another flag)
+ * is an error; yargs would otherwise leave it unset and run with the default.
+ */
+function checkValues(raw: string[], options: { number: string[]; string: string[] }): void {
+  const valued = new Set([...options.number, ...options.string]);
+  for (let i = 0; i < raw.length; i++) {
+    const token = raw[i];
+    if (token === '--') break;
+    if (!token.startsWith('--') || token.includes('=')) continue;
+    const name = token.slice(2);
+    const next = raw[i + 1];
+    if (valued.has(name) && (next === undefined || (next.startsWith('-') && Number.isNaN(Number(next))))) throw new UsageError(`--${name}: expected a value after it`);
+  }
+}
 
 function fail(message: string, exitCode: number): never {
   process.stderr.write(`cnnlab: ${message}\n`);
@@ -23,8 +46,11 @@ export async function main(argv: string[]): Promise<void> {
     .fail((msg, err) => {
       if (err instanceof CnnlabError) fail(err.message, err.exitCode);
       if (err) throw err;
-      fail(msg.split('\n')[0], 2);
+      fail(oneLine(msg), 2);
     });
+  // getOptions is public in yargs but missing from its type definitions.
+  const options = () => (cli as unknown as { getOptions: () => { number: string[]; string: string[] } }).getOptions();
+  cli.middleware(() => checkValues(argv, options()), true);
   for (const command of commands) cli.command(command);
   try {
     await cli.parseAsync();

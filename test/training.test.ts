@@ -146,12 +146,20 @@ describe('the train command', () => {
       [['--epochs', '-1'], /--epochs: expected a whole number in 1\.\.10000, got -1/],
       [['--batch', '0'], /--batch: expected a whole number in 1\.\.65536, got 0/],
       [['--lr', 'fast'], /--lr: expected a number in 0\.\.10, got NaN/],
-      [['--opt', 'lion'], /Invalid values:|--opt/],
-      [['--dataset', 'cifar'], /Invalid values:|--dataset/],
+      [['--opt', 'lion'], /^cnnlab: --opt: expected one of sgd, adam, adamw, rmsprop, got "lion"$/m],
+      [['--dataset', 'cifar'], /^cnnlab: --dataset: expected one of mnist, fashion-mnist, got "cifar"$/m],
+      [['--epochs'], /^cnnlab: --epochs: expected a value after it$/m],
+      [['--lr', '--batch', '5'], /^cnnlab: --lr: expected a value after it$/m],
+      [['--schedule', 'linear'], /--schedule: expected one of .*constant.*onecycle/],
     ];
+    const unknown = spawnSync(process.execPath, [CLI, 'train', 'partQ', '--out', join(tmp(), 'run')], { encoding: 'utf8' });
+    assert.equal(unknown.status, 2);
+    assert.match(unknown.stderr, /^cnnlab: unknown architecture 'partQ'; expected one of baseline, partA, .*fashion-best/);
     for (const [flags, pattern] of cases) {
-      const out = spawnSync(process.execPath, [CLI, 'train', 'partA', ...flags, '--out', join(tmp(), 'run')], { encoding: 'utf8' });
+      const run = join(tmp(), 'run');
+      const out = spawnSync(process.execPath, [CLI, 'train', 'partA', ...flags, '--out', run], { encoding: 'utf8' });
       assert.equal(out.status, 2, `${flags.join(' ')}: ${out.stderr}`);
+      assert.ok(!existsSync(run), `${flags.join(' ')}: wrote ${run}`);
       assert.match(out.stderr, pattern);
       assert.equal(out.stderr.trim().split('\n').length, 1, out.stderr);
     }
