@@ -214,6 +214,28 @@ describe('every preset’s training artifacts load in onnxruntime-node and onnxr
   }
 });
 
+describe('GPU readiness', () => {
+  it('every op of every artifact is one the README checked against the CUDA operator list', async () => {
+    const readme = readFileSync(join(import.meta.dirname, '..', 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('## GPU readiness'), readme.indexOf('## What is guaranteed'));
+    const listed = section.slice(section.indexOf('opset 18):'), section.indexOf('`test/graph-builder.test.ts`'));
+    const checked = new Set(listed.replace(/\([^)]*\)/g, '').split(/[,.:]/).map((w) => w.trim()).filter((w) => /^[A-Z][A-Za-z]+$/.test(w)));
+    assert.ok(checked.has('Conv') && checked.has('Where') && checked.size > 40, [...checked].join(' '));
+    const used = new Set<string>();
+    for (const name of [...PRESET_NAMES, 'jhu-net:bn=bn-dropout']) {
+      const arch = await loadArchitecture(name);
+      const meta = { architecture: arch.id, dataset: 'mnist', classes: DIGITS, mean: 0.1307, std: 0.3081 };
+      for (const opt of ['sgd', 'adam', 'adamw', 'rmsprop'] as const) {
+        const spec = trainSpecFor(arch, { opt, momentum: 0.9 });
+        for (const op of decodeModel(buildTrainStepModel(arch.analysis, { optimizer: spec.optimizer, loss: spec.loss, meta }).bytes).ops) used.add(op);
+        for (const op of decodeModel(buildEvalModel(arch.analysis, spec.loss, meta)).ops) used.add(op);
+      }
+      for (const op of decodeModel(buildInferenceModel(arch.analysis, initParams(arch.analysis, 0), meta)).ops) used.add(op);
+    }
+    assert.deepEqual([...used].filter((op) => !checked.has(op)), []);
+  });
+});
+
 describe('architecture files', () => {
   it('loads a JSON spec and names the bad layer', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cnnlab-arch-'));
