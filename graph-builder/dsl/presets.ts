@@ -259,13 +259,13 @@ export const PRESETS: Record<string, Preset> = {
       schedule: 'onecycle',
       normalize: 'dataset',
       shuffle: true,
-      augment: { rotate: 0, translate: 2, jitter: 0, flip: true },
+      augment: { rotate: 0, translate: 1, jitter: 0, flip: true },
       onecycle: { pctStart: 0.25, divFactor: 25, finalDivFactor: 1e4, momentumRange: [0.85, 0.95] },
     },
-    options: { dropout: { describe: 'dropout rate after each stage', default: 0.1 } },
+    options: { dropout: { describe: 'dropout rate after each stage (0: none)', default: 0 } },
     build: (o) => {
       const p = num(o, 'dropout');
-      const stage = (inC: number, outC: number): Layer[] => [...cbrPadded(inC, outC), ...cbrPadded(outC, outC), maxPool2d(2), dropout(p)];
+      const stage = (inC: number, outC: number): Layer[] => [...cbrPadded(inC, outC), ...cbrPadded(outC, outC), maxPool2d(2), ...(p > 0 ? [dropout(p)] : [])];
       return sequential(stage(1, 32), stage(32, 64), flatten(), linear(64 * 7 * 7, 10), logSoftmax());
     },
   },
