@@ -1,7 +1,9 @@
-import { UsageError } from '../common/errors.ts';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CnnlabError, UsageError } from '../common/errors.ts';
 import { DATASET_NAMES, type DatasetName } from '../datasets/registry.ts';
 import { normalizationFor, type TrainSpec, trainSpecFor } from '../graph-builder/artifacts/build.ts';
-import type { Architecture } from '../graph-builder/dsl/arch.ts';
+import { type Architecture, loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import type { OptimizerName, Recipe, ScheduleName } from '../graph-builder/dsl/presets.ts';
 import type { AugmentSettings } from './augment.ts';
 import { EP_NAMES, type EpName } from './runtime.ts';
@@ -165,4 +167,31 @@ export function pickFlags(f: TrainFlags): TrainFlags {
 /** PyTorch's default learning rates, for an optimiser that replaces the preset's. */
 function defaultLr(opt: OptimizerName): number {
   return opt === 'sgd' ? 0.01 : opt === 'rmsprop' ? 0.01 : 1e-3;
+}
+
+/**
+ * A run folder's config.json, re-resolved from its saved flags so that a damaged file is caught
+ * like a bad flag (resume and transfer read runs through this).
+ */
+export async function readRunConfig(dir: string): Promise<RunConfig> {
+  const path = join(dir, 'config.json');
+  let saved: Partial<RunConfig>;
+  try {
+    saved = JSON.parse(readFileSync(path, 'utf8')) as Partial<RunConfig>;
+  } catch {
+    throw new CnnlabError(`${path}: not valid JSON`);
+  }
+  if (typeof saved !== 'object' || saved === null || typeof saved.architecture !== 'string' || typeof saved.flags !== 'object' || saved.flags === null) {
+    throw new CnnlabError(`${path}: not a cnnlab run config (architecture and flags expected)`);
+  }
+  try {
+    const arch = await loadArchitecture(saved.archFile ? undefined : saved.architecture, saved.archFile);
+    const cfg = resolveRunConfig(arch, saved.flags, saved.archFile);
+    // Set by transfer, not by a flag: a fine-tuning run with frozen features stays frozen.
+    if (saved.freeze === 'features') cfg.freeze = 'features';
+    return cfg;
+  } catch (err) {
+    if (err instanceof CnnlabError) throw new CnnlabError(`${path}: ${err.message}`);
+    throw err;
+  }
 }

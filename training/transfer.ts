@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { CnnlabError } from '../common/errors.ts';
 import type { DatasetName } from '../datasets/registry.ts';
@@ -7,7 +7,7 @@ import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { evaluateInference } from '../inference/evaluate.ts';
 import { loadInferenceModel, openModelSession } from '../inference/model.ts';
 import { readCheckpoint } from './checkpoint.ts';
-import type { RunConfig } from './config.ts';
+import { readRunConfig, type RunConfig } from './config.ts';
 import { CHECKPOINT, fit, type FitOptions, paramsOf } from './fit.ts';
 import { createRuntime } from './runtime.ts';
 
@@ -38,7 +38,7 @@ export interface TransferRow {
 export async function transfer(o: TransferOptions): Promise<TransferRow[]> {
   const configPath = join(o.from, 'config.json');
   if (!existsSync(configPath) || !existsSync(join(o.from, CHECKPOINT))) throw new CnnlabError(`--from ${o.from}: not a run folder (config.json and ${CHECKPOINT} expected)`, 2);
-  const source = JSON.parse(readFileSync(configPath, 'utf8')) as RunConfig;
+  const source = await readRunConfig(o.from);
   const model = loadInferenceModel(o.from);
   const arch = await loadArchitecture(source.archFile ? undefined : source.architecture, source.archFile);
   const data = await loadDataset(o.to);

@@ -1,10 +1,10 @@
-import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
 import { ensureDir } from '../../graph-builder/artifacts/write.ts';
 import type { Argv, CommandModule } from 'yargs';
-import { CnnlabError, UsageError } from '../../common/errors.ts';
+import { UsageError } from '../../common/errors.ts';
 import { DATASET_NAMES } from '../../datasets/registry.ts';
 import { loadArchitecture } from '../../graph-builder/dsl/arch.ts';
-import { type RunConfig, resolveRunConfig, type TrainFlags } from '../../training/config.ts';
+import { readRunConfig, type RunConfig, resolveRunConfig, type TrainFlags } from '../../training/config.ts';
 import { fit } from '../../training/fit.ts';
 import { type ReproduceGroup, type ReproduceRow, reproduceTable, SEED_RESULTS } from '../../training/reproduce.ts';
 import { EP_NAMES } from '../../training/runtime.ts';
@@ -53,29 +53,11 @@ function checkWritable(dir: string): void {
   }
 }
 
-/** A run's saved config, re-resolved from its flags so that a damaged file is caught like a bad flag. */
+/** The run in --out to resume: its saved config (see readRunConfig). */
 export async function resumedConfig(dir: string): Promise<RunConfig> {
   const path = `${dir}/config.json`;
   if (!existsSync(path)) throw new UsageError(`--resume: ${path} not found`);
-  let saved: Partial<RunConfig>;
-  try {
-    saved = JSON.parse(readFileSync(path, 'utf8')) as Partial<RunConfig>;
-  } catch {
-    throw new CnnlabError(`${path}: not valid JSON`);
-  }
-  if (typeof saved !== 'object' || saved === null || typeof saved.architecture !== 'string' || typeof saved.flags !== 'object' || saved.flags === null) {
-    throw new CnnlabError(`${path}: not a cnnlab run config (architecture and flags expected)`);
-  }
-  try {
-    const arch = await loadArchitecture(saved.archFile ? undefined : saved.architecture, saved.archFile);
-    const cfg = resolveRunConfig(arch, saved.flags, saved.archFile);
-    // Set by transfer, not by a flag: a fine-tuning run with frozen features stays frozen.
-    if (saved.freeze === 'features') cfg.freeze = 'features';
-    return cfg;
-  } catch (err) {
-    if (err instanceof CnnlabError) throw new CnnlabError(`${path}: ${err.message}`);
-    throw err;
-  }
+  return readRunConfig(dir);
 }
 
 export function installStopHandler(): { requested: boolean } {
