@@ -129,6 +129,12 @@ describe('the check catches broken rules', () => {
       out[1] = ctx.b.op('Transpose', [out[1]!], { perm: attr.ints([0, 1, 3, 2]) });
       return out;
     }],
+    ['Conv with the input gradient through an unrotated kernel (5x5 pad 2)', 'Conv', (ctx) => {
+      const out = GRAD_RULES.Conv(ctx);
+      const swapped = ctx.b.op('Transpose', [ctx.inputs[1]], { perm: attr.ints([1, 0, 2, 3]) });
+      out[0] = ctx.b.op('Conv', [ctx.gradOutputs[0]!, swapped], { kernel_shape: attr.ints([5, 5]), pads: attr.ints([2, 2, 2, 2]) });
+      return out;
+    }],
     ['MaxPool spreading dY over the window', 'MaxPool', (ctx) => {
       const shaped = { ...ctx, node: { ...ctx.node, op: 'AveragePool' } };
       ctx.b.shapes.set(ctx.inputs[0], [2, 3, 6, 6]);
