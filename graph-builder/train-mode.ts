@@ -38,6 +38,43 @@ export function dropoutSalt(info: LayerInfo): number {
   return (info.index * 1000003 + 12345) % HASH_MODULUS;
 }
 
+/**
+ * Train-mode BatchNorm over (N, H, W) from standard ops, as one composite for the autodiff
+ * (rules/batchnorm.ts holds its closed-form gradient). Returns Y and the batch mean and (biased)
+ * variance, [1, C, 1, 1], for the running statistics.
+ */
+export function emitBatchNormTraining(
+  b: GraphBuilder,
+  x: string,
+  gamma: string,
+  beta: string,
+  o: { channels: number; eps: number; name: string },
+): { y: string; mean: string; variance: string } {
+  const { channels: c, name: n } = o;
+  const axes = b.constI([0, 2, 3]);
+  const perChannel = (v: string) => {
+    const r = b.op('Reshape', [v, b.constI([1, c, 1, 1])], {}, `${v}_bc`);
+    b.note(r, 'float32', [1, c, 1, 1]);
+    return r;
+  };
+  let mean = '';
+  let variance = '';
+  const [y] = b.composite('BatchNormTraining', [x, gamma, beta], () => {
+    mean = b.op('ReduceMean', [x, axes], { keepdims: attr.int(1) }, `${n}_mean`);
+    b.note(mean, 'float32', [1, c, 1, 1]);
+    const centred = b.op('Sub', [x, mean], {}, `${n}_centred`);
+    variance = b.op('ReduceMean', [b.op('Mul', [centred, centred], {}, `${n}_sq`), axes], { keepdims: attr.int(1) }, `${n}_var`);
+    b.note(variance, 'float32', [1, c, 1, 1]);
+    const invStd = b.op('Div', [b.scalar(1), b.op('Sqrt', [b.op('Add', [variance, b.scalar(o.eps)], {}, `${n}_var_eps`)], {}, `${n}_std`)], {}, `${n}_inv_std`);
+    const xhat = b.op('Mul', [centred, invStd], {}, `${n}_xhat`);
+    const gammaC = perChannel(gamma);
+    const k = b.op('Mul', [gammaC, invStd], {}, `${n}_k`);
+    const out = b.op('Add', [b.op('Mul', [xhat, gammaC], {}, `${n}_scaled`), perChannel(beta)], {}, n);
+    return [out, xhat, k];
+  });
+  return { y, mean, variance };
+}
+
 export interface TrainModeState {
   hooks: TrainHooks;
   /** New running statistics of each BatchNorm buffer, by buffer name. */
@@ -64,20 +101,7 @@ export function trainMode(seed: string): TrainModeState {
       if (L.kind !== 'batchNorm2d') throw new Error('batchNorm hook on a non-BatchNorm layer');
       const c = L.channels;
       const n = info.name;
-      const axes = b.constI([0, 2, 3]);
-      const perChannel = (v: string) => {
-        const r = b.op('Reshape', [v, b.constI([1, c, 1, 1])], {}, `${v}_bc`);
-        b.note(r, 'float32', [1, c, 1, 1]);
-        return r;
-      };
-      const mean = b.op('ReduceMean', [x, axes], { keepdims: attr.int(1) }, `${n}_mean`);
-      b.note(mean, 'float32', [1, c, 1, 1]);
-      const centred = b.op('Sub', [x, mean], {}, `${n}_centred`);
-      const variance = b.op('ReduceMean', [b.op('Mul', [centred, centred], {}, `${n}_sq`), axes], { keepdims: attr.int(1) }, `${n}_var`);
-      b.note(variance, 'float32', [1, c, 1, 1]);
-      const std = b.op('Sqrt', [b.op('Add', [variance, b.scalar(L.eps)], {}, `${n}_var_eps`)], {}, `${n}_std`);
-      const xhat = b.op('Div', [centred, std], {}, `${n}_xhat`);
-      const y = b.op('Add', [b.op('Mul', [xhat, perChannel(param(`${n}.weight`))], {}, `${n}_scaled`), perChannel(param(`${n}.bias`))], {}, n);
+      const { y, mean, variance } = emitBatchNormTraining(b, x, param(`${n}.weight`), param(`${n}.bias`), { channels: c, eps: L.eps, name: n });
 
       // Running statistics (no gradient flows here): r <- (1 - m) r + m * batch statistic.
       const toFloat = (v: string) => b.op('Cast', [v], { to: attr.int(1) });

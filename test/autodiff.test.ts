@@ -6,6 +6,7 @@ import { GRAD_RULES } from '../graph-builder/autodiff/registry.ts';
 import type { GradRule } from '../graph-builder/autodiff/rule.ts';
 import { attr, GraphBuilder } from '../graph-builder/graph/ir.ts';
 import { encodeModel } from '../graph-builder/graph/onnx.ts';
+import { emitBatchNormTraining } from '../graph-builder/train-mode.ts';
 import { type GradCase, gradCheck, spaced } from './helpers/gradcheck.ts';
 
 const positive = (lo: number, hi: number) => (rng: { uniform: (a: number, b: number) => number }, n: number) => Float32Array.from({ length: n }, () => rng.uniform(lo, hi));
@@ -88,6 +89,12 @@ export const CASES: GradCase[] = [
   unary('LogSoftmax', [3, 10], undefined, { axis: attr.int(1) }),
   unary('Softmax', [3, 10], undefined, { axis: attr.int(1) }),
   {
+    name: 'BatchNormTraining (composite: closed-form gradient)',
+    inputs: [{ name: 'x', shape: [4, 3, 3, 3] }, { name: 'gamma', shape: [3], values: positive(0.5, 1.5) }, { name: 'beta', shape: [3] }],
+    outputShape: [4, 3, 3, 3],
+    build: (b, [x, gamma, beta]) => emitBatchNormTraining(b, x, gamma, beta, { channels: 3, eps: 1e-5, name: 'bn' }).y,
+  },
+  {
     name: 'fan-out: x used twice, and as both inputs of Mul',
     inputs: [{ name: 'x', shape: [3, 4], values: spaced }],
     outputShape: [3, 4],
@@ -110,6 +117,7 @@ describe('every gradient rule matches central finite differences', () => {
       const b = new GraphBuilder('probe');
       c.build(b, c.inputs.map((i) => b.input(i.name, 'float32', i.shape)));
       for (const n of b.graph.nodes) tested.add(n.op);
+      for (const k of b.composites) tested.add(k.op);
     }
     tested.add('Dropout'); // checked exactly below: its mask is random per run, so no finite differences
     assert.deepEqual(Object.keys(GRAD_RULES).filter((op) => !tested.has(op)), []);
@@ -192,5 +200,24 @@ describe('autodiff walk', () => {
     b.input('unused', 'float32', [3]);
     const loss = b.op('ReduceSum', [x], { keepdims: attr.int(0) });
     assert.throws(() => emitBackward(b, loss, ['x', 'unused']), /unused does not reach the loss/);
+  });
+
+  it('refuses a composite whose inner value reaches the loss from outside it', () => {
+    const b = new GraphBuilder('g');
+    const x = b.input('x', 'float32', [2, 3, 2, 2]);
+    const g = b.input('g', 'float32', [3]);
+    const be = b.input('be', 'float32', [3]);
+    const { y, mean } = emitBatchNormTraining(b, x, g, be, { channels: 3, eps: 1e-5, name: 'bn' });
+    const loss = b.op('Add', [b.op('ReduceSum', [y], { keepdims: attr.int(0) }), b.op('ReduceSum', [mean], { keepdims: attr.int(0) })]);
+    assert.throws(() => emitBackward(b, loss, ['x', 'g', 'be']), /bn_mean, inside composite BatchNormTraining_composite\w*, is used on a path to the loss outside it/);
+  });
+
+  it('refuses a composite that reads a differentiable value it does not declare', () => {
+    const b = new GraphBuilder('g');
+    const x = b.input('x', 'float32', [3]);
+    const w = b.input('w', 'float32', [3]);
+    const [y] = b.composite('Mul', [x], () => [b.op('Mul', [x, w])]);
+    const loss = b.op('ReduceSum', [y], { keepdims: attr.int(0) });
+    assert.throws(() => emitBackward(b, loss, ['x', 'w']), /composite Mul_composite reads w without declaring it an input/);
   });
 });

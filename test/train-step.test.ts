@@ -273,9 +273,17 @@ describe('whole-model gradients match finite differences', () => {
     });
   }
 
-  it('fails for a model differentiated with a wrong rule (Sqrt off by 2x, inside every BatchNorm)', async () => {
-    const wrongSqrt: GradRule = (ctx) => [ctx.b.op('Div', [ctx.gradOutputs[0]!, ctx.outputs[0]])];
-    const { worst } = await wholeModelErrors('jhu-net:bn=bn-dropout', { ...GRAD_RULES, Sqrt: wrongSqrt }, 2);
+  it('fails for a model differentiated with a wrong rule (BatchNorm input gradient without the variance term)', async () => {
+    const noVarianceTerm: GradRule = (ctx) => {
+      const out = GRAD_RULES.BatchNormTraining(ctx);
+      if (out[0] !== undefined) {
+        const dY = ctx.gradOutputs[0]!;
+        const centredDY = ctx.b.op('Sub', [dY, ctx.b.op('ReduceMean', [dY, ctx.b.constI([0, 2, 3])], { keepdims: attr.int(1) })]);
+        out[0] = ctx.b.op('Mul', [centredDY, ctx.outputs[2]]);
+      }
+      return out;
+    };
+    const { worst } = await wholeModelErrors('jhu-net:bn=bn-dropout', { ...GRAD_RULES, BatchNormTraining: noVarianceTerm }, 2);
     assert.ok(worst > 1, `the wrong rule passed (worst ${worst})`);
   });
 });

@@ -1,4 +1,4 @@
-import type { GraphBuilder } from '../graph/ir.ts';
+import type { Composite, GraphBuilder, Node } from '../graph/ir.ts';
 import { GRAD_RULES, NON_DIFFERENTIABLE } from './registry.ts';
 import type { GradRule } from './rule.ts';
 
@@ -8,7 +8,7 @@ import type { GradRule } from './rule.ts';
  * value to the loss get a gradient. Returns the gradient value of each `wrt` name.
  */
 export function emitBackward(b: GraphBuilder, loss: string, wrt: string[], rules: Record<string, GradRule> = GRAD_RULES): Map<string, string> {
-  const nodes = b.graph.nodes.slice();
+  const nodes = differentiableUnits(b);
   // Forward: which values depend on a wrt value (and so may need a gradient).
   const dependsOnWrt = new Set(wrt);
   for (const n of nodes) {
@@ -22,6 +22,17 @@ export function emitBackward(b: GraphBuilder, loss: string, wrt: string[], rules
     if (nodes[i].outputs.some((o) => reachesLoss.has(o))) for (const inp of nodes[i].inputs) reachesLoss.add(inp);
   }
   const needed = (v: string) => v !== '' && dependsOnWrt.has(v) && reachesLoss.has(v);
+  for (const c of b.composites) {
+    const made = new Set([...c.nodes].flatMap((n) => n.outputs));
+    for (const n of c.nodes) {
+      for (const i of n.inputs) {
+        if (!made.has(i) && !c.inputs.includes(i) && dependsOnWrt.has(i)) throw new Error(`autodiff: composite ${c.name} reads ${i} without declaring it an input`);
+      }
+      for (const o of n.outputs) {
+        if (!c.outputs.includes(o) && reachesLoss.has(o)) throw new Error(`autodiff: ${o}, inside composite ${c.name}, is used on a path to the loss outside it`);
+      }
+    }
+  }
 
   const contributions = new Map<string, string[]>();
   const addGrad = (value: string, grad: string) => {
@@ -67,4 +78,28 @@ export function emitBackward(b: GraphBuilder, loss: string, wrt: string[], rules
     grads.set(w, g);
   }
   return grads;
+}
+
+/**
+ * The graph's nodes with each composite's run replaced by one node of the composite's op, placed
+ * where its last node was (all its inputs exist by then, and its outputs are made there).
+ */
+function differentiableUnits(b: GraphBuilder): Node[] {
+  const lastOf = new Map<Node, Composite>();
+  const inside = new Set<Node>();
+  for (const c of b.composites) {
+    let last: Node | undefined;
+    for (const n of c.nodes) {
+      inside.add(n);
+      last = n;
+    }
+    if (last) lastOf.set(last, c);
+  }
+  const units: Node[] = [];
+  for (const n of b.graph.nodes) {
+    const c = lastOf.get(n);
+    if (c) units.push({ op: c.op, name: c.name, inputs: c.inputs, outputs: c.outputs, attrs: {} });
+    else if (!inside.has(n)) units.push(n);
+  }
+  return units;
 }

@@ -1,4 +1,5 @@
 import type { GradRule } from './rule.ts';
+import { batchNormTraining } from './rules/batchnorm.ts';
 import { conv } from './rules/conv.ts';
 import { dropout } from './rules/dropout.ts';
 import { add, div, exp, identity, log, mul, neg, relu, sqrt, sub } from './rules/elementwise.ts';
@@ -8,7 +9,10 @@ import { reduceMean, reduceSum } from './rules/reduce.ts';
 import { reshape, transpose } from './rules/shape.ts';
 import { logSoftmax, softmax } from './rules/softmax.ts';
 
-/** One gradient rule per ONNX op; each emits standard ONNX ops only. */
+/**
+ * One gradient rule per ONNX op, and per composite op (a run of standard ops the builder marks
+ * as one, see GraphBuilder.composite); each emits standard ONNX ops only.
+ */
 export const GRAD_RULES: Record<string, GradRule> = {
   Add: add,
   Sub: sub,
@@ -34,6 +38,7 @@ export const GRAD_RULES: Record<string, GradRule> = {
   LogSoftmax: logSoftmax,
   Softmax: softmax,
   Dropout: dropout,
+  BatchNormTraining: batchNormTraining,
 };
 
 /** Ops whose outputs carry no gradient (indices, shapes, comparisons, constants). */

@@ -41,6 +41,19 @@ export interface Node {
   attrs: Record<string, AttrValue>;
 }
 
+/**
+ * A run of nodes the autodiff treats as one op `op` (a gradient rule of that name): its external
+ * inputs, the outputs the rule sees (the first carries the gradient, the rest are saved forward
+ * values), and the nodes themselves. The nodes stay ordinary standard ONNX ops in the graph.
+ */
+export interface Composite {
+  op: string;
+  name: string;
+  inputs: string[];
+  outputs: string[];
+  nodes: Set<Node>;
+}
+
 export interface Graph {
   name: string;
   nodes: Node[];
@@ -91,6 +104,8 @@ export class GraphBuilder {
   /** Static shapes of values, where known (the batch dimension is 'N'). */
   readonly shapes = new Map<string, Dim[]>();
   readonly dtypes = new Map<string, DType>();
+  /** Node runs differentiated as a whole by the gradient rule named after their op. */
+  readonly composites: Composite[] = [];
   private readonly names: Map<string, number>;
 
   constructor(name: string, names: Map<string, number> = new Map()) {
@@ -184,6 +199,17 @@ export class GraphBuilder {
       this.shapes.set(out, known[0]);
     }
     return out;
+  }
+
+  /**
+   * Emits `body`'s nodes as one composite op for the autodiff: `inputs` are the values it reads
+   * from outside, `body` returns the outputs (gradient-carrying output first, then saved values).
+   */
+  composite(op: string, inputs: string[], body: () => string[]): string[] {
+    const start = this.graph.nodes.length;
+    const outputs = body();
+    this.composites.push({ op, name: this.fresh(`${op}_composite`), inputs, outputs, nodes: new Set(this.graph.nodes.slice(start)) });
+    return outputs;
   }
 
   /** A float32 constant (a Constant node, so it also works inside Loop bodies). */
