@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CnnlabError, UsageError } from '../common/errors.ts';
+import { readJsonFile } from '../common/json.ts';
 import { DATASET_NAMES, type DatasetName } from '../datasets/registry.ts';
 import { normalizationFor, type TrainSpec, trainSpecFor } from '../graph-builder/artifacts/build.ts';
 import { type Architecture, loadArchitecture } from '../graph-builder/dsl/arch.ts';
@@ -175,12 +175,8 @@ function defaultLr(opt: OptimizerName): number {
  */
 export async function readRunConfig(dir: string): Promise<RunConfig> {
   const path = join(dir, 'config.json');
-  let saved: Partial<RunConfig>;
-  try {
-    saved = JSON.parse(readFileSync(path, 'utf8')) as Partial<RunConfig>;
-  } catch {
-    throw new CnnlabError(`${path}: not valid JSON`);
-  }
+  // A config.json is a few kB; 1 MB is far beyond any real one.
+  const saved = readJsonFile(path, 1024 * 1024) as Partial<RunConfig> | null;
   if (typeof saved !== 'object' || saved === null || typeof saved.architecture !== 'string' || typeof saved.flags !== 'object' || saved.flags === null) {
     throw new CnnlabError(`${path}: not a cnnlab run config (architecture and flags expected)`);
   }

@@ -1,6 +1,7 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { CnnlabError, UsageError } from '../common/errors.ts';
+import { readJsonFile } from '../common/json.ts';
 import { writeFileAtomic } from '../graph-builder/artifacts/write.ts';
 import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { PRESETS } from '../graph-builder/dsl/presets.ts';
@@ -43,15 +44,7 @@ const STATUSES: readonly TrialStatus[] = ['pending', 'done', 'diverged', 'invali
 /** sweep.json of a 10,000-trial sweep is about 5 MB. */
 const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
 
-function readJson(path: string): unknown {
-  const size = statSync(path).size;
-  if (size > MAX_MANIFEST_BYTES) throw new CnnlabError(`${path}: ${size} bytes, larger than any sweep file (limit ${MAX_MANIFEST_BYTES})`);
-  try {
-    return JSON.parse(readFileSync(path, 'utf8'));
-  } catch (err) {
-    throw new CnnlabError(`${path}: not valid JSON (${(err as Error).message.split('\n')[0].slice(0, 120)})`);
-  }
-}
+const readJson = (path: string) => readJsonFile(path, MAX_MANIFEST_BYTES);
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const optionalNumber = (v: unknown) => v === undefined || typeof v === 'number';
