@@ -179,6 +179,7 @@ describe('run folders the user damaged', () => {
       ['{ broken', /config\.json: not valid JSON/],
       ['[1, 2]', /config\.json: not a cnnlab run config/],
       [JSON.stringify({ ...saved, flags: { ...saved.flags, batch: -5 } }), /config\.json: --batch: expected a whole number in 1\.\.65536, got -5/],
+      [' '.repeat(2 * 1024 * 1024), /config\.json: 2097152 bytes, larger than any file of its kind \(limit 1048576\)/],
     ] as const) {
       writeFileSync(join(dir, 'config.json'), content);
       const out = spawnSync(process.execPath, [CLI, 'train', '--resume', '--out', dir], { encoding: 'utf8' });
