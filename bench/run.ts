@@ -150,10 +150,10 @@ for (const ep of eps) {
   const rt = await createRuntime({ ep, threads: ep === 'cpu' ? THREADS : 1 });
   const meter = ep === 'cpu' ? await rooflineMeter(rt) : undefined;
   const roofs: number[] = [];
-  /** The roofline just before a measurement (median of 5), and its ratio to `gflops`. */
+  /** The roofline just before a measurement (median of 15 products, about 0.2 s), and its ratio to `gflops`. */
   const against = async (gflopsOf: () => Promise<number>) => {
     if (!meter) return { gflops: await gflopsOf(), roof: NaN, ratio: NaN };
-    const roof = (await meter(5)).median;
+    const roof = (await meter(15)).median;
     roofs.push(roof);
     const gflops = await gflopsOf();
     return { gflops, roof, ratio: gflops / roof };
@@ -212,8 +212,9 @@ for (const ep of eps) {
       versus.push({ batch: p.B, optimizer: p.opt, imagesPerSecond: s, rooflineGflops: roof, ratio, pytorch: p.theirs });
     }
     results.versusPytorch = versus;
-    console.log(`the roofline ranged ${Math.min(...roofs).toFixed(0)}..${Math.max(...roofs).toFixed(0)} GFLOP/s over the run`);
-    results.rooflineRange = { min: Math.min(...roofs), max: Math.max(...roofs) };
+    const range = stat(roofs);
+    console.log(`the roofline measured ${fmt(range)} GFLOP/s over the run (median, min..max of ${roofs.length} measurements)`);
+    results.rooflineOverRun = range;
   }
   const inference: Record<string, unknown> = {};
   for (const name of ['partB', 'eva-best']) {
