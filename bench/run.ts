@@ -150,13 +150,13 @@ for (const ep of eps) {
   const rt = await createRuntime({ ep, threads: ep === 'cpu' ? THREADS : 1 });
   const meter = ep === 'cpu' ? await rooflineMeter(rt) : undefined;
   const roofs: number[] = [];
-  /** The roofline just before a measurement (median of 15 products, about 0.2 s), and its ratio to `gflops`. */
-  const against = async (gflopsOf: () => Promise<number>) => {
-    if (!meter) return { gflops: await gflopsOf(), roof: NaN, ratio: NaN };
-    const roof = (await meter(15)).median;
-    roofs.push(roof);
-    const gflops = await gflopsOf();
-    return { gflops, roof, ratio: gflops / roof };
+  /** A training measurement with the roofline taken just before it (median of 15 products, about 0.2 s). */
+  const measure = async (run: () => Promise<Stat>, flops: number) => {
+    const roof = meter ? (await meter(15)).median : NaN;
+    if (meter) roofs.push(roof);
+    const s = await run();
+    const gflops = (s.median * flops) / 1e9;
+    return { s, gflops, roof, ratio: gflops / roof };
   };
   const pct = (r: number) => (Number.isFinite(r) ? `${(100 * r).toFixed(0)}%` : '-');
   if (meter) {
@@ -182,12 +182,8 @@ for (const ep of eps) {
         if (ep === 'wasm' && B * K > 4800) continue;
         // A whole epoch in the quick bench only for the fast models.
         if (QUICK && k === 'epoch' && flops > 2e7) continue;
-        let s: Stat | undefined;
-        const { gflops, roof, ratio } = await against(async () => {
-          s = await trainThroughput(rt, name, B, K);
-          return (s.median * flops) / 1e9;
-        });
-        console.log(`| ${name} | ${B} | ${k === 'epoch' ? `${K} (epoch)` : K} | ${fmt(s!)} | ${gflops.toFixed(1)} | ${Number.isFinite(roof) ? roof.toFixed(0) : '-'} | ${pct(ratio)} |`);
+        const { s, gflops, roof, ratio } = await measure(() => trainThroughput(rt, name, B, K), flops);
+        console.log(`| ${name} | ${B} | ${k === 'epoch' ? `${K} (epoch)` : K} | ${fmt(s)} | ${gflops.toFixed(1)} | ${Number.isFinite(roof) ? roof.toFixed(0) : '-'} | ${pct(ratio)} |`);
         rows.push({ model: name, batch: B, K, imagesPerSecond: s, gflops, rooflineGflops: roof, ratio, flopsPerImage: flops, rss: process.memoryUsage().rss });
       }
     }
@@ -203,12 +199,8 @@ for (const ep of eps) {
     console.log('|---|---|---|---|---|');
     const versus: Record<string, unknown>[] = [];
     for (const p of pytorch) {
-      let s: Stat | undefined;
-      const { roof, ratio } = await against(async () => {
-        s = await trainThroughput(rt, 'partB', p.B, 8, p.opt);
-        return (s.median * flops) / 1e9;
-      });
-      console.log(`| batch ${p.B}, ${p.opt}, K=8 | ${fmt(s!)} | ${roof.toFixed(0)} | ${pct(ratio)} | ${p.theirs} |`);
+      const { s, roof, ratio } = await measure(() => trainThroughput(rt, 'partB', p.B, 8, p.opt), flops);
+      console.log(`| batch ${p.B}, ${p.opt}, K=8 | ${fmt(s)} | ${roof.toFixed(0)} | ${pct(ratio)} | ${p.theirs} |`);
       versus.push({ batch: p.B, optimizer: p.opt, imagesPerSecond: s, rooflineGflops: roof, ratio, pytorch: p.theirs });
     }
     results.versusPytorch = versus;

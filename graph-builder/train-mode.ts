@@ -6,6 +6,8 @@ import type { TrainHooks } from './forward.ts';
 export const HASH_MODULUS = 2147483647;
 
 const UINT32 = 12;
+/** The first round's multiplier (odd, so index -> index * A is a bijection modulo 2^32). */
+const HASH_A = 0x2c1b3c6dn;
 
 /**
  * A uint32 hash of (seed, salt, element index), one per element of `like` (static shape after
@@ -23,7 +25,8 @@ export function emitHashBits(b: GraphBuilder, like: string, seed: string, salt: 
   const shape = b.shapes.get(like);
   const sample = shape?.slice(1) ?? [];
   if (!shape || sample.some((d) => typeof d !== 'number')) throw new Error(`dropout hash: ${like} needs a static shape after the batch axis`);
-  const perSample = (sample as number[]).reduce((a, d) => a * d, 1);
+  const dims = sample as number[];
+  const perSample = dims.reduce((a, d) => a * d, 1);
   const M = b.constI([HASH_MODULUS], [], 'hash_m');
   const mod = (v: string) => b.op('Mod', [v, M], {}, 'hash_key');
   const u32 = (v: string, hint: string) => b.op('Cast', [v], { to: attr.int(UINT32) }, hint);
@@ -31,19 +34,17 @@ export function emitHashBits(b: GraphBuilder, like: string, seed: string, salt: 
   // Scalar mixing of (seed, salt) first (free): nearby seeds or layers then start far apart.
   const t1 = mod(b.op('Add', [b.op('Mul', [seed, b.constI([48271], [])]), b.constI([salt % HASH_MODULUS], [])], {}, 'hash_key'));
   const key = u32(mod(b.op('Add', [b.op('Mul', [t1, t1]), seed], {}, 'hash_key')), 'hash_key');
-  const row = u32(b.constI(Array.from({ length: perSample }, (_, j) => times(BigInt(j), HASH_A)), [1, ...(sample as number[])], 'hash_row'), 'hash_row');
+  const row = u32(b.constI(Array.from({ length: perSample }, (_, j) => times(BigInt(j), HASH_A)), [1, ...dims], 'hash_row'), 'hash_row');
   const n = b.op('Gather', [b.op('Shape', [like]), b.constI([0], [])], { axis: attr.int(0) }, 'hash_n');
   const samples = u32(b.op('Range', [b.constI([0], []), n, b.constI([1], [])], {}, 'hash_samples'), 'hash_samples');
   const offsets = b.op('Add', [b.op('Mul', [samples, u32(b.constI([times(BigInt(perSample), HASH_A)], []), 'hash_stride')], {}, 'hash_col'), key], {}, 'hash_col');
-  const col = b.op('Reshape', [offsets, b.constI([-1, ...sample.map(() => 1)])], {}, 'hash_col');
+  const col = b.op('Reshape', [offsets, b.constI([-1, ...dims.map(() => 1)])], {}, 'hash_col');
   const h1 = b.op('Add', [row, col], {}, 'hash');
   const h2 = b.op('Add', [b.op('Mul', [h1, h1], {}, 'hash'), key], {}, 'hash');
   const h3 = b.op('Add', [b.op('Mul', [h2, b.op('Add', [h2, u32(b.constI([0x6a09e667], []), 'hash_c')], {}, 'hash')], {}, 'hash'), h1], {}, 'hash');
   b.shapes.set(h3, shape);
   return h3;
 }
-
-const HASH_A = 0x2c1b3c6dn;
 
 /** Uniform numbers in [0, 1] from emitHashBits (its high bits, through a float Cast). */
 export function emitHashUniform(b: GraphBuilder, like: string, seed: string, salt: number): string {

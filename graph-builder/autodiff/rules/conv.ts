@@ -23,8 +23,9 @@ export const conv: GradRule = (ctx) => {
   const out: (string | undefined)[] = [undefined, undefined, undefined];
 
   if (ctx.needsGrad[0]) {
-    const stride1 = strides.every((st) => st === 1) && pads.every((p, i) => p < kernel[i % 2]);
-    out[0] = stride1 ? inputGradConv(ctx, x, dY, w, kernel, pads) : inputGradConvTranspose(ctx, x, dY, w, { h, wd, kernel, strides, pads });
+    // A full Conv needs stride 1 and pads below the kernel size (its own pads are k-1-p).
+    const asFullConv = strides.every((st) => st === 1) && pads.every((p, i) => p < kernel[i % 2]);
+    out[0] = asFullConv ? inputGradConv(ctx, x, dY, w, kernel, pads) : inputGradConvTranspose(ctx, x, dY, w, { h, wd, kernel, strides, pads });
     b.note(out[0], 'float32', xShape);
   }
   if (ctx.needsGrad[1]) {
