@@ -15,8 +15,8 @@ import type { OptimizerName } from '../graph-builder/dsl/presets.ts';
 import type { Analysis } from '../graph-builder/dsl/shapes.ts';
 import { attr, GraphBuilder } from '../graph-builder/graph/ir.ts';
 import { encodeModel } from '../graph-builder/graph/onnx.ts';
-import { createRuntime, type Runtime } from '../training/runtime.ts';
-import { StepRunner } from '../training/step-runner.ts';
+import { createRuntime, type Runtime } from '../runtime/ort.ts';
+import { StepRunner } from '../runtime/step-runner.ts';
 
 const args = new Set(process.argv.slice(2));
 const QUICK = args.has('--quick');

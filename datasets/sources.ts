@@ -1,4 +1,4 @@
-import { ensureDir } from '../graph-builder/artifacts/write.ts';
+import { ensureDir } from '../common/files.ts';
 import { createHash } from 'node:crypto';
 import { existsSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';

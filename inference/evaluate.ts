@@ -1,5 +1,5 @@
 import { PIXELS, type Split } from '../datasets/sources.ts';
-import type { Session, Runtime } from '../training/runtime.ts';
+import type { Session, Runtime } from '../runtime/ort.ts';
 
 export interface EvalReport {
   count: number;

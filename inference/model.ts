@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CnnlabError } from '../common/errors.ts';
 import { decodeModel } from '../graph-builder/graph/onnx.ts';
-import type { Runtime, Session } from '../training/runtime.ts';
+import type { Runtime, Session } from '../runtime/ort.ts';
 
 export interface LoadedModel {
   path: string;

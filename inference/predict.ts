@@ -1,4 +1,4 @@
-import type { Runtime, Session } from '../training/runtime.ts';
+import type { Runtime, Session } from '../runtime/ort.ts';
 
 export interface Prediction {
   label: number;

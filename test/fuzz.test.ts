@@ -17,11 +17,11 @@ import { loadArchFile, loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { initParams } from '../graph-builder/dsl/init.ts';
 import { loadInferenceModel, openModelSession } from '../inference/model.ts';
 import { prepareImage } from '../inference/preprocess.ts';
-import { decodeCheckpoint, encodeCheckpoint } from '../training/checkpoint.ts';
+import { decodeCheckpoint, encodeCheckpoint } from '../graph-builder/artifacts/checkpoint.ts';
 import { readMetrics } from '../training/fit.ts';
 import { collectEntries } from '../training/report.ts';
 import { readTrialRecord } from '../training/sweep.ts';
-import { createRuntime } from '../training/runtime.ts';
+import { createRuntime } from '../runtime/ort.ts';
 
 const ROUNDS = 1000;
 const dir = mkdtempSync(join(tmpdir(), 'cnnlab-fuzz-'));

@@ -6,7 +6,7 @@ import { basename, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Rng } from '../common/rng.ts';
 import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
-import { readCheckpoint } from '../training/checkpoint.ts';
+import { readCheckpoint } from '../graph-builder/artifacts/checkpoint.ts';
 import { resolveRunConfig } from '../training/config.ts';
 import { fit, readMetrics } from '../training/fit.ts';
 import { readScalars } from '../training/tensorboard.ts';

@@ -18,8 +18,8 @@ import { defaultOptimizer, type OptimizerConfig } from '../graph-builder/optimiz
 import { emitHashUniform } from '../graph-builder/train-mode.ts';
 import { GRAD_RULES } from '../graph-builder/autodiff/registry.ts';
 import type { GradRule } from '../graph-builder/autodiff/rule.ts';
-import { createRuntime, type EpName } from '../training/runtime.ts';
-import { type StepBatch, StepRunner } from '../training/step-runner.ts';
+import { createRuntime, type EpName } from '../runtime/ort.ts';
+import { type StepBatch, StepRunner } from '../runtime/step-runner.ts';
 
 const mnist = await loadDataset('mnist', { env: {} });
 

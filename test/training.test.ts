@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
-import { readCheckpoint, writeCheckpoint } from '../training/checkpoint.ts';
+import { readCheckpoint, writeCheckpoint } from '../graph-builder/artifacts/checkpoint.ts';
 import { resolveRunConfig, type TrainFlags } from '../training/config.ts';
 import { fit } from '../training/fit.ts';
 import { hyperAt, type ScheduleSettings } from '../training/schedule.ts';
@@ -197,7 +197,7 @@ describe('checkpoints', () => {
     const big = (v: number) => ({ meta: { v }, tensors: new Map([['w', { dtype: 'float32' as const, dims: [2_000_000], data: new Float32Array(2_000_000).fill(v) }]]) });
     writeCheckpoint(path, big(0));
     const writer = `
-      import { writeCheckpoint } from ${JSON.stringify(join(import.meta.dirname, '..', 'training', 'checkpoint.ts'))};
+      import { writeCheckpoint } from ${JSON.stringify(join(import.meta.dirname, '..', 'graph-builder', 'artifacts', 'checkpoint.ts'))};
       for (let v = 1; ; v++) writeCheckpoint(${JSON.stringify(path)}, { meta: { v }, tensors: new Map([['w', { dtype: 'float32', dims: [2000000], data: new Float32Array(2000000).fill(v) }]]) });
     `;
     for (let round = 0; round < 5; round++) {

@@ -6,7 +6,7 @@ import { normalizationFor, type TrainSpec, trainSpecFor } from '../graph-builder
 import { type Architecture, loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import type { OptimizerName, Recipe, ScheduleName } from '../graph-builder/dsl/presets.ts';
 import type { AugmentSettings } from './augment.ts';
-import { EP_NAMES, type EpName } from './runtime.ts';
+import { EP_NAMES, type EpName } from '../runtime/ort.ts';
 
 /** Everything a run needs, resolved from the preset's recipe and the flags; saved as config.json. */
 export interface RunConfig {

@@ -8,16 +8,16 @@ import { featureParams, initialCheckpoint, modelMeta } from '../graph-builder/ar
 import { buildEvalModel } from '../graph-builder/artifacts/eval.ts';
 import { buildInferenceModel } from '../graph-builder/artifacts/inference.ts';
 import { buildTrainStepModel } from '../graph-builder/artifacts/train-step.ts';
-import { appendWhole, writeFileAtomic } from '../graph-builder/artifacts/write.ts';
+import { appendWhole, writeFileAtomic } from '../common/files.ts';
 import { type Architecture, loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { initParams, type ParamSet } from '../graph-builder/dsl/init.ts';
 import { HASH_MODULUS } from '../graph-builder/train-mode.ts';
 import { augmentImage } from './augment.ts';
-import { type Checkpoint, readCheckpoint, writeCheckpoint } from './checkpoint.ts';
+import { type Checkpoint, readCheckpoint, writeCheckpoint } from '../graph-builder/artifacts/checkpoint.ts';
 import type { RunConfig } from './config.ts';
-import { createRuntime, type Runtime, type Session } from './runtime.ts';
+import { createRuntime, type Runtime, type Session } from '../runtime/ort.ts';
 import { hyperAt, type ScheduleSettings } from './schedule.ts';
-import { type StepBatch, StepRunner } from './step-runner.ts';
+import { type StepBatch, StepRunner } from '../runtime/step-runner.ts';
 import { TensorBoardWriter } from './tensorboard.ts';
 
 export interface EpochMetrics {

@@ -1,4 +1,4 @@
-import { ensureDir } from '../graph-builder/artifacts/write.ts';
+import { ensureDir } from '../common/files.ts';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import sharp from 'sharp';

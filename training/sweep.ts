@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { CnnlabError, UsageError } from '../common/errors.ts';
 import { readJsonFile } from '../common/json.ts';
-import { writeFileAtomic } from '../graph-builder/artifacts/write.ts';
+import { writeFileAtomic } from '../common/files.ts';
 import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { PRESETS } from '../graph-builder/dsl/presets.ts';
 import { resolveRunConfig, type TrainFlags } from './config.ts';

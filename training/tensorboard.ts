@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, join } from 'node:path';
-import { appendWhole, ensureDir } from '../graph-builder/artifacts/write.ts';
+import { appendWhole, ensureDir } from '../common/files.ts';
 import { createRequire } from 'node:module';
 import protobuf from 'protobufjs';
 

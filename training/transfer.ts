@@ -6,10 +6,10 @@ import { loadDataset } from '../datasets/sources.ts';
 import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { evaluateInference } from '../inference/evaluate.ts';
 import { loadInferenceModel, openModelSession } from '../inference/model.ts';
-import { readCheckpoint } from './checkpoint.ts';
+import { readCheckpoint } from '../graph-builder/artifacts/checkpoint.ts';
 import { readRunConfig, type RunConfig } from './config.ts';
 import { CHECKPOINT, fit, type FitOptions, paramsOf } from './fit.ts';
-import { createRuntime } from './runtime.ts';
+import { createRuntime } from '../runtime/ort.ts';
 
 export interface TransferOptions {
   from: string;

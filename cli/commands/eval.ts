@@ -7,7 +7,7 @@ import { DATASET_NAMES, type DatasetName, datasetSpec } from '../../datasets/reg
 import { loadDataset, PIXELS } from '../../datasets/sources.ts';
 import { confusionTable, evaluateInference } from '../../inference/evaluate.ts';
 import { loadInferenceModel, openModelSession } from '../../inference/model.ts';
-import { createRuntime, EP_NAMES, type EpName } from '../../training/runtime.ts';
+import { createRuntime, EP_NAMES, type EpName } from '../../runtime/ort.ts';
 import { classCaption } from './datasets.ts';
 
 interface EvalArgs {

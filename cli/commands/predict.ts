@@ -3,7 +3,7 @@ import { CnnlabError } from '../../common/errors.ts';
 import { loadInferenceModel, openModelSession } from '../../inference/model.ts';
 import { predictPixels } from '../../inference/predict.ts';
 import { prepareImage } from '../../inference/preprocess.ts';
-import { createRuntime } from '../../training/runtime.ts';
+import { createRuntime } from '../../runtime/ort.ts';
 
 interface PredictArgs {
   images: string[];

@@ -1,5 +1,5 @@
 import { accessSync, constants, existsSync } from 'node:fs';
-import { ensureDir } from '../../graph-builder/artifacts/write.ts';
+import { ensureDir } from '../../common/files.ts';
 import type { Argv, CommandModule } from 'yargs';
 import { UsageError } from '../../common/errors.ts';
 import { DATASET_NAMES } from '../../datasets/registry.ts';
@@ -7,7 +7,7 @@ import { loadArchitecture } from '../../graph-builder/dsl/arch.ts';
 import { readRunConfig, type RunConfig, resolveRunConfig, type TrainFlags } from '../../training/config.ts';
 import { fit } from '../../training/fit.ts';
 import { type ReproduceGroup, type ReproduceRow, reproduceTable, SEED_RESULTS } from '../../training/reproduce.ts';
-import { EP_NAMES } from '../../training/runtime.ts';
+import { EP_NAMES } from '../../runtime/ort.ts';
 import { type ArchArgs, archOptions, optimizerOptions } from './graph.ts';
 
 export interface TrainArgs extends ArchArgs, TrainFlags {

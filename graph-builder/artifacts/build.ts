@@ -3,7 +3,7 @@ import { UsageError } from '../../common/errors.ts';
 import { DATASETS, type DatasetName } from '../../datasets/registry.ts';
 import type { Architecture } from '../dsl/arch.ts';
 import { initParams, type ParamSet } from '../dsl/init.ts';
-import { encodeCheckpoint, type Checkpoint } from '../../training/checkpoint.ts';
+import { encodeCheckpoint, type Checkpoint } from './checkpoint.ts';
 import type { OptimizerName } from '../dsl/presets.ts';
 import { IR_VERSION, OPSET } from '../graph/onnx.ts';
 import type { LossKind } from '../losses.ts';
@@ -11,7 +11,7 @@ import { defaultOptimizer, type OptimizerConfig } from '../optimizers.ts';
 import { buildEvalModel } from './eval.ts';
 import { buildInferenceModel, type ModelMeta } from './inference.ts';
 import { buildTrainStepModel, type TrainStepInterface } from './train-step.ts';
-import { writeFileAtomic } from './write.ts';
+import { writeFileAtomic } from '../../common/files.ts';
 
 /** What shapes the training graphs (the rest of a recipe, such as lr, is fed per step). */
 export interface TrainSpec {

@@ -1,6 +1,6 @@
-import type { Checkpoint, CkptTensor } from '../training/checkpoint.ts';
+import type { Checkpoint, CkptTensor } from '../graph-builder/artifacts/checkpoint.ts';
 import type { TrainStepInterface } from '../graph-builder/artifacts/train-step.ts';
-import type { Runtime, Session, Tensor } from './runtime.ts';
+import type { Runtime, Session, Tensor } from './ort.ts';
 
 export interface StepBatch {
   /** K*B*784 pixels and K*B labels, uint8. */

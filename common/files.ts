@@ -1,6 +1,6 @@
 import { accessSync, appendFileSync, constants, existsSync, mkdirSync, renameSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { CnnlabError } from '../../common/errors.ts';
+import { CnnlabError } from './errors.ts';
 
 /**
  * Creates a folder and its missing parents one level at a time, after checking that the nearest

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { CnnlabError } from '../common/errors.ts';
-import { writeFileAtomic } from '../graph-builder/artifacts/write.ts';
+import { CnnlabError } from '../../common/errors.ts';
+import { writeFileAtomic } from '../../common/files.ts';
 
 /**
  * Checkpoint file: "CNNLABCK", u32 version, u32 header length, a JSON header (metadata and a
