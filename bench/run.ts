@@ -95,7 +95,9 @@ async function trainThroughput(rt: Runtime, name: string, B: number, K: number, 
   const batch = () => {
     const n = K * B;
     if (offset + n > 60000) offset = 0;
-    const b = { images: mnist.train.images.slice(offset * 784, (offset + n) * 784), labels: mnist.train.labels.slice(offset, offset + n), K, B, lr: new Float32Array(K).fill(1e-3), momentum: new Float32Array(K).fill(0.9), dropoutSeed: BigInt64Array.from({ length: K }, (_, i) => BigInt(i + 1)) };
+    const images = mnist.train.images.slice(offset * 784, (offset + n) * 784);
+    const labels = mnist.train.labels.slice(offset, offset + n);
+    const b = { K, B, inputs: { images, labels, lr: new Float32Array(K).fill(1e-3), momentum: new Float32Array(K).fill(0.9), dropout_seed: BigInt64Array.from({ length: K }, (_, i) => BigInt(i + 1)) } };
     offset += n;
     return b;
   };

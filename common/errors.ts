@@ -18,3 +18,13 @@ export class UsageError extends CnnlabError {
     this.name = 'UsageError';
   }
 }
+
+/** Training produced a non-finite loss; the run's last good checkpoint stays on disk. */
+export class DivergedError extends CnnlabError {
+  readonly step: number;
+  constructor(message: string, step: number) {
+    super(message, 1);
+    this.name = 'DivergedError';
+    this.step = step;
+  }
+}

@@ -81,7 +81,7 @@ export function emitForward(b: GraphBuilder, a: Analysis, x: string, opts: Forwa
 
 /** uint8 images [N,28,28] (0..255) as float32 [N,1,28,28] in 0..1, the inference graph's input form. */
 export function emitImageFromBytes(b: GraphBuilder, bytes: string): string {
-  const pixels = b.op('Div', [b.op('Cast', [bytes], { to: attr.int(1) }, 'pixels_f'), b.scalar(255)], {}, 'pixels');
+  const pixels = b.op('Div', [b.cast(bytes, 'float32', 'pixels_f'), b.scalar(255)], {}, 'pixels');
   const image = b.op('Unsqueeze', [pixels, b.constI([1])], {}, 'image_nchw');
   b.note(image, 'float32', ['N', 1, 28, 28]);
   return image;

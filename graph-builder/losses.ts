@@ -38,7 +38,7 @@ export function emitLoss(b: GraphBuilder, scores: string, labels: string, opts: 
   const loss = b.op('Neg', [reduced], {}, 'loss');
   b.note(loss, 'float32', []);
   const predicted = b.op('ArgMax', [scores], { axis: attr.int(1), keepdims: attr.int(0) }, 'predicted');
-  const hits = b.op('Cast', [b.op('Equal', [predicted, labels])], { to: attr.int(1) }, 'hits');
+  const hits = b.cast(b.op('Equal', [predicted, labels]), 'float32', 'hits');
   const correct = b.op('ReduceSum', [hits], { keepdims: attr.int(0) }, 'correct');
   return { loss, correct, predicted };
 }

@@ -109,5 +109,5 @@ export function emitUpdate(b: GraphBuilder, opt: OptimizerConfig, u: UpdateInput
 
 /** t = step + 1 as float32, from the int64 step counter. */
 export function emitStepNumber(b: GraphBuilder, step: string): string {
-  return b.op('Add', [b.op('Cast', [step], { to: attr.int(1) }, 'step_f'), b.scalar(1)], {}, 't');
+  return b.op('Add', [b.cast(step, 'float32', 'step_f'), b.scalar(1)], {}, 't');
 }

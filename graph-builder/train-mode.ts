@@ -5,7 +5,6 @@ import type { TrainHooks } from './forward.ts';
 /** The modulus of the scalar key mixing: a prime below 2^31, so every product stays inside int64. */
 export const HASH_MODULUS = 2147483647;
 
-const UINT32 = 12;
 /** The first round's multiplier (odd, so index -> index * A is a bijection modulo 2^32). */
 const HASH_A = 0x2c1b3c6dn;
 
@@ -29,7 +28,7 @@ export function emitHashBits(b: GraphBuilder, like: string, seed: string, salt: 
   const perSample = dims.reduce((a, d) => a * d, 1);
   const M = b.constI([HASH_MODULUS], [], 'hash_m');
   const mod = (v: string) => b.op('Mod', [v, M], {}, 'hash_key');
-  const u32 = (v: string, hint: string) => b.op('Cast', [v], { to: attr.int(UINT32) }, hint);
+  const u32 = (v: string, hint: string) => b.cast(v, 'uint32', hint);
   const times = (a: bigint, k: bigint) => Number((a * k) % 2n ** 32n);
   // Scalar mixing of (seed, salt) first (free): nearby seeds or layers then start far apart.
   const t1 = mod(b.op('Add', [b.op('Mul', [seed, b.constI([48271], [])]), b.constI([salt % HASH_MODULUS], [])], {}, 'hash_key'));
@@ -49,7 +48,7 @@ export function emitHashBits(b: GraphBuilder, like: string, seed: string, salt: 
 /** Uniform numbers in [0, 1] from emitHashBits (its high bits, through a float Cast). */
 export function emitHashUniform(b: GraphBuilder, like: string, seed: string, salt: number): string {
   const bits = emitHashBits(b, like, seed, salt);
-  return b.op('Mul', [b.op('Cast', [bits], { to: attr.int(1) }, 'hash_f'), b.scalar(2 ** -32)], {}, 'hash_u');
+  return b.op('Mul', [b.cast(bits, 'float32', 'hash_f'), b.scalar(2 ** -32)], {}, 'hash_u');
 }
 
 /** Layer-specific salt, so two dropout layers of one step draw different masks. */
@@ -111,7 +110,7 @@ export function trainMode(seed: string): TrainModeState {
     dropout: (b, x, info, p) => {
       const scale = p >= 1 ? 0 : 1 / (1 - p);
       // Keep where emitHashUniform's u >= p, compared before the 2^-32 scaling (exact: a power of 2).
-      const bits = b.op('Cast', [emitHashBits(b, x, seed, dropoutSalt(info))], { to: attr.int(1) }, 'hash_f');
+      const bits = b.cast(emitHashBits(b, x, seed, dropoutSalt(info)), 'float32', 'hash_f');
       const keep = b.op('GreaterOrEqual', [bits, b.scalar(Math.fround(p) * 2 ** 32)], {}, `${info.name}_keep`);
       const mask = b.op('Where', [keep, b.scalar(scale), b.scalar(0)], {}, `${info.name}_mask`);
       b.note(mask, 'float32', b.shapes.get(x));
@@ -125,7 +124,7 @@ export function trainMode(seed: string): TrainModeState {
       const { y, mean, variance } = emitBatchNormTraining(b, x, param(`${n}.weight`), param(`${n}.bias`), { channels: c, eps: L.eps, name: n });
 
       // Running statistics (no gradient flows here): r <- (1 - m) r + m * batch statistic.
-      const toFloat = (v: string) => b.op('Cast', [v], { to: attr.int(1) });
+      const toFloat = (v: string) => b.cast(v, 'float32');
       const perChannelCount = b.op('Div', [toFloat(b.op('Size', [x])), b.scalar(c)], {}, `${n}_count`);
       const unbiasedScale = b.op('Div', [perChannelCount, b.op('Max', [b.op('Sub', [perChannelCount, b.scalar(1)]), b.scalar(1)])], {}, `${n}_bessel`);
       const flat = (v: string) => b.op('Reshape', [v, b.constI([c])], {}, `${v}_flat`);

@@ -6,6 +6,7 @@ import { CnnlabError } from '../common/errors.ts';
 import { type DatasetName, DATASET_NAMES } from '../datasets/registry.ts';
 import { loadDataset, PIXELS } from '../datasets/sources.ts';
 import { initialCheckpoint, lossKindFor } from '../graph-builder/artifacts/build.ts';
+import { encodeCheckpoint } from '../graph-builder/artifacts/checkpoint.ts';
 import { buildInferenceModel, type ModelMeta } from '../graph-builder/artifacts/inference.ts';
 import { buildTrainStepModel, type TrainStepInterface } from '../graph-builder/artifacts/train-step.ts';
 import { type Architecture, loadArchitecture } from '../graph-builder/dsl/arch.ts';
@@ -44,31 +45,6 @@ function ortDir(): string {
 }
 const ORT_FILES = new Set(['ort.wasm.min.mjs', 'ort-wasm-simd-threaded.wasm', 'ort-wasm-simd-threaded.mjs']);
 
-/**
- * The carried tensors of a fresh fine-tuning run as one blob: u32 header length, a JSON
- * header [{name, dtype, shape, offset}], then the little-endian data.
- */
-function packState(iface: TrainStepInterface, params: ParamSet): Uint8Array {
-  const ckpt = initialCheckpoint(iface, params, {});
-  const entries: { name: string; dtype: string; shape: number[]; offset: number; length: number }[] = [];
-  let offset = 0;
-  for (const c of iface.carried) {
-    const t = ckpt.tensors.get(c.name)!;
-    entries.push({ name: c.name, dtype: t.dtype, shape: c.shape, offset, length: t.data.byteLength });
-    offset += Math.ceil(t.data.byteLength / 8) * 8;
-  }
-  const header = new TextEncoder().encode(JSON.stringify(entries));
-  const start = Math.ceil((4 + header.length) / 8) * 8;
-  const out = new Uint8Array(start + offset);
-  new DataView(out.buffer).setUint32(0, header.length, true);
-  out.set(header, 4);
-  for (const e of entries) {
-    const t = ckpt.tensors.get(e.name)!;
-    out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), start + e.offset);
-  }
-  return out;
-}
-
 async function tryArchitecture(id: string): Promise<Architecture | undefined> {
   if (id.startsWith('file:')) return undefined;
   try {
@@ -104,7 +80,7 @@ export async function loadServedModels(targets: (string | undefined)[]): Promise
         const meta: ModelMeta = { architecture: arch.id, dataset, classes: model.classes, ...norm };
         // Fine-tuning on a handful of drawings: plain SGD with momentum; the page feeds lr per step.
         const built = buildTrainStepModel(arch.analysis, { optimizer: defaultOptimizer('sgd', 0, true), loss: lossKindFor(arch), meta });
-        served.train = { step: built.bytes, inference: buildInferenceModel(arch.analysis, 'inputs', meta), state: packState(built.iface, params), iface: built.iface };
+        served.train = { step: built.bytes, inference: buildInferenceModel(arch.analysis, 'inputs', meta), state: encodeCheckpoint(initialCheckpoint(built.iface, params, { architecture: arch.id, step: 0 })), iface: built.iface };
       }
     }
     (served.card as Record<string, unknown>).fineTuning = Boolean(served.train);

@@ -1,17 +1,31 @@
 import type { Checkpoint, CkptTensor } from '../graph-builder/artifacts/checkpoint.ts';
-import type { TrainStepInterface } from '../graph-builder/artifacts/train-step.ts';
+import type { StepInputs, TrainStepInterface } from '../graph-builder/artifacts/train-step.ts';
 import type { Runtime, Session, Tensor } from './ort.ts';
 
+/** K steps of B examples: the data of each per-run input the step interface lists, by its name. */
 export interface StepBatch {
-  /** K*B*784 pixels and K*B labels, uint8. */
-  images: Uint8Array;
-  labels: Uint8Array;
   K: number;
   B: number;
-  /** Per-step hyperparameters, length K. */
-  lr: Float32Array;
-  momentum: Float32Array;
-  dropoutSeed: BigInt64Array;
+  inputs: StepInputs;
+}
+
+/**
+ * Feeds for the inputs an interface lists: its symbolic dims (K, B) take the values in `dims`,
+ * and each array's length must match the shape it gets. The Node runner, the wasm runner and
+ * the demo page (inference/web/app.js, from the served interface) all build feeds this way.
+ */
+export function feedsFor(ort: Runtime['ort'], inputs: TrainStepInterface['inputs'], data: Record<string, StepInputs[keyof StepInputs]>, dims: Record<string, number>): Record<string, Tensor> {
+  const feeds: Record<string, Tensor> = {};
+  for (const i of inputs) {
+    const shape = i.shape.map((d) => (typeof d === 'number' ? d : dims[d]));
+    const values = data[i.name];
+    const count = shape.reduce((a, b) => a * b, 1);
+    if (!values || shape.some((d) => d === undefined) || values.length !== count) {
+      throw new Error(`train step input ${i.name}: expected ${i.dtype} [${shape.join(', ')}] (${count} values), got ${values ? values.length : 'nothing'}`);
+    }
+    feeds[i.name] = new ort.Tensor(i.dtype as 'float32', values as Float32Array, shape);
+  }
+  return feeds;
 }
 
 export interface StepResult {
@@ -67,15 +81,7 @@ export class StepRunner {
   }
 
   async run(batch: StepBatch): Promise<StepResult> {
-    const { Tensor } = this.rt.ort;
-    const { K, B } = batch;
-    if (batch.images.length !== K * B * 784 || batch.labels.length !== K * B) throw new Error(`batch of ${K}x${B} has the wrong size`);
-    const feeds: Record<string, Tensor> = Object.fromEntries(this.carried);
-    feeds.images = new Tensor('uint8', batch.images, [K, B, 28, 28]);
-    feeds.labels = new Tensor('uint8', batch.labels, [K, B]);
-    feeds.lr = new Tensor('float32', batch.lr, [K]);
-    feeds.momentum = new Tensor('float32', batch.momentum, [K]);
-    feeds.dropout_seed = new Tensor('int64', batch.dropoutSeed, [K]);
+    const feeds = { ...Object.fromEntries(this.carried), ...feedsFor(this.rt.ort, this.iface.inputs, { ...batch.inputs }, { K: batch.K, B: batch.B }) };
     const out = await this.session.run(feeds);
     for (const c of this.iface.carried) this.carried.set(c.name, out[c.next]);
     return { losses: out.losses.data as Float32Array, correct: out.correct.data as Float32Array };

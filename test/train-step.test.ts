@@ -25,26 +25,31 @@ const mnist = await loadDataset('mnist', { env: {} });
 
 function batchOf(start: number, K: number, B: number, lr: number, momentum: number, seed0: number): StepBatch {
   return {
-    images: mnist.train.images.slice(start * 784, (start + K * B) * 784),
-    labels: mnist.train.labels.slice(start, start + K * B),
     K,
     B,
-    lr: new Float32Array(K).fill(lr),
-    momentum: new Float32Array(K).fill(momentum),
-    dropoutSeed: BigInt64Array.from({ length: K }, (_, i) => BigInt(seed0 + i)),
+    inputs: {
+      images: mnist.train.images.slice(start * 784, (start + K * B) * 784),
+      labels: mnist.train.labels.slice(start, start + K * B),
+      lr: new Float32Array(K).fill(lr),
+      momentum: new Float32Array(K).fill(momentum),
+      dropout_seed: BigInt64Array.from({ length: K }, (_, i) => BigInt(seed0 + i)),
+    },
   };
 }
 
 /** One K-step batch split into K one-step batches. */
 function split(b: StepBatch): StepBatch[] {
+  const { images, labels, lr, momentum, dropout_seed } = b.inputs;
   return Array.from({ length: b.K }, (_, k) => ({
-    images: b.images.slice(k * b.B * 784, (k + 1) * b.B * 784),
-    labels: b.labels.slice(k * b.B, (k + 1) * b.B),
     K: 1,
     B: b.B,
-    lr: b.lr.slice(k, k + 1),
-    momentum: b.momentum.slice(k, k + 1),
-    dropoutSeed: b.dropoutSeed.slice(k, k + 1),
+    inputs: {
+      images: images.slice(k * b.B * 784, (k + 1) * b.B * 784),
+      labels: labels.slice(k * b.B, (k + 1) * b.B),
+      lr: lr.slice(k, k + 1),
+      momentum: momentum.slice(k, k + 1),
+      dropout_seed: dropout_seed.slice(k, k + 1),
+    },
   }));
 }
 
@@ -116,7 +121,7 @@ describe('the train-step graph', () => {
     await r.run(batch);
     const t = r.tensors();
     const meta = modelMeta(arch, 'mnist');
-    const xs = Array.from(batch.images, (v) => (v / 255 - meta.mean) / meta.std);
+    const xs = Array.from(batch.inputs.images, (v) => (v / 255 - meta.mean) / meta.std);
     const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
     const unbiased = xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1);
     assert.ok(Math.abs((t.get('bn1.running_mean')!.data[0] as number) - 0.1 * mean) < 1e-5);

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import cliProgress from 'cli-progress';
-import { CnnlabError } from '../common/errors.ts';
+import { CnnlabError, DivergedError } from '../common/errors.ts';
 import { Rng } from '../common/rng.ts';
 import { type Dataset, loadDataset, PIXELS, type Split, sliceSplit } from '../datasets/sources.ts';
 import { featureParams, initialCheckpoint, modelMeta } from '../graph-builder/artifacts/build.ts';
@@ -110,7 +110,7 @@ function assemble(cfg: RunConfig, split: Split, order: Uint32Array, epochStep: n
       labels[k * B + j] = split.labels[src];
     }
   }
-  return { images, labels, K: count, B, lr, momentum, dropoutSeed };
+  return { K: count, B, inputs: { images, labels, lr, momentum, dropout_seed: dropoutSeed } };
 }
 
 export interface Evaluation {
@@ -271,8 +271,9 @@ export async function fit(cfg: RunConfig, opts: FitOptions): Promise<FitResult> 
         for (let k = 0; k < count; k++) {
           if (!Number.isFinite(out.losses[k])) {
             bar?.stop();
-            throw new CnnlabError(
-              `training diverged at step ${stepBefore + k + 1} (epoch ${epoch + 1}): the loss is ${out.losses[k]} with lr ${batch.lr[k].toPrecision(3)}; lower --lr. The last good checkpoint is ${existsSync(ckptPath) ? ckptPath : 'not written yet'}`,
+            throw new DivergedError(
+              `training diverged at step ${stepBefore + k + 1} (epoch ${epoch + 1}): the loss is ${out.losses[k]} with lr ${batch.inputs.lr[k].toPrecision(3)}; lower --lr. The last good checkpoint is ${existsSync(ckptPath) ? ckptPath : 'not written yet'}`,
+              stepBefore + k + 1,
             );
           }
           lossSum += out.losses[k] * B;
@@ -280,7 +281,7 @@ export async function fit(cfg: RunConfig, opts: FitOptions): Promise<FitResult> 
         }
         seen += count * B;
         epochStep += count;
-        lastLr = batch.lr[count - 1];
+        lastLr = batch.inputs.lr[count - 1];
         const seconds = (performance.now() - t0) / 1000;
         bar?.update(epochStep === stepsPerEpoch ? n : epochStep * cfg.batch, {
           speed: Math.round(seen / seconds),

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { CnnlabError, UsageError } from '../common/errors.ts';
+import { CnnlabError, DivergedError, UsageError } from '../common/errors.ts';
 import { readJsonFile } from '../common/json.ts';
 import { writeFileAtomic } from '../common/files.ts';
 import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
@@ -210,7 +210,7 @@ export async function runSweep(o: SweepOptions): Promise<SweepManifest> {
       record.parameters = arch.analysis.trainableCount;
     } catch (err) {
       if (!(err instanceof CnnlabError)) throw err;
-      record.status = /diverged/.test(err.message) ? 'diverged' : 'invalid';
+      record.status = err instanceof DivergedError ? 'diverged' : 'invalid';
       record.message = err.message;
       log(`  ${record.status}: ${err.message}`);
     }

@@ -20,7 +20,7 @@ export function buildEvalModel(a: Analysis, loss: LossKind, meta: ModelMeta): Ui
   for (const n of names) b.reserve(n);
   const image = emitImageFromBytes(b, images);
   const scores = emitForward(b, a, emitNormalize(b, image, meta.mean, meta.std), { param: (n) => n });
-  const labels = b.op('Cast', [labelsU8], { to: attr.int(7) }, 'labels_i64');
+  const labels = b.cast(labelsU8, 'int64', 'labels_i64');
   const out = emitLoss(b, scores, labels, { kind: loss, reduction: 'sum' });
   b.expose(out.loss, 'loss_sum', 'float32', []);
   b.expose(out.correct, 'correct', 'float32', []);

@@ -2,7 +2,7 @@ import { emitBackward } from '../autodiff/backward.ts';
 import type { GradRule } from '../autodiff/rule.ts';
 import type { Analysis } from '../dsl/shapes.ts';
 import { emitForward, emitImageFromBytes, emitNormalize } from '../forward.ts';
-import { attr, type Dim, GraphBuilder } from '../graph/ir.ts';
+import { attr, type Dim, type DType, GraphBuilder } from '../graph/ir.ts';
 import { encodeModel } from '../graph/onnx.ts';
 import { emitLoss, type LossKind } from '../losses.ts';
 import { emitStepNumber, emitUpdate, type OptimizerConfig, stateNames } from '../optimizers.ts';
@@ -31,8 +31,17 @@ export interface Carried {
 export interface TrainStepInterface {
   carried: Carried[];
   /** Per-run inputs besides the carried values. */
-  inputs: { name: string; dtype: string; shape: Dim[]; describe: string }[];
-  outputs: { name: string; dtype: string; shape: Dim[]; describe: string }[];
+  inputs: { name: keyof StepInputs; dtype: DType; shape: Dim[]; describe: string }[];
+  outputs: { name: string; dtype: DType; shape: Dim[]; describe: string }[];
+}
+
+/** The data of one run's inputs, named as trainStepInterface lists them. */
+export interface StepInputs {
+  images: Uint8Array;
+  labels: Uint8Array;
+  lr: Float32Array;
+  momentum: Float32Array;
+  dropout_seed: BigInt64Array;
 }
 
 /** Name of a parameter's optimiser state tensor, e.g. `conv1.weight.exp_avg`. */
@@ -95,7 +104,7 @@ export function buildTrainStepModel(a: Analysis, opts: TrainGraphOptions): { byt
   const iface = trainStepInterface(a, opts.optimizer);
   const g = new GraphBuilder('cnnlab_train_step');
   for (const c of iface.carried) g.input(c.name, c.dtype, c.shape);
-  for (const i of iface.inputs) g.input(i.name, i.dtype as 'float32', i.shape);
+  for (const i of iface.inputs) g.input(i.name, i.dtype, i.shape);
   // Reserved first: the body shares the name space and must not take these.
   const loopOutputs = [...iface.carried.map((c) => c.next), 'losses', 'correct'];
   for (const o of loopOutputs) g.reserve(o);
@@ -110,7 +119,7 @@ export function buildTrainStepModel(a: Analysis, opts: TrainGraphOptions): { byt
 
   const pick = (outer: string, hint: string) => b.op('Gather', [outer, iter], { axis: attr.int(0) }, hint);
   const image = emitImageFromBytes(b, pick('images', 'batch_images'));
-  const labels = b.op('Cast', [pick('labels', 'batch_labels_u8')], { to: attr.int(7) }, 'batch_labels');
+  const labels = b.cast(pick('labels', 'batch_labels_u8'), 'int64', 'batch_labels');
   const lr = pick('lr', 'step_lr');
   const momentum = pick('momentum', 'step_momentum');
   const seed = pick('dropout_seed', 'step_seed');
@@ -152,7 +161,7 @@ export function buildTrainStepModel(a: Analysis, opts: TrainGraphOptions): { byt
 
   // The outer graph: K = images.shape[0] trips of the body.
   const K = g.op('Gather', [g.op('Shape', ['images']), g.constI([0], [])], { axis: attr.int(0) }, 'K');
-  const condInit = g.op('Cast', [g.constI([1], [])], { to: attr.int(9) }, 'cond_init');
+  const condInit = g.cast(g.constI([1], []), 'bool', 'cond_init');
   g.graph.nodes.push({
     op: 'Loop',
     name: 'train_steps',

@@ -3,8 +3,9 @@
  * topological order (a node only reads values defined before it). Autodiff walks it backwards;
  * onnx.ts serialises it.
  */
+import { DTYPE_CODE } from './onnx.ts';
 
-export type DType = 'float32' | 'int64' | 'int32' | 'uint8' | 'bool';
+export type DType = 'float32' | 'int64' | 'int32' | 'uint32' | 'uint8' | 'bool';
 /** A static size, or a symbolic one such as 'N' (the batch). */
 export type Dim = number | string;
 
@@ -210,6 +211,14 @@ export class GraphBuilder {
     const outputs = body();
     this.composites.push({ op, name: this.fresh(`${op}_composite`), inputs, outputs, nodes: new Set(this.graph.nodes.slice(start)) });
     return outputs;
+  }
+
+  /** A Cast of `x` to `dtype` (its shape, where known, carries over). */
+  cast(x: string, dtype: DType, hint?: string): string {
+    const out = this.op('Cast', [x], { to: attr.int(DTYPE_CODE[dtype]) }, hint);
+    const shape = this.shapes.get(x);
+    this.note(out, dtype, shape);
+    return out;
   }
 
   /** A float32 constant (a Constant node, so it also works inside Loop bodies). */

@@ -11,10 +11,12 @@ export const OPSET = 18;
 export const IR_VERSION = 8;
 export const PRODUCER = 'cnnlab';
 
-const DTYPE_CODE: Record<DType, number> = {
+/** ONNX's TensorProto.DataType code of each dtype (attributes such as Cast's `to` take these). */
+export const DTYPE_CODE: Record<DType, number> = {
   float32: onnx.TensorProto.DataType.FLOAT,
   uint8: onnx.TensorProto.DataType.UINT8,
   int32: onnx.TensorProto.DataType.INT32,
+  uint32: onnx.TensorProto.DataType.UINT32,
   int64: onnx.TensorProto.DataType.INT64,
   bool: onnx.TensorProto.DataType.BOOL,
 };

@@ -26,18 +26,40 @@ async function fetchBytes(url) {
   return new Uint8Array(await res.arrayBuffer());
 }
 
-/** Carried tensors of a fresh fine-tuning run: u32 header length, JSON header, little-endian data. */
-function unpackState(bytes) {
+/**
+ * A cnnlab checkpoint (the format of graph-builder/artifacts/checkpoint.ts, which the server
+ * encodes): "CNNLABCK", u32 version, u32 header length, a JSON header {meta, tensors}, the
+ * tensors' little-endian bytes (8-byte aligned), and a sha256 of everything before it.
+ */
+async function readCheckpoint(bytes) {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const headerLength = view.getUint32(0, true);
-  const entries = JSON.parse(new TextDecoder().decode(bytes.subarray(4, 4 + headerLength)));
-  const start = Math.ceil((4 + headerLength) / 8) * 8;
+  if (new TextDecoder().decode(bytes.subarray(0, 8)) !== 'CNNLABCK') throw new Error('train state: not a cnnlab checkpoint');
+  const body = bytes.subarray(0, bytes.length - 32);
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', body));
+  if (!digest.every((v, i) => v === bytes[bytes.length - 32 + i])) throw new Error('train state: checksum mismatch');
+  const headerLength = view.getUint32(12, true);
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(16, 16 + headerLength)));
+  const start = Math.ceil((16 + headerLength) / 8) * 8;
   const tensors = {};
-  for (const e of entries) {
+  for (const e of header.tensors) {
     const raw = bytes.slice(start + e.offset, start + e.offset + e.length).buffer;
-    tensors[e.name] = e.dtype === 'int64' ? new ort.Tensor('int64', new BigInt64Array(raw), e.shape) : new ort.Tensor('float32', new Float32Array(raw), e.shape);
+    tensors[e.name] = e.dtype === 'int64' ? new ort.Tensor('int64', new BigInt64Array(raw), e.dims) : new ort.Tensor('float32', new Float32Array(raw), e.dims);
   }
   return tensors;
+}
+
+const TYPED = { uint8: Uint8Array, float32: Float32Array, int64: BigInt64Array };
+
+/** Feeds for the per-run inputs the train step's interface lists (symbolic dims from `dims`). */
+function feedsFor(inputs, data, dims) {
+  const feeds = {};
+  for (const i of inputs) {
+    const shape = i.shape.map((d) => (typeof d === 'number' ? d : dims[d]));
+    const values = data[i.name];
+    if (!(values instanceof TYPED[i.dtype]) || values.length !== shape.reduce((a, b) => a * b, 1)) throw new Error(`train step input ${i.name}: expected ${i.dtype} [${shape}]`);
+    feeds[i.name] = new ort.Tensor(i.dtype, values, shape);
+  }
+  return feeds;
 }
 
 // ---- prediction ----
@@ -288,7 +310,7 @@ async function loadTuning(m) {
     step: await ort.InferenceSession.create(stepBytes),
     inference: await ort.InferenceSession.create(inferenceBytes),
     initial: stateBytes,
-    carried: unpackState(stateBytes),
+    carried: await readCheckpoint(stateBytes),
     iface,
     paramNames: iface.carried.filter((c) => c.role === 'param' || c.role === 'buffer').map((c) => c.name),
     tuned: false,
@@ -320,12 +342,14 @@ async function train() {
         labels[k * B + j] = ex.label;
       });
     }
-    const feeds = { ...t.carried };
-    feeds.images = new ort.Tensor('uint8', images, [K, B, 28, 28]);
-    feeds.labels = new ort.Tensor('uint8', labels, [K, B]);
-    feeds.lr = new ort.Tensor('float32', new Float32Array(K).fill(lr), [K]);
-    feeds.momentum = new ort.Tensor('float32', new Float32Array(K).fill(0.9), [K]);
-    feeds.dropout_seed = new ort.Tensor('int64', BigInt64Array.from({ length: K }, () => BigInt(Math.floor(Math.random() * 2147483646))), [K]);
+    const data = {
+      images,
+      labels,
+      lr: new Float32Array(K).fill(lr),
+      momentum: new Float32Array(K).fill(0.9),
+      dropout_seed: BigInt64Array.from({ length: K }, () => BigInt(Math.floor(Math.random() * 2147483646))),
+    };
+    const feeds = { ...t.carried, ...feedsFor(t.iface.inputs, data, { K, B }) };
     const t0 = performance.now();
     const out = await t.step.run(feeds);
     for (const c of t.iface.carried) t.carried[c.name] = out[c.next];
@@ -372,7 +396,7 @@ $('add').addEventListener('click', () => {
 $('train').addEventListener('click', train);
 $('reset').addEventListener('click', async () => {
   if (state.tune) {
-    state.tune.carried = unpackState(state.tune.initial);
+    state.tune.carried = await readCheckpoint(state.tune.initial);
     state.tune.tuned = false;
   }
   state.losses = [];

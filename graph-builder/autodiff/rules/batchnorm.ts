@@ -21,7 +21,7 @@ export const batchNormTraining: GradRule = (ctx) => {
   const dGamma = b.op('ReduceSum', [b.op('Mul', [dY, xhat], {}, 'grad_bn_dy_xhat'), axes], { keepdims: attr.int(1) }, 'grad_bn_gamma');
   const out: (string | undefined)[] = [undefined, ctx.needsGrad[1] ? perChannel(dGamma) : undefined, ctx.needsGrad[2] ? perChannel(dBeta) : undefined];
   if (ctx.needsGrad[0]) {
-    const count = b.op('Div', [b.op('Cast', [b.op('Size', [dY])], { to: attr.int(1) }), b.scalar(c)], {}, 'grad_bn_count');
+    const count = b.op('Div', [b.cast(b.op('Size', [dY]), 'float32'), b.scalar(c)], {}, 'grad_bn_count');
     const kOverM = b.op('Div', [k, count], {}, 'grad_bn_k_m');
     const direct = b.op('Mul', [dY, k], {}, 'grad_bn_direct');
     const viaVar = b.op('Mul', [xhat, b.op('Mul', [dGamma, kOverM])], {}, 'grad_bn_via_var');

@@ -14,6 +14,6 @@ export const dropout: GradRule = (ctx) => {
   const zero = b.scalar(0);
   // A ratio of 1 drops everything: the gradient is 0, not 0/0.
   const scale = b.op('Where', [b.op('Greater', [keep, zero]), b.op('Div', [b.scalar(1), b.op('Max', [keep, b.scalar(1e-12)])]), zero], {}, 'dropout_scale');
-  const mask = b.op('Cast', [ctx.outputs[1]], { to: attr.int(1) }, 'dropout_mask_f');
+  const mask = b.cast(ctx.outputs[1], 'float32', 'dropout_mask_f');
   return [b.op('Mul', [b.op('Mul', [ctx.gradOutputs[0]!, mask], {}, 'grad_dropout'), scale], {}, `grad_${ctx.inputs[0]}`), undefined, undefined];
 };

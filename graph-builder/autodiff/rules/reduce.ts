@@ -23,7 +23,7 @@ export const reduceSum: GradRule = (ctx) => [spread(ctx), undefined];
 export const reduceMean: GradRule = (ctx) => {
   const { b } = ctx;
   const x = ctx.inputs[0];
-  const toFloat = (v: string) => b.op('Cast', [b.op('Size', [v])], { to: attr.int(1) });
+  const toFloat = (v: string) => b.cast(b.op('Size', [v]), 'float32');
   const count = b.op('Div', [toFloat(x), toFloat(ctx.outputs[0])], {}, `${x}_reduced_count`);
   return [b.op('Div', [spread(ctx), count], {}, `grad_${x}`), undefined];
 };
