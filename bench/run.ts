@@ -12,7 +12,7 @@ import { buildTrainStepModel } from '../graph-builder/artifacts/train-step.ts';
 import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { initParams } from '../graph-builder/dsl/init.ts';
 import type { OptimizerName } from '../graph-builder/dsl/presets.ts';
-import type { Analysis } from '../graph-builder/dsl/shapes.ts';
+import { trainFlops } from '../graph-builder/summary.ts';
 import { attr, GraphBuilder } from '../graph-builder/graph/ir.ts';
 import { encodeModel } from '../graph-builder/graph/onnx.ts';
 import { createRuntime, type Runtime } from '../runtime/ort.ts';
@@ -38,24 +38,6 @@ async function repeat(times: number, fn: () => Promise<number>): Promise<Stat> {
   const xs: number[] = [];
   for (let i = 0; i < times; i++) xs.push(await fn());
   return stat(xs);
-}
-
-/** Multiply-adds x 2 of one image's forward pass. */
-export function forwardFlops(a: Analysis): number {
-  let f = 0;
-  for (const l of a.layers) {
-    if (l.layer.kind === 'conv2d') f += 2 * l.layer.inChannels * l.layer.kernel ** 2 * l.outShape.reduce((x, y) => x * y, 1);
-    if (l.layer.kind === 'linear') f += 2 * l.layer.inFeatures * l.layer.outFeatures;
-  }
-  return f;
-}
-
-/** A training step costs the forward, the input gradients (not of the first layer) and the weight gradients. */
-function trainFlops(a: Analysis): number {
-  const fwd = forwardFlops(a);
-  const first = a.layers.find((l) => l.layer.kind === 'conv2d' || l.layer.kind === 'linear')!;
-  const firstFlops = first.layer.kind === 'conv2d' ? 2 * first.layer.inChannels * first.layer.kernel ** 2 * first.outShape.reduce((x, y) => x * y, 1) : 0;
-  return 3 * fwd - firstFlops;
 }
 
 /**
@@ -89,8 +71,8 @@ const fashionSeconds = (performance.now() - fashionStart) / 1000;
 async function trainThroughput(rt: Runtime, name: string, B: number, K: number, opt?: OptimizerName): Promise<Stat> {
   const arch = await loadArchitecture(name);
   const spec = trainSpecFor(arch, opt ? { opt, momentum: opt === 'sgd' ? 0.9 : 0 } : {});
-  const built = buildTrainStepModel(arch.analysis, { optimizer: spec.optimizer, loss: spec.loss, meta: modelMeta(arch, 'mnist') });
-  const runner = await StepRunner.create(rt, built.bytes, built.iface, initialCheckpoint(built.iface, initParams(arch.analysis, 0), {}));
+  const built = buildTrainStepModel(arch.model, { optimizer: spec.optimizer, loss: spec.loss, meta: modelMeta(arch, 'mnist') });
+  const runner = await StepRunner.create(rt, built.bytes, built.iface, initialCheckpoint(built.iface, initParams(arch.model, 0), {}));
   let offset = 0;
   const batch = () => {
     const n = K * B;
@@ -115,7 +97,7 @@ async function trainThroughput(rt: Runtime, name: string, B: number, K: number, 
 
 async function inferenceLatency(rt: Runtime, name: string): Promise<Stat> {
   const arch = await loadArchitecture(name);
-  const bytes = buildInferenceModel(arch.analysis, initParams(arch.analysis, 0), { architecture: name, dataset: 'mnist', classes: [...'0123456789'], mean: 0.13, std: 0.31 });
+  const bytes = buildInferenceModel(arch.model, initParams(arch.model, 0), { architecture: name, dataset: 'mnist', classes: [...'0123456789'], mean: 0.13, std: 0.31 });
   const s = await rt.createSession(bytes);
   const image = new rt.ort.Tensor('float32', new Float32Array(784).fill(0.2), [1, 1, 28, 28]);
   for (let i = 0; i < 5; i++) await s.run({ image });
@@ -128,7 +110,7 @@ async function inferenceLatency(rt: Runtime, name: string): Promise<Stat> {
 
 async function evalThroughput(rt: Runtime, name: string): Promise<Stat> {
   const arch = await loadArchitecture(name);
-  const bytes = buildInferenceModel(arch.analysis, initParams(arch.analysis, 0), { architecture: name, dataset: 'mnist', classes: [...'0123456789'], mean: 0.13, std: 0.31 });
+  const bytes = buildInferenceModel(arch.model, initParams(arch.model, 0), { architecture: name, dataset: 'mnist', classes: [...'0123456789'], mean: 0.13, std: 0.31 });
   const s = await rt.createSession(bytes);
   const n = 1000;
   const image = new rt.ort.Tensor('float32', Float32Array.from(mnist.test.images.subarray(0, n * 784), (v) => v / 255), [n, 1, 28, 28]);
@@ -177,7 +159,7 @@ for (const ep of eps) {
   const ks: (number | 'epoch')[] = ep === 'wasm' ? [1, 8] : QUICK ? [1, 8, 'epoch'] : [1, 8, 32, 'epoch'];
   for (const name of models) {
     const arch = await loadArchitecture(name);
-    const flops = trainFlops(arch.analysis);
+    const flops = trainFlops(arch.model);
     for (const B of batches) {
       for (const k of ks) {
         const K = k === 'epoch' ? Math.floor(60000 / B) : k;
@@ -192,7 +174,7 @@ for (const ep of eps) {
   }
   if (ep === 'cpu') {
     // The two settings issue 9 compares with PyTorch 1.13 + OpenBLAS on a 2-core machine.
-    const flops = trainFlops((await loadArchitecture('partB')).analysis);
+    const flops = trainFlops((await loadArchitecture('partB')).model);
     const pytorch = [
       { B: 64, opt: 'sgd' as const, theirs: 1528 },
       { B: 600, opt: 'adam' as const, theirs: 1717 },

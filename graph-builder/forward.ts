@@ -1,15 +1,32 @@
-import { attr, type GraphBuilder } from './graph/ir.ts';
-import type { Analysis, LayerInfo } from './dsl/shapes.ts';
+import { type AttrValue, attr, type GraphBuilder, type Node } from './graph/ir.ts';
+import type { DropoutSite, Model } from './model.ts';
+
+/** A BatchNormalization node of the forward graph, its values mapped into the graph being built. */
+export interface BatchNormSite {
+  /** The node's output name in the model (a hint for the values it emits). */
+  name: string;
+  channels: number;
+  eps: number;
+  /** PyTorch's convention: the weight of the new batch in the running statistics (1 - ONNX's). */
+  momentum: number;
+  gamma: string;
+  beta: string;
+  runningMean: string;
+  runningVar: string;
+  /** The running statistics' parameter names (the keys of their updates). */
+  meanParam: string;
+  varParam: string;
+}
 
 /**
  * How train-mode layers are lowered. Eval mode needs none of this: Dropout is the identity
  * and BatchNorm uses its running statistics through the BatchNormalization op.
  */
 export interface TrainHooks {
-  /** Emits a dropout of `x` for layer `info`; returns the output value. */
-  dropout: (b: GraphBuilder, x: string, info: LayerInfo, p: number) => string;
+  /** Emits a dropout of `x`; returns the output value. */
+  dropout: (b: GraphBuilder, x: string, name: string, site: DropoutSite) => string;
   /** Emits batch norm from batch statistics; returns the output value. */
-  batchNorm: (b: GraphBuilder, x: string, info: LayerInfo, param: (name: string) => string) => string;
+  batchNorm: (b: GraphBuilder, x: string, site: BatchNormSite) => string;
 }
 
 export interface ForwardOptions {
@@ -19,64 +36,58 @@ export interface ForwardOptions {
   train?: TrainHooks;
 }
 
-/** Emits the network's forward pass from `x` ([N,1,28,28], normalised) and returns the class scores [N,10]. */
-export function emitForward(b: GraphBuilder, a: Analysis, x: string, opts: ForwardOptions): string {
-  const { param } = opts;
-  let h = x;
-  for (const info of a.layers) {
-    const L = info.layer;
-    const hint = info.name;
-    const shape = ['N', ...info.outShape];
-    switch (L.kind) {
-      case 'conv2d': {
-        const inputs = [h, param(`${info.name}.weight`)];
-        if (L.bias) inputs.push(param(`${info.name}.bias`));
-        const p = L.padding;
-        h = b.op('Conv', inputs, { kernel_shape: attr.ints([L.kernel, L.kernel]), pads: attr.ints([p, p, p, p]), strides: attr.ints([L.stride, L.stride]) }, hint);
-        break;
-      }
-      case 'maxPool2d': {
-        // Training graphs keep the Indices output: the MaxPool gradient routes through it.
-        const pool = { kernel_shape: attr.ints([L.kernel, L.kernel]), strides: attr.ints([L.stride, L.stride]) };
-        h = opts.train ? b.node('MaxPool', [h], pool, 2, hint)[0] : b.op('MaxPool', [h], pool, hint);
-        break;
-      }
-      case 'avgPool2d':
-        h = b.op('AveragePool', [h], { kernel_shape: attr.ints([L.kernel, L.kernel]), strides: attr.ints([L.stride, L.stride]) }, hint);
-        break;
-      case 'globalAvgPool':
-        h = b.op('GlobalAveragePool', [h], {}, hint);
-        break;
-      case 'relu':
-        h = b.op('Relu', [h], {}, hint);
-        break;
-      case 'dropout':
-        if (opts.train && L.p > 0) h = opts.train.dropout(b, h, info, L.p);
-        break;
-      case 'batchNorm2d':
-        if (opts.train) {
-          h = opts.train.batchNorm(b, h, info, param);
-        } else {
-          const n = info.name;
-          h = b.op('BatchNormalization', [h, param(`${n}.weight`), param(`${n}.bias`), param(`${n}.running_mean`), param(`${n}.running_var`)], { epsilon: attr.float(L.eps) }, hint);
-        }
-        break;
-      case 'flatten':
-        h = b.op('Flatten', [h], { axis: attr.int(1) }, hint);
-        break;
-      case 'linear': {
-        const inputs = [h, param(`${info.name}.weight`)];
-        if (L.bias) inputs.push(param(`${info.name}.bias`));
-        h = b.op('Gemm', inputs, { transB: attr.int(1) }, hint);
-        break;
-      }
-      case 'logSoftmax':
-        h = b.op('LogSoftmax', [h], { axis: attr.int(1) }, hint);
-        break;
+const floatAttr = (a: AttrValue | undefined, fallback: number) => (a?.kind === 'float' ? a.value : fallback);
+
+function batchNormSite(model: Model, node: Node, value: (v: string) => string): BatchNormSite {
+  const [, gamma, beta, mean, variance] = node.inputs;
+  const channels = model.params.find((p) => p.name === gamma)?.shape[0];
+  if (channels === undefined) throw new Error(`${node.name}: BatchNormalization's scale ${gamma} is not a parameter`);
+  return {
+    name: node.outputs[0],
+    channels,
+    eps: floatAttr(node.attrs.epsilon, 1e-5),
+    momentum: 1 - floatAttr(node.attrs.momentum, 0.9),
+    gamma: value(gamma),
+    beta: value(beta),
+    runningMean: value(mean),
+    runningVar: value(variance),
+    meanParam: mean,
+    varParam: variance,
+  };
+}
+
+/**
+ * Emits the model's forward graph into `b`, from `x` (the model's input: [N,1,28,28],
+ * normalised), and returns the class scores. Parameters become `opts.param(name)`; in training
+ * graphs Dropout and BatchNormalization are lowered by the hooks and MaxPool keeps its Indices
+ * output, which the MaxPool gradient routes through.
+ */
+export function emitForward(b: GraphBuilder, model: Model, x: string, opts: ForwardOptions): string {
+  const values = new Map<string, string>([[model.input, x]]);
+  for (const p of model.params) values.set(p.name, opts.param(p.name));
+  const value = (v: string) => {
+    const out = values.get(v);
+    if (out === undefined) throw new Error(`forward graph of ${model.id}: ${v} is read before it is defined`);
+    return out;
+  };
+  for (const node of model.graph.nodes) {
+    const inputs = node.inputs.map(value);
+    const hint = node.outputs[0];
+    let out: string;
+    if (node.op === 'Dropout') {
+      const site = model.dropouts.get(node.name);
+      out = opts.train && site && site.p > 0 ? opts.train.dropout(b, inputs[0], hint, site) : inputs[0];
+    } else if (node.op === 'BatchNormalization' && opts.train) {
+      out = opts.train.batchNorm(b, inputs[0], batchNormSite(model, node, value));
+    } else if (node.op === 'MaxPool' && opts.train) {
+      out = b.node('MaxPool', inputs, node.attrs, 2, hint)[0];
+    } else {
+      out = b.op(node.op, inputs, node.attrs, hint);
     }
-    b.note(h, 'float32', shape);
+    values.set(node.outputs[0], out);
+    b.note(out, 'float32', model.shapes.get(node.outputs[0]));
   }
-  return h;
+  return value(model.output);
 }
 
 /** uint8 images [N,28,28] (0..255) as float32 [N,1,28,28] in 0..1, the inference graph's input form. */

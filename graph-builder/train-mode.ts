@@ -1,5 +1,4 @@
 import { attr, type GraphBuilder } from './graph/ir.ts';
-import type { LayerInfo } from './dsl/shapes.ts';
 import type { TrainHooks } from './forward.ts';
 
 /** The modulus of the scalar key mixing: a prime below 2^31, so every product stays inside int64. */
@@ -49,11 +48,6 @@ export function emitHashBits(b: GraphBuilder, like: string, seed: string, salt: 
 export function emitHashUniform(b: GraphBuilder, like: string, seed: string, salt: number): string {
   const bits = emitHashBits(b, like, seed, salt);
   return b.op('Mul', [b.cast(bits, 'float32', 'hash_f'), b.scalar(2 ** -32)], {}, 'hash_u');
-}
-
-/** Layer-specific salt, so two dropout layers of one step draw different masks. */
-export function dropoutSalt(info: LayerInfo): number {
-  return (info.index * 1000003 + 12345) % HASH_MODULUS;
 }
 
 /**
@@ -107,32 +101,29 @@ export interface TrainModeState {
 export function trainMode(seed: string): TrainModeState {
   const bufferUpdates = new Map<string, string>();
   const hooks: TrainHooks = {
-    dropout: (b, x, info, p) => {
+    dropout: (b, x, name, { p, salt }) => {
       const scale = p >= 1 ? 0 : 1 / (1 - p);
       // Keep where emitHashUniform's u >= p, compared before the 2^-32 scaling (exact: a power of 2).
-      const bits = b.cast(emitHashBits(b, x, seed, dropoutSalt(info)), 'float32', 'hash_f');
-      const keep = b.op('GreaterOrEqual', [bits, b.scalar(Math.fround(p) * 2 ** 32)], {}, `${info.name}_keep`);
-      const mask = b.op('Where', [keep, b.scalar(scale), b.scalar(0)], {}, `${info.name}_mask`);
+      const bits = b.cast(emitHashBits(b, x, seed, salt), 'float32', 'hash_f');
+      const keep = b.op('GreaterOrEqual', [bits, b.scalar(Math.fround(p) * 2 ** 32)], {}, `${name}_keep`);
+      const mask = b.op('Where', [keep, b.scalar(scale), b.scalar(0)], {}, `${name}_mask`);
       b.note(mask, 'float32', b.shapes.get(x));
-      return b.op('Mul', [x, mask], {}, info.name);
+      return b.op('Mul', [x, mask], {}, name);
     },
-    batchNorm: (b, x, info, param) => {
-      const L = info.layer;
-      if (L.kind !== 'batchNorm2d') throw new Error('batchNorm hook on a non-BatchNorm layer');
-      const c = L.channels;
-      const n = info.name;
-      const { y, mean, variance } = emitBatchNormTraining(b, x, param(`${n}.weight`), param(`${n}.bias`), { channels: c, eps: L.eps, name: n });
+    batchNorm: (b, x, bn) => {
+      const { channels: c, name: n } = bn;
+      const { y, mean, variance } = emitBatchNormTraining(b, x, bn.gamma, bn.beta, { channels: c, eps: bn.eps, name: n });
 
       // Running statistics (no gradient flows here): r <- (1 - m) r + m * batch statistic.
       const toFloat = (v: string) => b.cast(v, 'float32');
       const perChannelCount = b.op('Div', [toFloat(b.op('Size', [x])), b.scalar(c)], {}, `${n}_count`);
       const unbiasedScale = b.op('Div', [perChannelCount, b.op('Max', [b.op('Sub', [perChannelCount, b.scalar(1)]), b.scalar(1)])], {}, `${n}_bessel`);
       const flat = (v: string) => b.op('Reshape', [v, b.constI([c])], {}, `${v}_flat`);
-      const m = L.momentum;
+      const m = bn.momentum;
       const blend = (running: string, batch: string) =>
         b.op('Add', [b.op('Mul', [running, b.scalar(1 - m)]), b.op('Mul', [batch, b.scalar(m)])], {}, `${running.replace(/\W/g, '_')}_next`);
-      bufferUpdates.set(`${n}.running_mean`, blend(param(`${n}.running_mean`), flat(mean)));
-      bufferUpdates.set(`${n}.running_var`, blend(param(`${n}.running_var`), b.op('Mul', [flat(variance), unbiasedScale])));
+      bufferUpdates.set(bn.meanParam, blend(bn.runningMean, flat(mean)));
+      bufferUpdates.set(bn.varParam, blend(bn.runningVar, b.op('Mul', [flat(variance), unbiasedScale])));
       return y;
     },
   };

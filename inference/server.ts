@@ -76,11 +76,11 @@ export async function loadServedModels(targets: (string | undefined)[]): Promise
     const arch = await tryArchitecture(model.architecture);
     if (arch) {
       const params: ParamSet = new Map(decodeModel(model.bytes).initializers.map((t) => [t.name, t.data as Float32Array]));
-      if (arch.analysis.params.every((p) => params.get(p.name)?.length === p.shape.reduce((a, b) => a * b, 1))) {
+      if (arch.model.params.every((p) => params.get(p.name)?.length === p.shape.reduce((a, b) => a * b, 1))) {
         const meta: ModelMeta = { architecture: arch.id, dataset, classes: model.classes, ...norm };
         // Fine-tuning on a handful of drawings: plain SGD with momentum; the page feeds lr per step.
-        const built = buildTrainStepModel(arch.analysis, { optimizer: defaultOptimizer('sgd', 0, true), loss: lossKindFor(arch), meta });
-        served.train = { step: built.bytes, inference: buildInferenceModel(arch.analysis, 'inputs', meta), state: encodeCheckpoint(initialCheckpoint(built.iface, params, { architecture: arch.id, step: 0 })), iface: built.iface };
+        const built = buildTrainStepModel(arch.model, { optimizer: defaultOptimizer('sgd', 0, true), loss: lossKindFor(arch), meta });
+        served.train = { step: built.bytes, inference: buildInferenceModel(arch.model, 'inputs', meta), state: encodeCheckpoint(initialCheckpoint(built.iface, params, { architecture: arch.id, step: 0 })), iface: built.iface };
       }
     }
     (served.card as Record<string, unknown>).fineTuning = Boolean(served.train);

@@ -118,7 +118,7 @@ describe('fuzzed loaders', () => {
 
   it('ONNX models given to eval, predict and serve', async () => {
     const arch = await loadArchitecture('jhu-net:width=0.5');
-    const seed = buildInferenceModel(arch.analysis, initParams(arch.analysis, 0), { architecture: arch.id, dataset: 'mnist', classes: ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'], mean: 0.13, std: 0.31 });
+    const seed = buildInferenceModel(arch.model, initParams(arch.model, 0), { architecture: arch.id, dataset: 'mnist', classes: ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'], mean: 0.13, std: 0.31 });
     const rt = await createRuntime({ ep: 'cpu', threads: 1 });
     const r = await fuzz('onnx', seed, async (bytes, i) => {
       const file = join(dir, `m-${i % 8}.onnx`);

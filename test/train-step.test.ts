@@ -10,7 +10,7 @@ import { buildTrainStepModel, emitLossAndGradients } from '../graph-builder/arti
 import { type Architecture, loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { initParams } from '../graph-builder/dsl/init.ts';
 import { batchNorm2d, flatten, linear, sequential } from '../graph-builder/dsl/layers.ts';
-import { analyse } from '../graph-builder/dsl/shapes.ts';
+import { modelFromLayers } from '../graph-builder/dsl/to-model.ts';
 import { emitImageFromBytes } from '../graph-builder/forward.ts';
 import { attr, GraphBuilder } from '../graph-builder/graph/ir.ts';
 import { encodeModel } from '../graph-builder/graph/onnx.ts';
@@ -55,9 +55,9 @@ function split(b: StepBatch): StepBatch[] {
 
 async function runner(arch: Architecture, optimizer: OptimizerConfig, ep: Exclude<EpName, 'auto' | 'cuda'>, seed = 0): Promise<StepRunner> {
   const spec = trainSpecFor(arch);
-  const { bytes, iface } = buildTrainStepModel(arch.analysis, { optimizer, loss: spec.loss, meta: modelMeta(arch, 'mnist') });
+  const { bytes, iface } = buildTrainStepModel(arch.model, { optimizer, loss: spec.loss, meta: modelMeta(arch, 'mnist') });
   const rt = await createRuntime({ ep, threads: ep === 'cpu' ? 2 : 1 });
-  return StepRunner.create(rt, bytes, iface, initialCheckpoint(iface, initParams(arch.analysis, seed), {}));
+  return StepRunner.create(rt, bytes, iface, initialCheckpoint(iface, initParams(arch.model, seed), {}));
 }
 
 function maxDiff(a: Map<string, { data: Float32Array | BigInt64Array }>, b: Map<string, { data: Float32Array | BigInt64Array }>): number {
@@ -115,7 +115,7 @@ describe('the train-step graph', () => {
 
   it('updates BatchNorm running statistics as PyTorch does', async () => {
     const model = sequential(batchNorm2d(1, { momentum: 0.1 }), flatten(), linear(784, 10));
-    const arch: Architecture = { id: 'bn-probe', model, analysis: analyse(model), recipe: (await loadArchitecture('partA')).recipe };
+    const arch: Architecture = { id: 'bn-probe', model: modelFromLayers(model, 'bn-probe'), layers: model, recipe: (await loadArchitecture('partA')).recipe };
     const r = await runner(arch, defaultOptimizer('sgd'), 'cpu');
     const batch = batchOf(0, 1, 20, 0.01, 0, 1);
     await r.run(batch);
@@ -210,7 +210,7 @@ describe('dropout masks', () => {
  */
 async function wholeModelErrors(name: string, rules?: Record<string, GradRule>, directions = 4): Promise<{ worst: number; lines: string[] }> {
   const arch = await loadArchitecture(name);
-  const a = arch.analysis;
+  const a = arch.model;
   const spec = trainSpecFor(arch);
   const meta = modelMeta(arch, 'mnist');
   const B = 16;
@@ -229,7 +229,7 @@ async function wholeModelErrors(name: string, rules?: Record<string, GradRule>, 
   const params = initParams(a, 5);
   const rng = Rng.seeded(9);
   // Non-trivial BatchNorm affine parameters, so their gradients are exercised.
-  for (const p of a.params) if (p.fanIn === 0 && p.trainable) params.get(p.name)!.forEach((_, i, arr) => (arr[i] = rng.uniform(p.role === 'weight' ? 0.5 : -0.3, p.role === 'weight' ? 1.5 : 0.3)));
+  for (const p of a.params) if (p.init.kind === 'constant' && p.trainable) params.get(p.name)!.forEach((_, i, arr) => (arr[i] = rng.uniform(p.role === 'weight' ? 0.5 : -0.3, p.role === 'weight' ? 1.5 : 0.3)));
   const feeds = (ps: Map<string, Float32Array>) => {
     const f: Record<string, ort.Tensor> = {
       images: new ort.Tensor('uint8', mnist.train.images.slice(0, B * 784), [B, 28, 28]),
@@ -248,7 +248,7 @@ async function wholeModelErrors(name: string, rules?: Record<string, GradRule>, 
     let analytic = 0;
     let sigma = 0;
     for (const p of a.params.filter((q) => q.trainable)) {
-      const scale = p.fanIn ? 1 / Math.sqrt(p.fanIn) : 0.5;
+      const scale = p.init.kind === 'uniform' ? p.init.bound : 0.5;
       const dir = Float32Array.from(params.get(p.name)!, () => (rng.float() < 0.5 ? -scale : scale));
       v.set(p.name, dir);
       const g = out[`g.${p.name}`].data as Float32Array;
@@ -297,13 +297,13 @@ describe('the eval graph', () => {
   it('counts correct predictions and sums the loss in eval mode', async () => {
     const arch = await loadArchitecture('jhu-net:bn=bn-dropout');
     const meta = modelMeta(arch, 'mnist');
-    const session = await ort.InferenceSession.create(buildEvalModel(arch.analysis, 'nll', meta));
-    const params = initParams(arch.analysis, 0);
+    const session = await ort.InferenceSession.create(buildEvalModel(arch.model, 'nll', meta));
+    const params = initParams(arch.model, 0);
     const feeds: Record<string, ort.Tensor> = {
       images: new ort.Tensor('uint8', mnist.test.images.slice(0, 50 * 784), [50, 28, 28]),
       labels: new ort.Tensor('uint8', mnist.test.labels.slice(0, 50), [50]),
     };
-    for (const p of arch.analysis.params) feeds[p.name] = new ort.Tensor('float32', params.get(p.name)!, p.shape);
+    for (const p of arch.model.params) feeds[p.name] = new ort.Tensor('float32', params.get(p.name)!, p.shape);
     const out = await session.run(feeds);
     const predicted = out.predicted.data as BigInt64Array;
     let hits = 0;

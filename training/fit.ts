@@ -4,7 +4,8 @@ import cliProgress from 'cli-progress';
 import { CnnlabError, DivergedError } from '../common/errors.ts';
 import { Rng } from '../common/rng.ts';
 import { type Dataset, loadDataset, PIXELS, type Split, sliceSplit } from '../datasets/sources.ts';
-import { featureParams, initialCheckpoint, modelMeta } from '../graph-builder/artifacts/build.ts';
+import { initialCheckpoint, modelMeta } from '../graph-builder/artifacts/build.ts';
+import { featureParams } from '../graph-builder/model.ts';
 import { buildEvalModel } from '../graph-builder/artifacts/eval.ts';
 import { buildInferenceModel } from '../graph-builder/artifacts/inference.ts';
 import { buildTrainStepModel } from '../graph-builder/artifacts/train-step.ts';
@@ -122,7 +123,7 @@ export interface Evaluation {
 export async function evaluate(rt: Runtime, session: Session, params: ParamSet, arch: Architecture, split: Split, batch: number): Promise<Evaluation> {
   const { Tensor } = rt.ort;
   const feeds: Record<string, InstanceType<typeof Tensor>> = {};
-  for (const p of arch.analysis.params) feeds[p.name] = new Tensor('float32', params.get(p.name)!, p.shape);
+  for (const p of arch.model.params) feeds[p.name] = new Tensor('float32', params.get(p.name)!, p.shape);
   let loss = 0;
   let correct = 0;
   for (let start = 0; start < split.count; start += batch) {
@@ -138,7 +139,7 @@ export async function evaluate(rt: Runtime, session: Session, params: ParamSet, 
 
 export function paramsOf(tensors: Checkpoint['tensors'], arch: Architecture): ParamSet {
   const out: ParamSet = new Map();
-  for (const p of arch.analysis.params) out.set(p.name, tensors.get(p.name)!.data as Float32Array);
+  for (const p of arch.model.params) out.set(p.name, tensors.get(p.name)!.data as Float32Array);
   return out;
 }
 
@@ -189,8 +190,8 @@ export async function fit(cfg: RunConfig, opts: FitOptions): Promise<FitResult> 
   const meta = modelMeta(arch, cfg.dataset);
   meta.mean = cfg.normalization.mean;
   meta.std = cfg.normalization.std;
-  const frozen = cfg.freeze === 'features' ? featureParams(arch) : undefined;
-  const built = buildTrainStepModel(arch.analysis, { optimizer: cfg.train.optimizer, loss: cfg.train.loss, smoothing: cfg.train.smoothing, meta, frozen });
+  const frozen = cfg.freeze === 'features' ? featureParams(arch.model) : undefined;
+  const built = buildTrainStepModel(arch.model, { optimizer: cfg.train.optimizer, loss: cfg.train.loss, smoothing: cfg.train.smoothing, meta, frozen });
   const rt = await createRuntime({ ep: cfg.ep, threads: cfg.threads, deviceId: cfg.deviceId });
   if (rt.note) log(rt.note);
 
@@ -199,10 +200,10 @@ export async function fit(cfg: RunConfig, opts: FitOptions): Promise<FitResult> 
     start = readCheckpoint(ckptPath);
     if (start.meta.architecture !== arch.id) throw new CnnlabError(`${ckptPath}: holds ${String(start.meta.architecture)}, the run trains ${arch.id}`);
   } else {
-    start = initialCheckpoint(built.iface, opts.init ?? initParams(arch.analysis, cfg.seed), {});
+    start = initialCheckpoint(built.iface, opts.init ?? initParams(arch.model, cfg.seed), {});
   }
   const runner = await StepRunner.create(rt, built.bytes, built.iface, start);
-  const evalSession = await rt.createSession(buildEvalModel(arch.analysis, cfg.train.loss, meta));
+  const evalSession = await rt.createSession(buildEvalModel(arch.model, cfg.train.loss, meta));
 
   writeFileAtomic(join(dir, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
   const metricsPath = join(dir, 'metrics.jsonl');
@@ -224,7 +225,7 @@ export async function fit(cfg: RunConfig, opts: FitOptions): Promise<FitResult> 
     });
   };
   const exportModel = (file: string, params: ParamSet, extra: Record<string, string>) => {
-    writeFileAtomic(join(dir, file), buildInferenceModel(arch.analysis, params, { ...meta, extra: { 'cnnlab.run': dir, ...extra } }));
+    writeFileAtomic(join(dir, file), buildInferenceModel(arch.model, params, { ...meta, extra: { 'cnnlab.run': dir, ...extra } }));
   };
 
   const progress = opts.progress ?? Boolean(process.stderr.isTTY);

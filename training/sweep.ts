@@ -207,7 +207,7 @@ export async function runSweep(o: SweepOptions): Promise<SweepManifest> {
       }
       record.status = 'done';
       record.best = Math.max(...result.epochs.map((m) => m.testAcc));
-      record.parameters = arch.analysis.trainableCount;
+      record.parameters = arch.model.trainableCount;
     } catch (err) {
       if (!(err instanceof CnnlabError)) throw err;
       record.status = err instanceof DivergedError ? 'diverged' : 'invalid';

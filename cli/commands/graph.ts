@@ -4,7 +4,7 @@ import { DATASET_NAMES, type DatasetName } from '../../datasets/registry.ts';
 import { buildArtifacts, type TrainSpec, trainSpecFor } from '../../graph-builder/artifacts/build.ts';
 import { type Architecture, loadArchitecture } from '../../graph-builder/dsl/arch.ts';
 import { type OptimizerName, PRESET_NAMES, PRESETS } from '../../graph-builder/dsl/presets.ts';
-import { receptiveFieldTable, summaryTable } from '../../graph-builder/dsl/summary.ts';
+import { receptiveFieldTable, summaryTable } from '../../graph-builder/summary.ts';
 import { type OptimizerFlags, real } from '../../training/config.ts';
 
 export interface ArchArgs {
@@ -37,8 +37,8 @@ const summary: CommandModule<object, ArchArgs & { rf: boolean }> = {
   builder: (y) => archOptions(y).option('rf', { type: 'boolean', default: false, describe: 'add the receptive-field table' }) as Argv<ArchArgs & { rf: boolean }>,
   handler: async (args) => {
     const arch = await archFromArgs(args);
-    console.log(summaryTable(arch.analysis, arch.id));
-    if (args.rf) console.log(`\nReceptive field\n${receptiveFieldTable(arch.analysis)}`);
+    console.log(summaryTable(arch.model, arch.id));
+    if (args.rf) console.log(`\nReceptive field\n${receptiveFieldTable(arch.model)}`);
   },
 };
 
@@ -85,7 +85,7 @@ const buildGraph: CommandModule<object, BuildArgs> = {
     const dataset = (args.dataset as DatasetName | undefined) ?? arch.recipe.dataset;
     const outDir = args.out ?? `out/${arch.id.replace(/[^A-Za-z0-9._=-]+/g, '_')}`;
     const manifest = buildArtifacts(arch, { outDir, seed: seedOption(args.seed), dataset, train: trainSpecFromArgs(arch, args) });
-    console.log(summaryTable(arch.analysis, arch.id));
+    console.log(summaryTable(arch.model, arch.id));
     const list = (names: string[]) => (names.length > 6 ? `${names.slice(0, 3).join(', ')}, ... ${names.length - 3} more` : names.join(', '));
     for (const [kind, a] of Object.entries(manifest.artifacts)) console.log(`wrote ${outDir}/${a.file} (${kind}: ${list(a.inputs)} -> ${list(a.outputs)})`);
     console.log(`wrote ${outDir}/${manifest.checkpoint} (initial parameters, seed ${manifest.seed})`);
@@ -99,7 +99,7 @@ const presets: CommandModule = {
   handler: async () => {
     for (const p of Object.values(PRESETS)) {
       const arch = await loadArchitecture(p.name);
-      console.log(`${p.name.padEnd(10)} ${arch.analysis.trainableCount.toLocaleString('en-US').padStart(10)} params  seed ${p.seed}  ${p.description}`);
+      console.log(`${p.name.padEnd(10)} ${arch.model.trainableCount.toLocaleString('en-US').padStart(10)} params  seed ${p.seed}  ${p.description}`);
       for (const [k, o] of Object.entries(p.options)) console.log(`${''.padEnd(12)}${`${k}=${String(o.default)}`.padEnd(18)} ${o.describe}`);
     }
   },

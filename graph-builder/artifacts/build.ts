@@ -28,19 +28,9 @@ export interface TrainSpecOverrides {
   smoothing?: number;
 }
 
-/** The feature extractor: every parameter of the layers before the first linear layer. */
-export function featureParams(arch: Architecture): Set<string> {
-  const out = new Set<string>();
-  for (const l of arch.analysis.layers) {
-    if (l.layer.kind === 'linear') break;
-    for (const p of l.params) out.add(p.name);
-  }
-  return out;
-}
-
-/** NLL when the model ends in LogSoftmax (as the EVA and JHU seeds), cross-entropy on logits otherwise. */
+/** NLL when the model outputs log-probabilities (as the EVA and JHU seeds), cross-entropy on logits otherwise. */
 export function lossKindFor(arch: Architecture): LossKind {
-  return arch.model.layers[arch.model.layers.length - 1].kind === 'logSoftmax' ? 'nll' : 'cross-entropy';
+  return arch.model.outputKind === 'log-probabilities' ? 'nll' : 'cross-entropy';
 }
 
 export function trainSpecFor(arch: Architecture, o: TrainSpecOverrides = {}): TrainSpec {
@@ -102,9 +92,9 @@ export function modelMeta(arch: Architecture, dataset: DatasetName, extra?: Reco
 }
 
 /** Writes the artifacts of one architecture into `outDir` and returns the manifest. */
-export function buildArtifacts(arch: Architecture, opts: BuildOptions, params: ParamSet = initParams(arch.analysis, opts.seed)): Manifest {
+export function buildArtifacts(arch: Architecture, opts: BuildOptions, params: ParamSet = initParams(arch.model, opts.seed)): Manifest {
   const meta = modelMeta(arch, opts.dataset);
-  const a = arch.analysis;
+  const a = arch.model;
   const { optimizer, loss, smoothing } = opts.train;
   const train = buildTrainStepModel(a, { optimizer, loss, smoothing, meta });
   writeFileAtomic(join(opts.outDir, 'train_step.onnx'), train.bytes);

@@ -1,4 +1,4 @@
-import type { Analysis } from '../dsl/shapes.ts';
+import type { Model } from '../model.ts';
 import { emitForward, emitImageFromBytes, emitNormalize } from '../forward.ts';
 import { attr, GraphBuilder } from '../graph/ir.ts';
 import { encodeModel } from '../graph/onnx.ts';
@@ -11,7 +11,7 @@ import { type ModelMeta, metadataProps } from './inference.ts';
  * Inputs: every parameter and buffer, `images` uint8 [B,28,28], `labels` uint8 [B].
  * Outputs: `loss_sum` (summed over the batch), `correct`, `predicted` int64 [B].
  */
-export function buildEvalModel(a: Analysis, loss: LossKind, meta: ModelMeta): Uint8Array {
+export function buildEvalModel(a: Model, loss: LossKind, meta: ModelMeta): Uint8Array {
   const b = new GraphBuilder('cnnlab_eval');
   for (const p of a.params) b.input(p.name, 'float32', p.shape);
   const images = b.input('images', 'uint8', ['B', 28, 28]);

@@ -1,5 +1,5 @@
 import type { ParamSet } from '../dsl/init.ts';
-import type { Analysis } from '../dsl/shapes.ts';
+import type { Model } from '../model.ts';
 import { emitForward, emitNormalize } from '../forward.ts';
 import { attr, GraphBuilder } from '../graph/ir.ts';
 import { encodeModel } from '../graph/onnx.ts';
@@ -15,7 +15,7 @@ export interface ModelMeta {
   extra?: Record<string, string>;
 }
 
-export function metadataProps(a: Analysis, meta: ModelMeta): Record<string, string> {
+export function metadataProps(a: Model, meta: ModelMeta): Record<string, string> {
   return {
     'cnnlab.architecture': meta.architecture,
     'cnnlab.dataset': meta.dataset,
@@ -31,7 +31,7 @@ export function metadataProps(a: Analysis, meta: ModelMeta): Record<string, stri
  * The inference graph: `image` [N,1,28,28] in 0..1 → `logits` and `probabilities` [N,10].
  * Parameters are initialisers named after the layers, so the model reads well in Netron.
  */
-export function buildInferenceModel(a: Analysis, params: ParamSet | 'inputs', meta: ModelMeta): Uint8Array {
+export function buildInferenceModel(a: Model, params: ParamSet | 'inputs', meta: ModelMeta): Uint8Array {
   const b = new GraphBuilder('cnnlab_inference');
   const image = b.input('image', 'float32', ['N', 1, 28, 28]);
   b.reserve('logits');

@@ -1,6 +1,6 @@
 import { emitBackward } from '../autodiff/backward.ts';
 import type { GradRule } from '../autodiff/rule.ts';
-import type { Analysis } from '../dsl/shapes.ts';
+import type { Model } from '../model.ts';
 import { emitForward, emitImageFromBytes, emitNormalize } from '../forward.ts';
 import { attr, type Dim, type DType, GraphBuilder } from '../graph/ir.ts';
 import { encodeModel } from '../graph/onnx.ts';
@@ -48,7 +48,7 @@ export interface StepInputs {
 export const stateName = (param: string, slot: string) => `${param}.${slot}`;
 export const nextName = (name: string) => `${name}.next`;
 
-export function trainStepInterface(a: Analysis, opt: OptimizerConfig): TrainStepInterface {
+export function trainStepInterface(a: Model, opt: OptimizerConfig): TrainStepInterface {
   const carried: Carried[] = [{ name: 'step', dtype: 'int64', shape: [], role: 'step', next: nextName('step') }];
   for (const p of a.params.filter((q) => q.trainable)) carried.push({ name: p.name, dtype: 'float32', shape: p.shape, role: 'param', next: nextName(p.name) });
   for (const p of a.params.filter((q) => q.trainable)) {
@@ -85,7 +85,7 @@ export interface StepValues {
  * One step's forward (train mode), loss and backward. Returns the loss, the correct count,
  * the gradient of every trainable parameter (keyed by its value) and the new BatchNorm statistics.
  */
-export function emitLossAndGradients(b: GraphBuilder, a: Analysis, opts: Omit<TrainGraphOptions, 'optimizer'>, v: StepValues, rules?: Record<string, GradRule>) {
+export function emitLossAndGradients(b: GraphBuilder, a: Model, opts: Omit<TrainGraphOptions, 'optimizer'>, v: StepValues, rules?: Record<string, GradRule>) {
   const x = emitNormalize(b, v.image, opts.meta.mean, opts.meta.std);
   const mode = trainMode(v.seed);
   const scores = emitForward(b, a, x, { param: v.param, train: mode.hooks });
@@ -100,7 +100,7 @@ export function emitLossAndGradients(b: GraphBuilder, a: Analysis, opts: Omit<Tr
  * Loop node. Parameters, optimiser state, BatchNorm statistics and the step counter are
  * loop-carried, so they cross the runtime's API once per K steps; batches come in as uint8.
  */
-export function buildTrainStepModel(a: Analysis, opts: TrainGraphOptions): { bytes: Uint8Array; iface: TrainStepInterface } {
+export function buildTrainStepModel(a: Model, opts: TrainGraphOptions): { bytes: Uint8Array; iface: TrainStepInterface } {
   const iface = trainStepInterface(a, opts.optimizer);
   const g = new GraphBuilder('cnnlab_train_step');
   for (const c of iface.carried) g.input(c.name, c.dtype, c.shape);

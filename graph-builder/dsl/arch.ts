@@ -2,30 +2,19 @@ import { readFileSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { CnnlabError } from '../../common/errors.ts';
-import {
-  avgPool2d,
-  batchNorm2d,
-  conv2d,
-  dropout,
-  flatten,
-  globalAvgPool,
-  LAYER_KINDS,
-  type Layer,
-  linear,
-  logSoftmax,
-  maxPool2d,
-  type Model,
-  relu,
-} from './layers.ts';
+import type { Model } from '../model.ts';
+import { LAYER_KINDS, type Layer, layerKind, type Sequential } from './layers.ts';
 import { PRESETS, type Recipe, resolvePreset } from './presets.ts';
-import { type Analysis, analyse } from './shapes.ts';
+import { modelFromLayers } from './to-model.ts';
 
-/** A model ready for the graph builder: where it came from, its layers, its default recipe. */
+/** A model ready for the graph builder, where it came from and its default recipe. */
 export interface Architecture {
   /** Preset id (`partB`, `jhu-net:width=2`) or `file:<name>`. */
   id: string;
+  /** The forward graph and its parameters: what every later stage reads. */
   model: Model;
-  analysis: Analysis;
+  /** The DSL layers it was built from. */
+  layers: Sequential;
   recipe: Recipe;
 }
 
@@ -44,46 +33,24 @@ function field(o: Json, key: string, where: string, kind: 'number' | 'boolean', 
   return v as number | boolean;
 }
 
-/** One JSON layer `{ "kind": "conv2d", "inChannels": 1, ... }`, with the DSL's defaults. */
+/** One JSON layer `{ "kind": "conv2d", "inChannels": 1, ... }`, read by its kind's module with the DSL's defaults. */
 function layerFromJson(o: unknown, where: string): Layer {
   if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new CnnlabError(`${where}: expected an object with a 'kind'`);
   const j = o as Json;
-  const kind = j.kind;
-  const n = (k: string, d?: number) => field(j, k, where, 'number', d) as number;
-  const bool = (k: string, d: boolean) => field(j, k, where, 'boolean', d) as boolean;
-  switch (kind) {
-    case 'conv2d':
-      return conv2d(n('inChannels'), n('outChannels'), n('kernel'), { stride: n('stride', 1), padding: n('padding', 0), bias: bool('bias', true) });
-    case 'maxPool2d':
-      return maxPool2d(n('kernel'), n('stride', n('kernel')));
-    case 'avgPool2d':
-      return avgPool2d(n('kernel'), n('stride', n('kernel')));
-    case 'globalAvgPool':
-      return globalAvgPool();
-    case 'relu':
-      return relu();
-    case 'dropout':
-      return dropout(n('p', 0.5));
-    case 'batchNorm2d':
-      return batchNorm2d(n('channels'), { eps: n('eps', 1e-5), momentum: n('momentum', 0.1) });
-    case 'flatten':
-      return flatten();
-    case 'linear':
-      return linear(n('inFeatures'), n('outFeatures'), { bias: bool('bias', true) });
-    case 'logSoftmax':
-      return logSoftmax();
-    default:
-      throw new CnnlabError(`${where}: unknown kind ${JSON.stringify(kind)}; expected one of ${LAYER_KINDS.join(', ')}`);
-  }
+  const kind = layerKind(j);
+  if (!kind) throw new CnnlabError(`${where}: unknown kind ${JSON.stringify(j.kind)}; expected one of ${[...LAYER_KINDS.keys()].join(', ')}`);
+  return kind.fromJson({
+    num: (k, d) => field(j, k, where, 'number', d) as number,
+    bool: (k, d) => field(j, k, where, 'boolean', d) as boolean,
+  });
 }
 
-function modelFromValue(value: unknown, file: string): { model: Model; recipe?: Partial<Recipe> } {
+function layersFromValue(value: unknown, file: string): { layers: Sequential; recipe?: Partial<Recipe> } {
   const o = (value ?? {}) as Json;
   const layers = Array.isArray(value) ? value : o.layers;
   if (!Array.isArray(layers)) throw new CnnlabError(`${file}: expected { "layers": [...] } or a list of layers`);
-  const model = { layers: layers.map((l, i) => layerFromJson(l, `${file}: layer ${i + 1}`)) };
   const recipe = !Array.isArray(value) && typeof o.recipe === 'object' ? (o.recipe as Partial<Recipe>) : undefined;
-  return { model, recipe };
+  return { layers: { layers: layers.map((l, i) => layerFromJson(l, `${file}: layer ${i + 1}`)) }, recipe };
 }
 
 /**
@@ -120,15 +87,15 @@ export async function loadArchFile(file: string): Promise<Architecture> {
   } else {
     throw new CnnlabError(`--arch-file ${file}: expected a .json, .ts or .js file`, 2);
   }
-  const parsed = modelFromValue(value, basename(file));
-  const model = parsed.model;
-  let analysis: Analysis;
+  const parsed = layersFromValue(value, basename(file));
+  const id = `file:${basename(file)}`;
+  let model: Model;
   try {
-    analysis = analyse(model);
+    model = modelFromLayers(parsed.layers, id);
   } catch (err) {
     throw new CnnlabError(`${file}: ${(err as Error).message}`);
   }
-  return { id: `file:${basename(file)}`, model, analysis, recipe: { ...FILE_RECIPE, ...parsed.recipe, ...recipe } };
+  return { id, model, layers: parsed.layers, recipe: { ...FILE_RECIPE, ...parsed.recipe, ...recipe } };
 }
 
 /** A preset spelling (`partB`, `mads:filters=64`) or, with `archFile`, a user's file. */
@@ -136,5 +103,5 @@ export async function loadArchitecture(spec: string | undefined, archFile?: stri
   if (archFile) return loadArchFile(archFile);
   if (!spec) throw new CnnlabError('name an architecture (a preset such as partB) or pass --arch-file', 2);
   const r = resolvePreset(spec, overrides);
-  return { id: r.id, model: r.model, analysis: analyse(r.model), recipe: r.preset.recipe };
+  return { id: r.id, model: modelFromLayers(r.model, r.id), layers: r.model, recipe: r.preset.recipe };
 }

@@ -10,7 +10,7 @@ import {
   linear,
   logSoftmax,
   maxPool2d,
-  type Model,
+  type Sequential,
   relu,
   sequential,
 } from './layers.ts';
@@ -54,7 +54,7 @@ export interface Preset {
   seed: string;
   recipe: Recipe;
   options: Record<string, OptionSpec>;
-  build: (opts: PresetOptions) => Model;
+  build: (opts: PresetOptions) => Sequential;
 }
 
 const ntnuRecipe = (dataset: DatasetName): Recipe => ({
@@ -395,7 +395,7 @@ export interface ResolvedPreset {
   options: PresetOptions;
   /** Canonical spelling, e.g. `jhu-net:width=2,bn=bn` (only options that differ from defaults). */
   id: string;
-  model: Model;
+  model: Sequential;
 }
 
 /**

@@ -2,7 +2,7 @@
  * A plain TypeScript forward pass, loops over pixels, written independently of the graph
  * builder so that the ONNX graphs are checked by something other than onnxruntime.
  */
-import type { Layer, Model } from '../../graph-builder/dsl/layers.ts';
+import type { Layer, Sequential as Model } from '../../graph-builder/dsl/layers.ts';
 
 export interface Act {
   /** [C, H, W] or [F] per example. */

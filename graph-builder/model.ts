@@ -1,0 +1,84 @@
+/**
+ * The model every stage after a front-end works on: an ONNX forward graph from one image input
+ * to class scores, plus its parameter list. The DSL (dsl/to-model.ts) is one front-end that
+ * produces it; artifacts, summaries and FLOP counts read only this.
+ */
+import type { Dim, Graph, Node } from './graph/ir.ts';
+
+/** A per-example shape: [C, H, W] for feature maps, [F] for features. The batch is implicit. */
+export type Shape = number[];
+
+export type ParamRole = 'weight' | 'bias' | 'running_mean' | 'running_var';
+
+/** How a parameter starts: PyTorch's default U(-bound, bound) for weights and biases, or a constant. */
+export type ParamInit = { kind: 'uniform'; bound: number } | { kind: 'constant'; value: number };
+
+export interface ParamSpec {
+  /** PyTorch-style name, e.g. `conv1.weight`, `bn2.running_var`. */
+  name: string;
+  shape: number[];
+  role: ParamRole;
+  /** Running statistics are state, not parameters: they are not trained and not counted. */
+  trainable: boolean;
+  init: ParamInit;
+}
+
+/** A user-level layer: the forward nodes it emitted, how the summary names it, its output. */
+export interface LayerGroup {
+  /** 1-based position, as error messages and the summary give it. */
+  index: number;
+  /** conv1, pool1, fc2, ...: the prefix of its parameters' names. */
+  name: string;
+  /** The summary's type column, e.g. `Conv2d`. */
+  type: string;
+  nodes: Node[];
+  output: string;
+}
+
+/** A Dropout node's drop probability and the salt that keeps its masks apart from other layers'. */
+export interface DropoutSite {
+  p: number;
+  salt: number;
+}
+
+export interface Model {
+  /** Preset id (`partB`, `jhu-net:width=2`) or `file:<name>`. */
+  id: string;
+  /**
+   * Standard ONNX ops in eval form (Dropout, inference-mode BatchNormalization, single-output
+   * MaxPool); inputs are the image and the parameters (by their names), the output the scores.
+   */
+  graph: Graph;
+  input: string;
+  /** Per-example input shape, e.g. [1, 28, 28]. */
+  inputShape: Shape;
+  output: string;
+  /** What the output holds; decides the loss (cross-entropy on logits, NLL on log-probabilities). */
+  outputKind: 'logits' | 'log-probabilities';
+  classes: number;
+  params: ParamSpec[];
+  trainableCount: number;
+  /** Static shapes of the graph's values, batch axis 'N'. */
+  shapes: Map<string, Dim[]>;
+  layers: LayerGroup[];
+  /** Dropout sites by node name. */
+  dropouts: Map<string, DropoutSite>;
+}
+
+export const elementCount = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+
+/** The nodes of the forward graph that read parameter `name`. */
+export function paramsRead(model: Model, nodes: readonly Node[]): ParamSpec[] {
+  const names = new Set(nodes.flatMap((n) => n.inputs));
+  return model.params.filter((p) => names.has(p.name));
+}
+
+/** The feature extractor: every parameter read before the first fully connected node (Gemm or MatMul). */
+export function featureParams(model: Model): Set<string> {
+  const out = new Set<string>();
+  for (const node of model.graph.nodes) {
+    if (node.op === 'Gemm' || node.op === 'MatMul') break;
+    for (const p of paramsRead(model, [node])) out.add(p.name);
+  }
+  return out;
+}
