@@ -57,3 +57,33 @@ describe('resume', () => {
     assert.equal((await resumedConfig(dir)).freeze, undefined);
   });
 });
+
+describe('the table of training flags', () => {
+  it('every flag in the table is an option of train, sweep and search, and only the graph flags of build-graph', async () => {
+    const { FLAG_NAMES, GRAPH_FLAGS } = await import('../training/flags.ts');
+    const help = (cmd: string) => cnnlab(cmd, '--help').stdout;
+    for (const cmd of ['train', 'sweep', 'search']) {
+      const text = help(cmd);
+      for (const f of FLAG_NAMES) assert.match(text, new RegExp(`--${f}\\b`), `${cmd} --${f}`);
+    }
+    const build = help('build-graph');
+    for (const f of FLAG_NAMES) assert.equal(new RegExp(`--${f}\\b`).test(build), GRAPH_FLAGS.includes(f) || f === 'dataset' || f === 'seed', `build-graph --${f}`);
+  });
+
+  it('a bad value is one line naming the flag and its range or choices, from the table alone', async () => {
+    const { checkFlags } = await import('../training/flags.ts');
+    assert.throws(() => checkFlags({ epochs: 1.5 }), / --epochs: expected a whole number in 1\.\.10000, got 1\.5$/);
+    assert.throws(() => checkFlags({ momentum: 1 }), / --momentum: expected a number in 0\.\.1 \(exclusive\), got 1$/);
+    assert.throws(() => checkFlags({ schedule: 'linear' }), / --schedule: expected one of constant, step, onecycle, cosine, got 'linear'$/);
+    assert.doesNotThrow(() => checkFlags({ epochs: 3, momentum: 0.9, schedule: 'step', augment: true }));
+  });
+
+  it('sweep varies exactly the flags that change what a run computes, read as their type', async () => {
+    const { splitSettings } = await import('../training/sweep.ts');
+    const { flags, options } = splitSettings('jhu-net', { lr: '0.1', augment: 'false', opt: 'adam', width: '2' });
+    assert.deepEqual(flags, { lr: 0.1, augment: false, opt: 'adam' });
+    assert.deepEqual(options, { width: '2' });
+    assert.throws(() => splitSettings('jhu-net', { threads: '2' }), / --vary threads: not a training flag or an option of jhu-net; expected one of opt, lr, /);
+    assert.throws(() => splitSettings('jhu-net', { batch: 'big' }), / --vary batch=big: expected a number$/);
+  });
+});

@@ -1,12 +1,13 @@
 import { join } from 'node:path';
 import { CnnlabError, UsageError } from '../common/errors.ts';
 import { readJsonFile } from '../common/json.ts';
-import { DATASET_NAMES, type DatasetName } from '../datasets/registry.ts';
+import type { DatasetName } from '../datasets/registry.ts';
 import { normalizationFor, type TrainSpec, trainSpecFor } from '../graph-builder/artifacts/build.ts';
 import { type Architecture, loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import type { OptimizerName, Recipe, ScheduleName } from '../graph-builder/dsl/presets.ts';
 import type { AugmentSettings } from './augment.ts';
-import { EP_NAMES, type EpName } from '../runtime/ort.ts';
+import type { EpName } from '../runtime/ort.ts';
+import { checkFlags, checkNumber, type FlagName, type FlagSpec, pickFlags, TRAIN_FLAGS, type TrainFlags } from './flags.ts';
 
 /** Everything a run needs, resolved from the preset's recipe and the flags; saved as config.json. */
 export interface RunConfig {
@@ -40,35 +41,6 @@ export interface RunConfig {
   flags: TrainFlags;
 }
 
-/** The flags that shape the training graphs (build-graph takes these alone). */
-export interface OptimizerFlags {
-  opt?: string;
-  lr?: number;
-  momentum?: number;
-  'weight-decay'?: number;
-  nesterov?: boolean;
-  'label-smoothing'?: number;
-}
-
-export interface TrainFlags extends OptimizerFlags {
-  dataset?: string;
-  'data-dir'?: string;
-  epochs?: number;
-  batch?: number;
-  schedule?: string;
-  'step-epochs'?: number;
-  gamma?: number;
-  augment?: boolean;
-  ep?: string;
-  threads?: number;
-  'device-id'?: number;
-  'steps-per-run'?: number;
-  seed?: number;
-  'limit-train'?: number;
-  shuffle?: boolean;
-  'checkpoint-every'?: number;
-}
-
 /** K steps per session run; measured on the 2-core machine (see README, performance). */
 export const DEFAULT_STEPS_PER_RUN = 8;
 
@@ -77,91 +49,65 @@ const DEFAULT_AUGMENT: AugmentSettings = { rotate: 7, translate: 2, jitter: 0.3 
 
 const DEFAULT_ONECYCLE: NonNullable<Recipe['onecycle']> = { pctStart: 0.3, divFactor: 25, finalDivFactor: 1e4, momentumRange: [0.85, 0.95] };
 
-function int(value: number | undefined, flag: string, lo: number, hi = Number.MAX_SAFE_INTEGER): number | undefined {
-  if (value === undefined) return undefined;
-  if (!Number.isInteger(value) || value < lo || value > hi) throw new UsageError(`${flag}: expected a whole number in ${lo}..${hi}, got ${value}`);
-  return value;
-}
-
-/** A number flag within lo..hi, or a one-line UsageError naming the flag. */
-export function real(value: number | undefined, flag: string, lo: number, hi: number, hiOpen = false): number | undefined {
-  if (value === undefined) return undefined;
-  if (!Number.isFinite(value) || value < lo || (hiOpen ? value >= hi : value > hi)) {
-    throw new UsageError(`${flag}: expected a number in ${lo}..${hi}${hiOpen ? ' (exclusive)' : ''}, got ${value}`);
-  }
-  return value;
-}
-
-function oneOf<T extends string>(value: string | undefined, flag: string, choices: readonly T[]): T | undefined {
-  if (value === undefined) return undefined;
-  if (!(choices as readonly string[]).includes(value)) throw new UsageError(`${flag}: expected one of ${choices.join(', ')}, got '${value}'`);
-  return value as T;
+/** A flag's value, checked against its range in the table (a bad one is a one-line UsageError). */
+function num(f: TrainFlags, k: FlagName): number | undefined {
+  const spec: FlagSpec = TRAIN_FLAGS[k];
+  return spec.type === 'number' ? checkNumber(f[k] as number | undefined, `--${k}`, spec.range) : undefined;
 }
 
 /** Resolves a run's configuration; every invalid flag is a one-line UsageError naming it. */
 export function resolveRunConfig(arch: Architecture, f: TrainFlags, archFile?: string): RunConfig {
   const r = arch.recipe;
-  const dataset = oneOf(f.dataset, '--dataset', DATASET_NAMES) ?? r.dataset;
-  const optimizer = oneOf(f.opt, '--opt', ['sgd', 'adam', 'adamw', 'rmsprop'] as const satisfies readonly OptimizerName[]) ?? r.optimizer;
+  checkFlags(f);
+  const dataset = (f.dataset as DatasetName | undefined) ?? r.dataset;
+  const optimizer = (f.opt as OptimizerName | undefined) ?? r.optimizer;
   const sameOptimizer = optimizer === r.optimizer;
   const adamLike = optimizer === 'adam' || optimizer === 'adamw';
-  const lr = real(f.lr, '--lr', 0, 10) ?? (sameOptimizer ? r.lr : defaultLr(optimizer));
+  const lr = num(f, 'lr') ?? (sameOptimizer ? r.lr : defaultLr(optimizer));
   if (lr === 0) throw new UsageError('--lr: expected a number > 0, got 0');
   // The per-step "momentum" input is beta1 for Adam and AdamW.
-  const momentum = real(f.momentum, '--momentum', 0, 1, true) ?? (adamLike ? 0.9 : sameOptimizer ? r.momentum : 0);
-  const schedule = oneOf(f.schedule, '--schedule', ['constant', 'step', 'onecycle', 'cosine'] as const) ?? r.schedule;
+  const momentum = num(f, 'momentum') ?? (adamLike ? 0.9 : sameOptimizer ? r.momentum : 0);
+  const schedule = (f.schedule as ScheduleName | undefined) ?? r.schedule;
   const train = trainSpecFor(
     { ...arch, recipe: { ...r, schedule } },
     {
       opt: optimizer,
       momentum: adamLike ? 0 : momentum,
-      weightDecay: real(f['weight-decay'], '--weight-decay', 0, 1) ?? (sameOptimizer ? r.weightDecay : 0),
+      weightDecay: num(f, 'weight-decay') ?? (sameOptimizer ? r.weightDecay : 0),
       nesterov: f.nesterov,
-      smoothing: real(f['label-smoothing'], '--label-smoothing', 0, 1, true),
+      smoothing: num(f, 'label-smoothing'),
     },
   );
-  const epochs = int(f.epochs, '--epochs', 1, 10000) ?? r.epochs;
+  const epochs = num(f, 'epochs') ?? r.epochs;
   const augment = f.augment === false ? null : (r.augment ?? (f.augment ? DEFAULT_AUGMENT : null));
-  const ep = oneOf(f.ep, '--ep', EP_NAMES) ?? 'cpu';
+  const ep = (f.ep as EpName | undefined) ?? 'cpu';
   return {
     architecture: arch.id,
     archFile,
     dataset,
     dataDir: f['data-dir'],
     epochs,
-    batch: int(f.batch, '--batch', 1, 65536) ?? r.batch,
+    batch: num(f, 'batch') ?? r.batch,
     train,
     lr,
     momentum,
     schedule,
-    stepEpochs: int(f['step-epochs'], '--step-epochs', 1) ?? Math.max(1, Math.floor(epochs / 3)),
-    gamma: real(f.gamma, '--gamma', 0, 1) ?? 0.1,
+    stepEpochs: num(f, 'step-epochs') ?? Math.max(1, Math.floor(epochs / 3)),
+    gamma: num(f, 'gamma') ?? 0.1,
     onecycle: r.onecycle ?? DEFAULT_ONECYCLE,
     augment,
     normalization: normalizationFor({ ...arch, recipe: r }, dataset),
     shuffle: f.shuffle ?? r.shuffle,
-    limitTrain: int(f['limit-train'], '--limit-train', 1),
-    seed: int(f.seed, '--seed', 0, 0xffffffff) ?? 0,
+    limitTrain: num(f, 'limit-train'),
+    seed: num(f, 'seed') ?? 0,
     ep,
-    threads: int(f.threads, '--threads', 1, 256),
-    deviceId: int(f['device-id'], '--device-id', 0, 64) ?? 0,
-    stepsPerRun: int(f['steps-per-run'], '--steps-per-run', 1, 100000) ?? DEFAULT_STEPS_PER_RUN,
-    checkpointEvery: real(f['checkpoint-every'], '--checkpoint-every', 0, 1e6) ?? 60,
+    threads: num(f, 'threads'),
+    deviceId: num(f, 'device-id') ?? 0,
+    stepsPerRun: num(f, 'steps-per-run') ?? DEFAULT_STEPS_PER_RUN,
+    checkpointEvery: num(f, 'checkpoint-every') ?? 60,
     evalBatch: 1000,
     flags: pickFlags(f),
   };
-}
-
-const FLAG_NAMES: (keyof TrainFlags)[] = [
-  'opt', 'lr', 'momentum', 'weight-decay', 'nesterov', 'label-smoothing', 'dataset', 'data-dir', 'epochs', 'batch', 'schedule',
-  'step-epochs', 'gamma', 'augment', 'ep', 'threads', 'device-id', 'steps-per-run', 'seed', 'limit-train', 'shuffle', 'checkpoint-every',
-];
-
-/** Only the training flags (yargs adds aliases and positionals to its argument object). */
-export function pickFlags(f: TrainFlags): TrainFlags {
-  const out: Record<string, unknown> = {};
-  for (const k of FLAG_NAMES) if (f[k] !== undefined) out[k] = f[k];
-  return out as TrainFlags;
 }
 
 /** PyTorch's default learning rates, for an optimiser that replaces the preset's. */

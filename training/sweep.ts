@@ -5,7 +5,8 @@ import { readJsonFile } from '../common/json.ts';
 import { writeFileAtomic } from '../common/files.ts';
 import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { PRESETS } from '../graph-builder/dsl/presets.ts';
-import { resolveRunConfig, type TrainFlags } from './config.ts';
+import { resolveRunConfig } from './config.ts';
+import { type FlagName, parseFlagValue, RECIPE_FLAGS, type TrainFlags } from './flags.ts';
 import { CHECKPOINT, fit, type FitOptions } from './fit.ts';
 import { type Observation, randomPoint, type Space, suggestTpe } from './tpe.ts';
 import { Rng } from '../common/rng.ts';
@@ -85,24 +86,6 @@ export function readSweepManifest(path: string): SweepManifest {
   return v as unknown as SweepManifest;
 }
 
-/** Flags a sweep may vary, with how to read a value. */
-const FLAG_KINDS: Record<string, 'number' | 'string' | 'boolean'> = {
-  lr: 'number',
-  momentum: 'number',
-  'weight-decay': 'number',
-  batch: 'number',
-  epochs: 'number',
-  seed: 'number',
-  'label-smoothing': 'number',
-  'limit-train': 'number',
-  opt: 'string',
-  schedule: 'string',
-  dataset: 'string',
-  augment: 'boolean',
-  nesterov: 'boolean',
-  shuffle: 'boolean',
-};
-
 /** Parses `--vary key=v1,v2,...`. */
 export function parseAxis(spec: string): Axis {
   const eq = spec.indexOf('=');
@@ -145,21 +128,11 @@ export function splitSettings(arch: string, settings: Record<string, string>): {
       options[k] = v;
       continue;
     }
-    const kind = FLAG_KINDS[k];
-    if (!kind) {
-      const known = [...Object.keys(FLAG_KINDS), ...Object.keys(preset?.options ?? {})];
+    if (!(RECIPE_FLAGS as string[]).includes(k)) {
+      const known = [...RECIPE_FLAGS, ...Object.keys(preset?.options ?? {})];
       throw new UsageError(`--vary ${k}: not a training flag or an option of ${presetName}; expected one of ${known.join(', ')}`);
     }
-    if (kind === 'number') {
-      const n = Number(v);
-      if (!Number.isFinite(n)) throw new UsageError(`--vary ${k}=${v}: expected a number`);
-      flags[k] = n;
-    } else if (kind === 'boolean') {
-      if (v !== 'true' && v !== 'false') throw new UsageError(`--vary ${k}=${v}: expected true or false`);
-      flags[k] = v === 'true';
-    } else {
-      flags[k] = v;
-    }
+    flags[k] = parseFlagValue(k as FlagName, v);
   }
   return { flags: flags as TrainFlags, options };
 }

@@ -5,7 +5,7 @@ import { buildArtifacts, type TrainSpec, trainSpecFor } from '../../graph-builde
 import { type Architecture, loadArchitecture } from '../../graph-builder/dsl/arch.ts';
 import { type OptimizerName, PRESET_NAMES, PRESETS } from '../../graph-builder/dsl/presets.ts';
 import { receptiveFieldTable, summaryTable } from '../../graph-builder/summary.ts';
-import { type OptimizerFlags, real } from '../../training/config.ts';
+import { checkFlags, checkNumber, type FlagName, type FlagSpec, GRAPH_FLAGS, type OptimizerFlags, TRAIN_FLAGS } from '../../training/flags.ts';
 
 export interface ArchArgs {
   arch?: string;
@@ -27,8 +27,7 @@ export function archFromArgs(args: ArchArgs): Promise<Architecture> {
 }
 
 export function seedOption(value: number): number {
-  if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) throw new UsageError(`--seed: expected a whole number 0..4294967295, got ${value}`);
-  return value;
+  return checkNumber(value, '--seed', TRAIN_FLAGS.seed.range)!;
 }
 
 const summary: CommandModule<object, ArchArgs & { rf: boolean }> = {
@@ -44,25 +43,31 @@ const summary: CommandModule<object, ArchArgs & { rf: boolean }> = {
 
 export type OptimizerArgs = OptimizerFlags;
 
+/** yargs options for the named training flags, from the one table (training/flags.ts). */
+export function flagOptions<T, F>(y: Argv<T>, names: readonly FlagName[]): Argv<T & F> {
+  let out: Argv<unknown> = y;
+  for (const name of names) {
+    const spec: FlagSpec = TRAIN_FLAGS[name];
+    const choices = spec.type === 'string' ? spec.choices : undefined;
+    const dflt = spec.type === 'string' ? spec.default : undefined;
+    out = out.option(name, { type: spec.type, describe: spec.describe, ...(choices ? { choices: [...choices] } : {}), ...(dflt !== undefined ? { default: dflt } : {}) });
+  }
+  return out as Argv<T & F>;
+}
+
 /** Flags that shape the training graphs (and, for training, the schedule's base values). */
 export function optimizerOptions<T>(y: Argv<T>): Argv<T & OptimizerArgs> {
-  return y
-    .option('opt', { type: 'string', choices: ['sgd', 'adam', 'adamw', 'rmsprop'], describe: "optimiser (default: the preset's)" })
-    .option('lr', { type: 'number', describe: "learning rate (default: the preset's)" })
-    .option('momentum', { type: 'number', describe: 'momentum (SGD, RMSprop) or beta1 (Adam, AdamW)' })
-    .option('weight-decay', { type: 'number', describe: 'L2 weight decay (decoupled for AdamW)' })
-    .option('nesterov', { type: 'boolean', describe: 'Nesterov momentum (SGD)' })
-    .option('label-smoothing', { type: 'number', describe: 'label smoothing for cross-entropy, 0..1' }) as Argv<T & OptimizerArgs>;
+  return flagOptions<T, OptimizerArgs>(y, GRAPH_FLAGS);
 }
 
 export function trainSpecFromArgs(arch: Architecture, args: OptimizerArgs): TrainSpec {
-  real(args.lr, '--lr', 0, 10);
+  checkFlags(args);
   return trainSpecFor(arch, {
     opt: args.opt as OptimizerName | undefined,
-    momentum: real(args.momentum, '--momentum', 0, 1, true),
-    weightDecay: real(args['weight-decay'], '--weight-decay', 0, 1),
+    momentum: args.momentum,
+    weightDecay: args['weight-decay'],
     nesterov: args.nesterov,
-    smoothing: real(args['label-smoothing'], '--label-smoothing', 0, 1, true),
+    smoothing: args['label-smoothing'],
   });
 }
 

@@ -3,7 +3,7 @@ import { UsageError } from '../../common/errors.ts';
 import { collectEntries, writeReport } from '../../training/report.ts';
 import { grid, jhuQuestions, parseAxis, runSearch, runSweep, shard, splitSettings } from '../../training/sweep.ts';
 import { parseSpace } from '../../training/tpe.ts';
-import { pickFlags } from '../../training/config.ts';
+import { pickFlags } from '../../training/flags.ts';
 import { installStopHandler, trainOptions, type TrainArgs } from './train.ts';
 
 interface SweepArgs extends Omit<TrainArgs, 'resume'> {

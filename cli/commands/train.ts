@@ -2,38 +2,22 @@ import { accessSync, constants, existsSync } from 'node:fs';
 import { ensureDir } from '../../common/files.ts';
 import type { Argv, CommandModule } from 'yargs';
 import { UsageError } from '../../common/errors.ts';
-import { DATASET_NAMES } from '../../datasets/registry.ts';
 import { loadArchitecture } from '../../graph-builder/dsl/arch.ts';
-import { readRunConfig, type RunConfig, resolveRunConfig, type TrainFlags } from '../../training/config.ts';
+import { readRunConfig, type RunConfig, resolveRunConfig } from '../../training/config.ts';
+import { FLAG_NAMES, type TrainFlags } from '../../training/flags.ts';
 import { fit } from '../../training/fit.ts';
 import { type ReproduceGroup, type ReproduceRow, reproduceTable, SEED_RESULTS } from '../../training/reproduce.ts';
 import { EP_NAMES } from '../../runtime/ort.ts';
-import { type ArchArgs, archOptions, optimizerOptions } from './graph.ts';
+import { type ArchArgs, archOptions, flagOptions } from './graph.ts';
 
 export interface TrainArgs extends ArchArgs, TrainFlags {
   out?: string;
   resume: boolean;
 }
 
-/** The training flags, shared by train, sweep and transfer. */
+/** The training flags, shared by train, sweep and search. */
 export function trainOptions<T>(y: Argv<T>): Argv<T & TrainFlags> {
-  return optimizerOptions(y)
-    .option('dataset', { type: 'string', choices: DATASET_NAMES, describe: "dataset (default: the preset's)" })
-    .option('data-dir', { type: 'string', describe: 'folder holding the dataset’s four IDX files' })
-    .option('epochs', { type: 'number', describe: "epochs (default: the preset's)" })
-    .option('batch', { type: 'number', describe: "batch size (default: the preset's)" })
-    .option('schedule', { type: 'string', choices: ['constant', 'step', 'onecycle', 'cosine'], describe: 'learning-rate schedule' })
-    .option('step-epochs', { type: 'number', describe: 'step schedule: epochs between decays (default epochs/3)' })
-    .option('gamma', { type: 'number', describe: 'step schedule: decay factor (default 0.1)' })
-    .option('augment', { type: 'boolean', describe: 'random rotation, translation, brightness/contrast (--no-augment turns a preset’s off)' })
-    .option('ep', { type: 'string', choices: EP_NAMES, default: 'cpu', describe: 'execution provider: cpu, cuda, wasm (onnxruntime-web), auto' })
-    .option('threads', { type: 'number', describe: 'threads (cpu: intra-op, wasm: workers)' })
-    .option('device-id', { type: 'number', describe: 'CUDA device' })
-    .option('steps-per-run', { type: 'number', describe: 'K: training steps per session run (one Loop)' })
-    .option('seed', { type: 'number', describe: 'seed of initialisation, shuffling, dropout and augmentation' })
-    .option('limit-train', { type: 'number', describe: 'train on the first N training images only' })
-    .option('shuffle', { type: 'boolean', describe: "shuffle each epoch (--no-shuffle; default: the preset's)" })
-    .option('checkpoint-every', { type: 'number', describe: 'seconds between mid-epoch checkpoints (default 60; 0: epoch ends only)' }) as Argv<T & TrainFlags>;
+  return flagOptions<T, TrainFlags>(y, FLAG_NAMES);
 }
 
 /** runs/<arch>-<dataset>, or -2, -3, ... when taken. */

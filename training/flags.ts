@@ -1,0 +1,112 @@
+import { UsageError } from '../common/errors.ts';
+import { DATASET_NAMES } from '../datasets/registry.ts';
+import { EP_NAMES } from '../runtime/ort.ts';
+
+/** A number flag's accepted range; `hiOpen` excludes hi; `int` wants a whole number. */
+interface NumberRange {
+  lo: number;
+  hi: number;
+  hiOpen?: boolean;
+  int?: boolean;
+}
+
+interface FlagBase {
+  describe: string;
+  /** Shapes the training graphs (build-graph takes these alone). */
+  graph?: boolean;
+  /** Changes what a run computes: sweep/search may vary it, and a resumed run may not change it. */
+  recipe: boolean;
+}
+type NumberFlag = FlagBase & { type: 'number'; range: NumberRange };
+type StringFlag = FlagBase & { type: 'string'; choices?: readonly string[]; default?: string };
+type BooleanFlag = FlagBase & { type: 'boolean' };
+export type FlagSpec = NumberFlag | StringFlag | BooleanFlag;
+
+const MAX_INT = Number.MAX_SAFE_INTEGER;
+export const OPTIMIZER_NAMES = ['sgd', 'adam', 'adamw', 'rmsprop'] as const;
+export const SCHEDULE_NAMES = ['constant', 'step', 'onecycle', 'cosine'] as const;
+
+/**
+ * Every training flag, once: yargs options (cli), validation and config resolution
+ * (config.ts), the keys sweep and search may vary (sweep.ts) and what a run folder records.
+ */
+export const TRAIN_FLAGS = {
+  opt: { type: 'string', choices: OPTIMIZER_NAMES, graph: true, recipe: true, describe: "optimiser (default: the preset's)" },
+  lr: { type: 'number', range: { lo: 0, hi: 10 }, graph: true, recipe: true, describe: "learning rate (default: the preset's)" },
+  momentum: { type: 'number', range: { lo: 0, hi: 1, hiOpen: true }, graph: true, recipe: true, describe: 'momentum (SGD, RMSprop) or beta1 (Adam, AdamW)' },
+  'weight-decay': { type: 'number', range: { lo: 0, hi: 1 }, graph: true, recipe: true, describe: 'L2 weight decay (decoupled for AdamW)' },
+  nesterov: { type: 'boolean', graph: true, recipe: true, describe: 'Nesterov momentum (SGD)' },
+  'label-smoothing': { type: 'number', range: { lo: 0, hi: 1, hiOpen: true }, graph: true, recipe: true, describe: 'label smoothing for cross-entropy, 0..1' },
+  dataset: { type: 'string', choices: DATASET_NAMES, recipe: true, describe: "dataset (default: the preset's)" },
+  'data-dir': { type: 'string', recipe: false, describe: 'folder holding the dataset’s four IDX files' },
+  epochs: { type: 'number', range: { lo: 1, hi: 10000, int: true }, recipe: true, describe: "epochs (default: the preset's)" },
+  batch: { type: 'number', range: { lo: 1, hi: 65536, int: true }, recipe: true, describe: "batch size (default: the preset's)" },
+  schedule: { type: 'string', choices: SCHEDULE_NAMES, recipe: true, describe: 'learning-rate schedule' },
+  'step-epochs': { type: 'number', range: { lo: 1, hi: MAX_INT, int: true }, recipe: true, describe: 'step schedule: epochs between decays (default epochs/3)' },
+  gamma: { type: 'number', range: { lo: 0, hi: 1 }, recipe: true, describe: 'step schedule: decay factor (default 0.1)' },
+  augment: { type: 'boolean', recipe: true, describe: 'random rotation, translation, brightness/contrast (--no-augment turns a preset’s off)' },
+  ep: { type: 'string', choices: EP_NAMES, default: 'cpu', recipe: false, describe: 'execution provider: cpu, cuda, wasm (onnxruntime-web), auto' },
+  threads: { type: 'number', range: { lo: 1, hi: 256, int: true }, recipe: false, describe: 'threads (cpu: intra-op, wasm: workers)' },
+  'device-id': { type: 'number', range: { lo: 0, hi: 64, int: true }, recipe: false, describe: 'CUDA device' },
+  'steps-per-run': { type: 'number', range: { lo: 1, hi: 100000, int: true }, recipe: false, describe: 'K: training steps per session run (one Loop)' },
+  seed: { type: 'number', range: { lo: 0, hi: 0xffffffff, int: true }, recipe: true, describe: 'seed of initialisation, shuffling, dropout and augmentation' },
+  'limit-train': { type: 'number', range: { lo: 1, hi: MAX_INT, int: true }, recipe: true, describe: 'train on the first N training images only' },
+  shuffle: { type: 'boolean', recipe: true, describe: "shuffle each epoch (--no-shuffle; default: the preset's)" },
+  'checkpoint-every': { type: 'number', range: { lo: 0, hi: 1e6 }, recipe: false, describe: 'seconds between mid-epoch checkpoints (default 60; 0: epoch ends only)' },
+} as const satisfies Record<string, FlagSpec>;
+
+export type FlagName = keyof typeof TRAIN_FLAGS;
+type ValueOf<S> = S extends { type: 'number' } ? number : S extends { type: 'boolean' } ? boolean : string;
+/** The training flags as given (each optional, not yet checked); config.ts resolves them against a recipe. */
+export type TrainFlags = { [K in FlagName]?: ValueOf<(typeof TRAIN_FLAGS)[K]> };
+export type OptimizerFlags = Pick<TrainFlags, 'opt' | 'lr' | 'momentum' | 'weight-decay' | 'nesterov' | 'label-smoothing'>;
+
+export const FLAG_NAMES = Object.keys(TRAIN_FLAGS) as FlagName[];
+/** The flags that shape the training graphs. */
+export const GRAPH_FLAGS = FLAG_NAMES.filter((k) => (TRAIN_FLAGS[k] as FlagSpec).graph);
+/** The flags that change what a run computes (sweep and search may vary these). */
+export const RECIPE_FLAGS = FLAG_NAMES.filter((k) => TRAIN_FLAGS[k].recipe);
+
+/** Only the training flags (yargs adds aliases and positionals to its argument object). */
+export function pickFlags(f: Record<string, unknown>): TrainFlags {
+  const out: Record<string, unknown> = {};
+  for (const k of FLAG_NAMES) if (f[k] !== undefined) out[k] = f[k];
+  return out as TrainFlags;
+}
+
+/** A number within lo..hi, or a one-line UsageError naming the flag. */
+export function checkNumber(value: number | undefined, flag: string, r: NumberRange): number | undefined {
+  if (value === undefined) return undefined;
+  const ok = (r.int ? Number.isInteger(value) : Number.isFinite(value)) && value >= r.lo && (r.hiOpen ? value < r.hi : value <= r.hi);
+  if (!ok) throw new UsageError(`${flag}: expected ${r.int ? 'a whole number' : 'a number'} in ${r.lo}..${r.hi}${r.hiOpen ? ' (exclusive)' : ''}, got ${value}`);
+  return value;
+}
+
+/** Checks every given flag against the table; the first bad one is a one-line UsageError naming it. */
+export function checkFlags(f: TrainFlags): TrainFlags {
+  for (const k of FLAG_NAMES) {
+    const v = f[k];
+    if (v === undefined) continue;
+    const spec: FlagSpec = TRAIN_FLAGS[k];
+    if (spec.type === 'number') checkNumber(v as number, `--${k}`, spec.range);
+    else if (spec.type === 'string' && spec.choices && !spec.choices.includes(v as string)) {
+      throw new UsageError(`--${k}: expected one of ${spec.choices.join(', ')}, got '${String(v)}'`);
+    }
+  }
+  return f;
+}
+
+/** Reads a `--vary key=value` value as the flag's type. */
+export function parseFlagValue(key: FlagName, value: string): unknown {
+  const spec: FlagSpec = TRAIN_FLAGS[key];
+  if (spec.type === 'number') {
+    const n = Number(value);
+    if (!Number.isFinite(n)) throw new UsageError(`--vary ${key}=${value}: expected a number`);
+    return n;
+  }
+  if (spec.type === 'boolean') {
+    if (value !== 'true' && value !== 'false') throw new UsageError(`--vary ${key}=${value}: expected true or false`);
+    return value === 'true';
+  }
+  return value;
+}
