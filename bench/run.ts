@@ -6,7 +6,8 @@
 import { writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { loadDataset } from '../datasets/sources.ts';
-import { initialCheckpoint, modelMeta, trainSpecFor } from '../graph-builder/artifacts/build.ts';
+import { modelMeta, trainSpecFor } from '../graph-builder/artifacts/build.ts';
+import { initialCheckpoint } from '../graph-builder/artifacts/compile.ts';
 import { buildInferenceModel } from '../graph-builder/artifacts/inference.ts';
 import { buildTrainStepModel } from '../graph-builder/artifacts/train-step.ts';
 import { loadArchitecture } from '../graph-builder/dsl/arch.ts';

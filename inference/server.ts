@@ -5,10 +5,11 @@ import { dirname, join } from 'node:path';
 import { CnnlabError } from '../common/errors.ts';
 import { type DatasetName, DATASET_NAMES } from '../datasets/registry.ts';
 import { loadDataset, PIXELS } from '../datasets/sources.ts';
-import { initialCheckpoint, lossKindFor } from '../graph-builder/artifacts/build.ts';
+import { lossKindFor } from '../graph-builder/artifacts/build.ts';
+import { compile } from '../graph-builder/artifacts/compile.ts';
 import { encodeCheckpoint } from '../graph-builder/artifacts/checkpoint.ts';
-import { buildInferenceModel, type ModelMeta } from '../graph-builder/artifacts/inference.ts';
-import { buildTrainStepModel, type TrainStepInterface } from '../graph-builder/artifacts/train-step.ts';
+import type { ModelMeta } from '../graph-builder/artifacts/inference.ts';
+import type { TrainStepInterface } from '../graph-builder/artifacts/train-step.ts';
 import { type Architecture, loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import type { ParamSet } from '../graph-builder/dsl/init.ts';
 import { decodeModel } from '../graph-builder/graph/onnx.ts';
@@ -79,8 +80,8 @@ export async function loadServedModels(targets: (string | undefined)[]): Promise
       if (arch.model.params.every((p) => params.get(p.name)?.length === p.shape.reduce((a, b) => a * b, 1))) {
         const meta: ModelMeta = { architecture: arch.id, dataset, classes: model.classes, ...norm };
         // Fine-tuning on a handful of drawings: plain SGD with momentum; the page feeds lr per step.
-        const built = buildTrainStepModel(arch.model, { optimizer: defaultOptimizer('sgd', 0, true), loss: lossKindFor(arch), meta });
-        served.train = { step: built.bytes, inference: buildInferenceModel(arch.model, 'inputs', meta), state: encodeCheckpoint(initialCheckpoint(built.iface, params, { architecture: arch.id, step: 0 })), iface: built.iface };
+        const built = compile(arch.model, { optimizer: defaultOptimizer('sgd', 0, true), loss: lossKindFor(arch), meta });
+        served.train = { step: built.trainStep, inference: built.inference('inputs'), state: encodeCheckpoint(built.initialCheckpoint(params, { architecture: arch.id, step: 0 })), iface: built.iface };
       }
     }
     (served.card as Record<string, unknown>).fineTuning = Boolean(served.train);

@@ -1,37 +1,22 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { CnnlabError, DivergedError } from '../common/errors.ts';
 import { Rng } from '../common/rng.ts';
-import { type Dataset, loadDataset, PIXELS, type Split, sliceSplit } from '../datasets/sources.ts';
-import { initialCheckpoint, modelMeta } from '../graph-builder/artifacts/build.ts';
-import { featureParams } from '../graph-builder/model.ts';
-import { buildEvalModel } from '../graph-builder/artifacts/eval.ts';
-import { buildInferenceModel } from '../graph-builder/artifacts/inference.ts';
-import { buildTrainStepModel } from '../graph-builder/artifacts/train-step.ts';
-import { appendWhole, writeFileAtomic } from '../common/files.ts';
+import { loadDataset, PIXELS, type Split, sliceSplit } from '../datasets/sources.ts';
+import { modelMeta } from '../graph-builder/artifacts/build.ts';
+import type { Checkpoint } from '../graph-builder/artifacts/checkpoint.ts';
+import { type Artifacts, compile } from '../graph-builder/artifacts/compile.ts';
 import { type Architecture, loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { initParams, type ParamSet } from '../graph-builder/dsl/init.ts';
+import { featureParams } from '../graph-builder/model.ts';
 import { HASH_MODULUS } from '../graph-builder/train-mode.ts';
-import { augmentImage } from './augment.ts';
-import { type Checkpoint, readCheckpoint, writeCheckpoint } from '../graph-builder/artifacts/checkpoint.ts';
-import type { RunConfig } from './config.ts';
 import { createRuntime, type Runtime, type Session } from '../runtime/ort.ts';
-import { hyperAt, type ScheduleSettings } from './schedule.ts';
 import { type StepBatch, StepRunner } from '../runtime/step-runner.ts';
-import { TensorBoardWriter } from './tensorboard.ts';
+import { augmentImage } from './augment.ts';
+import type { RunConfig } from './config.ts';
+import { type EpochMetrics, RunFolder } from './run-folder.ts';
+import { hyperAt, type ScheduleSettings } from './schedule.ts';
 
-export interface EpochMetrics {
-  epoch: number;
-  step: number;
-  trainLoss: number;
-  trainAcc: number;
-  testLoss: number;
-  testAcc: number;
-  seconds: number;
-  imagesPerSecond: number;
-  lr: number;
-}
+export { CHECKPOINT, type EpochMetrics, readMetrics } from './run-folder.ts';
 
 export interface FitOptions {
   /** Where config.json, metrics.jsonl, checkpoint.ckpt, events and models go. */
@@ -53,8 +38,6 @@ export interface FitResult {
   interrupted: boolean;
   runtime: string;
 }
-
-export const CHECKPOINT = 'checkpoint.ckpt';
 
 /** A 32-bit hash of integers (murmur3's finaliser over a running mix): seeds per epoch and per step. */
 export function mixSeed(...values: number[]): number {
@@ -143,199 +126,180 @@ export function paramsOf(tensors: Checkpoint['tensors'], arch: Architecture): Pa
   return out;
 }
 
-/** The epochs a run folder's metrics.jsonl records. */
-export function readMetrics(runDir: string): EpochMetrics[] {
-  const path = join(runDir, 'metrics.jsonl');
-  if (!existsSync(path)) return [];
-  const lines = readFileSync(path, 'utf8').split('\n');
-  const out: EpochMetrics[] = [];
-  for (const [i, line] of lines.entries()) {
-    if (!line.trim()) continue;
-    let m: unknown;
-    try {
-      m = JSON.parse(line);
-    } catch {
-      // A process killed while appending leaves half a last line: that epoch is redone on resume.
-      if (i === lines.length - 1) break;
-      throw new CnnlabError(`${path}: line ${i + 1} is not JSON`);
-    }
-    const e = m as Partial<EpochMetrics> | null;
-    if (typeof e !== 'object' || e === null || typeof e.epoch !== 'number' || typeof e.step !== 'number' || typeof e.testAcc !== 'number') {
-      throw new CnnlabError(`${path}: line ${i + 1} is not an epoch record (epoch, step, testAcc, ...)`);
-    }
-    out.push(e as EpochMetrics);
-  }
-  return out;
+const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+
+/** Everything an open run holds: the model and its artifacts, the data, the sessions and its folder. */
+interface OpenRun {
+  cfg: RunConfig;
+  arch: Architecture;
+  built: Artifacts;
+  train: Split;
+  test: Split;
+  sched: ScheduleSettings;
+  stepsPerEpoch: number;
+  fullSteps: number;
+  remainder: number;
+  rt: Runtime;
+  runner: StepRunner;
+  evalSession: Session;
+  folder: RunFolder;
+  history: EpochMetrics[];
 }
 
-const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+/** Loads the architecture and data, compiles the artifacts, opens the sessions at the start or the checkpoint. */
+async function openRun(cfg: RunConfig, opts: FitOptions, log: (line: string) => void): Promise<OpenRun> {
+  const folder = new RunFolder(opts.runDir);
+  if (opts.resume && !folder.hasCheckpoint()) throw new CnnlabError(`--resume: ${folder.checkpointPath} not found; start the run without --resume`, 2);
+  const arch = await loadArchitecture(cfg.archFile ? undefined : cfg.architecture, cfg.archFile);
+  const data = await loadDataset(cfg.dataset, { dataDir: cfg.dataDir });
+  const train = cfg.limitTrain ? sliceSplit(data.train, cfg.limitTrain) : data.train;
+  const fullSteps = Math.floor(train.count / cfg.batch);
+  const remainder = train.count % cfg.batch;
+  const stepsPerEpoch = fullSteps + (remainder ? 1 : 0);
+  if (stepsPerEpoch === 0) throw new CnnlabError(`--batch ${cfg.batch}: larger than the ${train.count} training images`, 2);
+
+  const meta = { ...modelMeta(arch, cfg.dataset), ...cfg.normalization };
+  const frozen = cfg.freeze === 'features' ? featureParams(arch.model) : undefined;
+  const built = compile(arch.model, { optimizer: cfg.train.optimizer, loss: cfg.train.loss, smoothing: cfg.train.smoothing, meta, frozen });
+  const rt = await createRuntime({ ep: cfg.ep, threads: cfg.threads, deviceId: cfg.deviceId });
+  if (rt.note) log(rt.note);
+  let start: Checkpoint;
+  if (opts.resume) {
+    start = folder.readCheckpoint();
+    if (start.meta.architecture !== arch.id) throw new CnnlabError(`${folder.checkpointPath}: holds ${String(start.meta.architecture)}, the run trains ${arch.id}`);
+  } else {
+    start = built.initialCheckpoint(opts.init ?? initParams(arch.model, cfg.seed));
+  }
+  const runner = await StepRunner.create(rt, built.trainStep, built.iface, start);
+  const evalSession = await rt.createSession(built.eval);
+  const history = folder.open(cfg, opts.resume ? { step: runner.step, meta: start.meta } : undefined);
+  const sched = scheduleOf(cfg, stepsPerEpoch);
+  return { cfg, arch, built, train, test: data.test, sched, stepsPerEpoch, fullSteps, remainder, rt, runner, evalSession, folder, history };
+}
+
+function saveCheckpoint(r: OpenRun): void {
+  const { cfg, runner } = r;
+  r.folder.saveCheckpoint({ architecture: r.arch.id, step: runner.step, seed: cfg.seed, epochs: cfg.epochs, stepsPerEpoch: r.stepsPerEpoch }, runner.tensors());
+}
+
+function progressBar(opts: FitOptions): cliProgress.SingleBar | undefined {
+  if (!(opts.progress ?? Boolean(process.stderr.isTTY))) return undefined;
+  return new cliProgress.SingleBar(
+    { format: 'epoch {epoch} [{bar}] {value}/{total} img | {speed} img/s | loss {loss} | lr {lr}', stream: process.stderr, hideCursor: true, clearOnComplete: true },
+    cliProgress.Presets.shades_classic,
+  );
+}
+
+/** The training half of an epoch: its sums, or where a stop request halted it. */
+interface EpochPass {
+  lossSum: number;
+  correct: number;
+  seen: number;
+  lastLr: number;
+  seconds: number;
+  stopped: boolean;
+}
+
+/**
+ * Runs an epoch's steps from wherever the runner stands: full batches in chunks of K aligned to
+ * multiples of K (so a resumed run makes the same runs), the short last batch alone; the next
+ * chunk is assembled (and augmented) while onnxruntime runs the current one.
+ */
+async function trainEpoch(r: OpenRun, epoch: number, bar: cliProgress.SingleBar | undefined, stop: FitOptions['stop'], lastSave: { at: number }): Promise<EpochPass> {
+  const { cfg, runner, stepsPerEpoch, fullSteps, train } = r;
+  const order = epochOrder(cfg, train.count, epoch);
+  const pass: EpochPass = { lossSum: 0, correct: 0, seen: 0, lastLr: 0, seconds: 0, stopped: false };
+  let epochStep = runner.step - epoch * stepsPerEpoch;
+  const t0 = performance.now();
+  bar?.start(train.count, epochStep * cfg.batch, { epoch: `${epoch + 1}/${cfg.epochs}`, speed: '-', loss: '-', lr: '-' });
+  const chunkAt = (at: number): StepBatch => {
+    const isLast = at >= fullSteps;
+    const count = isLast ? 1 : Math.min(cfg.stepsPerRun - (at % cfg.stepsPerRun), fullSteps - at);
+    return assemble(cfg, train, order, at, epoch * stepsPerEpoch + at, count, isLast ? r.remainder : cfg.batch, r.sched);
+  };
+  let next: StepBatch | undefined = epochStep < stepsPerEpoch ? chunkAt(epochStep) : undefined;
+  while (next && !pass.stopped) {
+    const batch = next;
+    const stepBefore = runner.step;
+    const pending = runner.run(batch);
+    next = epochStep + batch.K < stepsPerEpoch ? chunkAt(epochStep + batch.K) : undefined;
+    const out = await pending;
+    for (let k = 0; k < batch.K; k++) {
+      if (!Number.isFinite(out.losses[k])) throw diverged(r, stepBefore + k + 1, epoch, out.losses[k], batch.inputs.lr[k]);
+      pass.lossSum += out.losses[k] * batch.B;
+      pass.correct += out.correct[k];
+    }
+    pass.seen += batch.K * batch.B;
+    epochStep += batch.K;
+    pass.lastLr = batch.inputs.lr[batch.K - 1];
+    pass.seconds = (performance.now() - t0) / 1000;
+    bar?.update(epochStep === stepsPerEpoch ? train.count : epochStep * cfg.batch, { speed: Math.round(pass.seen / pass.seconds), loss: (pass.lossSum / pass.seen).toFixed(4), lr: pass.lastLr.toExponential(2) });
+    pass.stopped = Boolean(stop?.requested);
+    if (!pass.stopped && cfg.checkpointEvery > 0 && Date.now() - lastSave.at > cfg.checkpointEvery * 1000) {
+      saveCheckpoint(r);
+      lastSave.at = Date.now();
+    }
+  }
+  bar?.stop();
+  pass.seconds = (performance.now() - t0) / 1000;
+  return pass;
+}
+
+function diverged(r: OpenRun, step: number, epoch: number, loss: number, lr: number): DivergedError {
+  const kept = r.folder.hasCheckpoint() ? r.folder.checkpointPath : 'not written yet';
+  return new DivergedError(`training diverged at step ${step} (epoch ${epoch + 1}): the loss is ${loss} with lr ${lr.toPrecision(3)}; lower --lr. The last good checkpoint is ${kept}`, step);
+}
+
+/** Evaluates the epoch's parameters, records the epoch, exports last.onnx (and best.onnx), saves the checkpoint. */
+async function finishEpoch(r: OpenRun, epoch: number, pass: EpochPass, best: number): Promise<EpochMetrics> {
+  const params = paramsOf(r.runner.tensors(), r.arch);
+  const ev = await evaluate(r.rt, r.evalSession, params, r.arch, r.test, r.cfg.evalBatch);
+  const m: EpochMetrics = {
+    epoch: epoch + 1,
+    step: r.runner.step,
+    trainLoss: pass.seen ? pass.lossSum / pass.seen : NaN,
+    trainAcc: pass.seen ? pass.correct / pass.seen : NaN,
+    testLoss: ev.loss,
+    testAcc: ev.accuracy,
+    seconds: pass.seconds,
+    imagesPerSecond: pass.seen / pass.seconds,
+    lr: pass.lastLr,
+  };
+  r.folder.recordEpoch(m);
+  const model = r.built.inference(params, { 'cnnlab.run': r.folder.dir, 'cnnlab.test_accuracy': m.testAcc.toFixed(4), 'cnnlab.epoch': String(m.epoch) });
+  r.folder.writeModel('last.onnx', model);
+  if (m.testAcc >= best) r.folder.writeModel('best.onnx', model);
+  saveCheckpoint(r);
+  return m;
+}
 
 /** Trains a model as the config says; see README for the run directory's files. */
 export async function fit(cfg: RunConfig, opts: FitOptions): Promise<FitResult> {
   const log = opts.log ?? ((l: string) => console.log(l));
-  const dir = opts.runDir;
-  const ckptPath = join(dir, CHECKPOINT);
-  if (opts.resume && !existsSync(ckptPath)) throw new CnnlabError(`--resume: ${ckptPath} not found; start the run without --resume`, 2);
-
-  const arch = await loadArchitecture(cfg.archFile ? undefined : cfg.architecture, cfg.archFile);
-  const data: Dataset = await loadDataset(cfg.dataset, { dataDir: cfg.dataDir });
-  const train = cfg.limitTrain ? sliceSplit(data.train, cfg.limitTrain) : data.train;
-  const n = train.count;
-  const fullSteps = Math.floor(n / cfg.batch);
-  const remainder = n % cfg.batch;
-  const stepsPerEpoch = fullSteps + (remainder ? 1 : 0);
-  if (stepsPerEpoch === 0) throw new CnnlabError(`--batch ${cfg.batch}: larger than the ${n} training images`, 2);
-  const sched = scheduleOf(cfg, stepsPerEpoch);
-
-  const meta = modelMeta(arch, cfg.dataset);
-  meta.mean = cfg.normalization.mean;
-  meta.std = cfg.normalization.std;
-  const frozen = cfg.freeze === 'features' ? featureParams(arch.model) : undefined;
-  const built = buildTrainStepModel(arch.model, { optimizer: cfg.train.optimizer, loss: cfg.train.loss, smoothing: cfg.train.smoothing, meta, frozen });
-  const rt = await createRuntime({ ep: cfg.ep, threads: cfg.threads, deviceId: cfg.deviceId });
-  if (rt.note) log(rt.note);
-
-  let start: Checkpoint;
-  if (opts.resume) {
-    start = readCheckpoint(ckptPath);
-    if (start.meta.architecture !== arch.id) throw new CnnlabError(`${ckptPath}: holds ${String(start.meta.architecture)}, the run trains ${arch.id}`);
-  } else {
-    start = initialCheckpoint(built.iface, opts.init ?? initParams(arch.model, cfg.seed), {});
-  }
-  const runner = await StepRunner.create(rt, built.bytes, built.iface, start);
-  const evalSession = await rt.createSession(buildEvalModel(arch.model, cfg.train.loss, meta));
-
-  writeFileAtomic(join(dir, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
-  const metricsPath = join(dir, 'metrics.jsonl');
-  // A resumed run keeps the epochs its checkpoint covers and redoes the rest.
-  const history = readMetrics(dir).filter((m) => opts.resume && m.step <= runner.step);
-  writeFileAtomic(metricsPath, history.map((m) => `${JSON.stringify(m)}\n`).join(''));
-  const events = start.meta.events;
-  const eventsSize = start.meta.eventsBytes;
-  const tb = new TensorBoardWriter(
-    dir,
-    opts.resume && typeof events === 'string' ? { file: events, size: typeof eventsSize === 'number' ? eventsSize : Number.MAX_SAFE_INTEGER } : undefined,
-  );
-  let best = history.reduce((b, m) => Math.max(b, m.testAcc), 0);
-
-  const save = () => {
-    writeCheckpoint(ckptPath, {
-      meta: { architecture: arch.id, step: runner.step, seed: cfg.seed, epochs: cfg.epochs, stepsPerEpoch, events: basename(tb.path), eventsBytes: tb.size, savedAt: new Date().toISOString() },
-      tensors: runner.tensors(),
-    });
-  };
-  const exportModel = (file: string, params: ParamSet, extra: Record<string, string>) => {
-    writeFileAtomic(join(dir, file), buildInferenceModel(arch.model, params, { ...meta, extra: { 'cnnlab.run': dir, ...extra } }));
-  };
-
-  const progress = opts.progress ?? Boolean(process.stderr.isTTY);
-  const bar = progress
-    ? new cliProgress.SingleBar(
-        {
-          format: 'epoch {epoch} [{bar}] {value}/{total} img | {speed} img/s | loss {loss} | lr {lr}',
-          stream: process.stderr,
-          hideCursor: true,
-          clearOnComplete: true,
-        },
-        cliProgress.Presets.shades_classic,
-      )
-    : undefined;
-
-  const epochs: EpochMetrics[] = [...history];
-  let interrupted = false;
-  let lastSave = Date.now();
+  const r = await openRun(cfg, opts, log);
+  const bar = progressBar(opts);
+  const epochs: EpochMetrics[] = [...r.history];
+  const lastSave = { at: Date.now() };
   try {
-    for (let epoch = Math.floor(runner.step / stepsPerEpoch); epoch < cfg.epochs; epoch++) {
-      const order = epochOrder(cfg, n, epoch);
-      let epochStep = runner.step - epoch * stepsPerEpoch;
-      let lossSum = 0;
-      let correct = 0;
-      let seen = 0;
-      let lastLr = 0;
-      const t0 = performance.now();
-      bar?.start(n, epochStep * cfg.batch, { epoch: `${epoch + 1}/${cfg.epochs}`, speed: '-', loss: '-', lr: '-' });
-      // Full batches in chunks of K aligned to multiples of K, so a resumed run makes the same runs; the short last batch alone.
-      const chunkAt = (at: number): StepBatch => {
-        const isLast = at >= fullSteps;
-        const count = isLast ? 1 : Math.min(cfg.stepsPerRun - (at % cfg.stepsPerRun), fullSteps - at);
-        return assemble(cfg, train, order, at, epoch * stepsPerEpoch + at, count, isLast ? remainder : cfg.batch, sched);
-      };
-      let next: StepBatch | undefined = epochStep < stepsPerEpoch ? chunkAt(epochStep) : undefined;
-      while (next) {
-        const batch = next;
-        const { K: count, B } = batch;
-        const stepBefore = runner.step;
-        const pending = runner.run(batch);
-        // The next chunk is assembled (and augmented) while onnxruntime runs this one.
-        next = epochStep + count < stepsPerEpoch ? chunkAt(epochStep + count) : undefined;
-        const out = await pending;
-        for (let k = 0; k < count; k++) {
-          if (!Number.isFinite(out.losses[k])) {
-            bar?.stop();
-            throw new DivergedError(
-              `training diverged at step ${stepBefore + k + 1} (epoch ${epoch + 1}): the loss is ${out.losses[k]} with lr ${batch.inputs.lr[k].toPrecision(3)}; lower --lr. The last good checkpoint is ${existsSync(ckptPath) ? ckptPath : 'not written yet'}`,
-              stepBefore + k + 1,
-            );
-          }
-          lossSum += out.losses[k] * B;
-          correct += out.correct[k];
-        }
-        seen += count * B;
-        epochStep += count;
-        lastLr = batch.inputs.lr[count - 1];
-        const seconds = (performance.now() - t0) / 1000;
-        bar?.update(epochStep === stepsPerEpoch ? n : epochStep * cfg.batch, {
-          speed: Math.round(seen / seconds),
-          loss: (lossSum / seen).toFixed(4),
-          lr: lastLr.toExponential(2),
-        });
-        if (opts.stop?.requested) {
-          bar?.stop();
-          save();
-          log(`stopped at step ${runner.step} (epoch ${epoch + 1}, ${epochStep}/${stepsPerEpoch}); checkpoint saved. Resume with --resume --out ${dir}`);
-          interrupted = true;
-          return { epochs, interrupted, runtime: rt.ep };
-        }
-        if (cfg.checkpointEvery > 0 && Date.now() - lastSave > cfg.checkpointEvery * 1000) {
-          save();
-          lastSave = Date.now();
-        }
+    for (let epoch = Math.floor(r.runner.step / r.stepsPerEpoch); epoch < cfg.epochs; epoch++) {
+      const pass = await trainEpoch(r, epoch, bar, opts.stop, lastSave);
+      if (pass.stopped) {
+        saveCheckpoint(r);
+        const at = r.runner.step - epoch * r.stepsPerEpoch;
+        log(`stopped at step ${r.runner.step} (epoch ${epoch + 1}, ${at}/${r.stepsPerEpoch}); checkpoint saved. Resume with --resume --out ${opts.runDir}`);
+        return { epochs, interrupted: true, runtime: r.rt.ep };
       }
-      bar?.stop();
-      const trainSeconds = (performance.now() - t0) / 1000;
-      const tensors = runner.tensors();
-      const params = paramsOf(tensors, arch);
-      const ev = await evaluate(rt, evalSession, params, arch, data.test, cfg.evalBatch);
-      const m: EpochMetrics = {
-        epoch: epoch + 1,
-        step: runner.step,
-        trainLoss: seen ? lossSum / seen : NaN,
-        trainAcc: seen ? correct / seen : NaN,
-        testLoss: ev.loss,
-        testAcc: ev.accuracy,
-        seconds: trainSeconds,
-        imagesPerSecond: seen / trainSeconds,
-        lr: lastLr,
-      };
+      const m = await finishEpoch(r, epoch, pass, epochs.reduce((b, e) => Math.max(b, e.testAcc), 0));
       epochs.push(m);
-      appendWhole(metricsPath, `${JSON.stringify(m)}\n`);
-      tb.scalars(m.step, { 'loss/train': m.trainLoss, 'accuracy/train': m.trainAcc, 'loss/test': m.testLoss, 'accuracy/test': m.testAcc, lr: m.lr });
-      const extra = { 'cnnlab.test_accuracy': m.testAcc.toFixed(4), 'cnnlab.epoch': String(m.epoch) };
-      exportModel('last.onnx', params, extra);
-      if (m.testAcc >= best) {
-        best = m.testAcc;
-        exportModel('best.onnx', params, extra);
-      }
-      save();
-      lastSave = Date.now();
+      lastSave.at = Date.now();
       log(
         `epoch ${String(m.epoch).padStart(2)}/${cfg.epochs}  train loss ${m.trainLoss.toFixed(4)} acc ${pct(m.trainAcc)}  test loss ${m.testLoss.toFixed(4)} acc ${pct(m.testAcc)}  ${m.seconds.toFixed(1)} s (${Math.round(m.imagesPerSecond)} img/s)`,
       );
     }
   } finally {
     bar?.stop();
-    await runner.release();
-    await evalSession.release();
+    await r.runner.release();
+    await r.evalSession.release();
   }
-  return { epochs, interrupted, runtime: rt.ep };
+  return { epochs, interrupted: false, runtime: r.rt.ep };
 }

@@ -3,14 +3,14 @@ import { UsageError } from '../../common/errors.ts';
 import { DATASETS, type DatasetName } from '../../datasets/registry.ts';
 import type { Architecture } from '../dsl/arch.ts';
 import { initParams, type ParamSet } from '../dsl/init.ts';
-import { encodeCheckpoint, type Checkpoint } from './checkpoint.ts';
+import { encodeCheckpoint } from './checkpoint.ts';
 import type { OptimizerName } from '../dsl/presets.ts';
 import { IR_VERSION, OPSET } from '../graph/onnx.ts';
 import type { LossKind } from '../losses.ts';
 import { defaultOptimizer, type OptimizerConfig } from '../optimizers.ts';
-import { buildEvalModel } from './eval.ts';
-import { buildInferenceModel, type ModelMeta } from './inference.ts';
-import { buildTrainStepModel, type TrainStepInterface } from './train-step.ts';
+import { compile } from './compile.ts';
+import type { ModelMeta } from './inference.ts';
+import type { TrainStepInterface } from './train-step.ts';
 import { writeFileAtomic } from '../../common/files.ts';
 
 /** What shapes the training graphs (the rest of a recipe, such as lr, is fed per step). */
@@ -45,17 +45,6 @@ export function trainSpecFor(arch: Architecture, o: TrainSpecOverrides = {}): Tr
   const smoothing = o.smoothing ?? 0;
   if (smoothing && loss === 'nll') throw new UsageError('--label-smoothing: this model ends in LogSoftmax (NLL loss); label smoothing needs cross-entropy on logits');
   return { optimizer, loss, smoothing };
-}
-
-/** The checkpoint a run starts from: initial parameters, zero optimiser state, step 0. */
-export function initialCheckpoint(iface: TrainStepInterface, params: ParamSet, meta: Record<string, unknown>): Checkpoint {
-  const tensors: Checkpoint['tensors'] = new Map();
-  for (const c of iface.carried) {
-    if (c.role === 'step') tensors.set(c.name, { dtype: 'int64', dims: [], data: BigInt64Array.of(0n) });
-    else if (c.role === 'state') tensors.set(c.name, { dtype: 'float32', dims: c.shape, data: new Float32Array(c.shape.reduce((a, b) => a * b, 1)) });
-    else tensors.set(c.name, { dtype: 'float32', dims: c.shape, data: params.get(c.name)!.slice() });
-  }
-  return { meta, tensors };
 }
 
 export interface BuildOptions {
@@ -96,11 +85,12 @@ export function buildArtifacts(arch: Architecture, opts: BuildOptions, params: P
   const meta = modelMeta(arch, opts.dataset);
   const a = arch.model;
   const { optimizer, loss, smoothing } = opts.train;
-  const train = buildTrainStepModel(a, { optimizer, loss, smoothing, meta });
-  writeFileAtomic(join(opts.outDir, 'train_step.onnx'), train.bytes);
-  writeFileAtomic(join(opts.outDir, 'eval.onnx'), buildEvalModel(a, loss, meta));
-  writeFileAtomic(join(opts.outDir, 'inference.onnx'), buildInferenceModel(a, params, meta));
-  const ckpt = initialCheckpoint(train.iface, params, { architecture: arch.id, seed: opts.seed, optimizer: optimizer.name, step: 0 });
+  const built = compile(a, { optimizer, loss, smoothing, meta });
+  const train = { iface: built.iface };
+  writeFileAtomic(join(opts.outDir, 'train_step.onnx'), built.trainStep);
+  writeFileAtomic(join(opts.outDir, 'eval.onnx'), built.eval);
+  writeFileAtomic(join(opts.outDir, 'inference.onnx'), built.inference(params));
+  const ckpt = built.initialCheckpoint(params, { architecture: arch.id, seed: opts.seed, optimizer: optimizer.name, step: 0 });
   writeFileAtomic(join(opts.outDir, 'init.ckpt'), encodeCheckpoint(ckpt));
   const carriedNames = train.iface.carried.map((c) => c.name);
   const manifest: Manifest = {

@@ -1,0 +1,106 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { CnnlabError } from '../common/errors.ts';
+import { appendWhole, writeFileAtomic } from '../common/files.ts';
+import { type Checkpoint, type CkptTensor, readCheckpoint, writeCheckpoint } from '../graph-builder/artifacts/checkpoint.ts';
+import { TensorBoardWriter } from './tensorboard.ts';
+
+export const CHECKPOINT = 'checkpoint.ckpt';
+
+export interface EpochMetrics {
+  epoch: number;
+  step: number;
+  trainLoss: number;
+  trainAcc: number;
+  testLoss: number;
+  testAcc: number;
+  seconds: number;
+  imagesPerSecond: number;
+  lr: number;
+}
+
+/** The epochs a run folder's metrics.jsonl records. */
+export function readMetrics(runDir: string): EpochMetrics[] {
+  const path = join(runDir, 'metrics.jsonl');
+  if (!existsSync(path)) return [];
+  const lines = readFileSync(path, 'utf8').split('\n');
+  const out: EpochMetrics[] = [];
+  for (const [i, line] of lines.entries()) {
+    if (!line.trim()) continue;
+    let m: unknown;
+    try {
+      m = JSON.parse(line);
+    } catch {
+      // A process killed while appending leaves half a last line: that epoch is redone on resume.
+      if (i === lines.length - 1) break;
+      throw new CnnlabError(`${path}: line ${i + 1} is not JSON`);
+    }
+    const e = m as Partial<EpochMetrics> | null;
+    if (typeof e !== 'object' || e === null || typeof e.epoch !== 'number' || typeof e.step !== 'number' || typeof e.testAcc !== 'number') {
+      throw new CnnlabError(`${path}: line ${i + 1} is not an epoch record (epoch, step, testAcc, ...)`);
+    }
+    out.push(e as EpochMetrics);
+  }
+  return out;
+}
+
+/**
+ * A run's folder and everything in it: config.json, the checkpoint, metrics.jsonl, the
+ * TensorBoard log and the exported models. Every file is written atomically or appended whole.
+ */
+export class RunFolder {
+  readonly dir: string;
+  private tb?: TensorBoardWriter;
+
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  get checkpointPath(): string {
+    return join(this.dir, CHECKPOINT);
+  }
+
+  hasCheckpoint(): boolean {
+    return existsSync(this.checkpointPath);
+  }
+
+  readCheckpoint(): Checkpoint {
+    return readCheckpoint(this.checkpointPath);
+  }
+
+  /**
+   * Starts the folder's record, or continues it from `resumed` (a checkpoint read from it): writes
+   * config.json, keeps the epochs the checkpoint covers (the rest are redone), and opens the
+   * TensorBoard log cut back to what it held at the checkpoint. Returns the kept epochs.
+   */
+  open(config: unknown, resumed?: { step: number; meta: Checkpoint['meta'] }): EpochMetrics[] {
+    writeFileAtomic(join(this.dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+    const history = resumed ? readMetrics(this.dir).filter((m) => m.step <= resumed.step) : [];
+    writeFileAtomic(join(this.dir, 'metrics.jsonl'), history.map((m) => `${JSON.stringify(m)}\n`).join(''));
+    const events = resumed?.meta.events;
+    const size = resumed?.meta.eventsBytes;
+    this.tb = new TensorBoardWriter(this.dir, typeof events === 'string' ? { file: events, size: typeof size === 'number' ? size : Number.MAX_SAFE_INTEGER } : undefined);
+    return history;
+  }
+
+  /** Writes the checkpoint, recording how far the TensorBoard log had got. */
+  saveCheckpoint(meta: Record<string, unknown>, tensors: Map<string, CkptTensor>): void {
+    const tb = this.events();
+    writeCheckpoint(this.checkpointPath, { meta: { ...meta, events: basename(tb.path), eventsBytes: tb.size, savedAt: new Date().toISOString() }, tensors });
+  }
+
+  /** Appends an epoch to metrics.jsonl and its scalars to the TensorBoard log. */
+  recordEpoch(m: EpochMetrics): void {
+    appendWhole(join(this.dir, 'metrics.jsonl'), `${JSON.stringify(m)}\n`);
+    this.events().scalars(m.step, { 'loss/train': m.trainLoss, 'accuracy/train': m.trainAcc, 'loss/test': m.testLoss, 'accuracy/test': m.testAcc, lr: m.lr });
+  }
+
+  writeModel(file: string, bytes: Uint8Array): void {
+    writeFileAtomic(join(this.dir, file), bytes);
+  }
+
+  private events(): TensorBoardWriter {
+    if (!this.tb) throw new Error(`${this.dir}: open() the run folder first`);
+    return this.tb;
+  }
+}
