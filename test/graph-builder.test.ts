@@ -13,11 +13,24 @@ import { buildEvalModel } from '../graph-builder/artifacts/eval.ts';
 import { buildTrainStepModel } from '../graph-builder/artifacts/train-step.ts';
 import { loadArchFile, loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { initParams, type ParamSet } from '../graph-builder/dsl/init.ts';
-import { conv2d, dropout, flatten, linear, maxPool2d, relu, sequential } from '../graph-builder/dsl/layers.ts';
+import {
+  avgPool2d,
+  batchNorm2d,
+  conv2d,
+  dropout,
+  flatten,
+  globalAvgPool,
+  LAYER_KINDS,
+  linear,
+  logSoftmax,
+  maxPool2d,
+  relu,
+  type Sequential,
+  sequential,
+} from '../graph-builder/dsl/layers.ts';
 import { PRESET_NAMES, resolvePreset } from '../graph-builder/dsl/presets.ts';
 import { modelFromLayers } from '../graph-builder/dsl/to-model.ts';
 import type { Model } from '../graph-builder/model.ts';
-import type { Sequential } from '../graph-builder/dsl/layers.ts';
 
 const analyse = (s: Sequential) => modelFromLayers(s, 'test');
 import { receptiveField, summaryTable } from '../graph-builder/summary.ts';
@@ -265,5 +278,46 @@ describe('architecture files', () => {
     const arch = await loadArchFile(file);
     assert.deepEqual(arch.model.shapes.get(arch.model.output), ['N', 10]);
     assert.equal(arch.recipe.lr, 0.05);
+  });
+});
+
+describe('the layer-kind registry', () => {
+  /** One layer of each kind, in a model where it fits; the test fails when a registered kind has none. */
+  const SAMPLES: Record<string, () => Sequential> = {
+    conv2d: () => sequential(conv2d(1, 2, 3, { stride: 2, padding: 1, bias: false }), flatten(), linear(2 * 14 * 14, 10)),
+    maxPool2d: () => sequential(maxPool2d(3, 2), flatten(), linear(13 * 13, 10)),
+    avgPool2d: () => sequential(avgPool2d(2), flatten(), linear(14 * 14, 10)),
+    globalAvgPool: () => sequential(conv2d(1, 10, 3), globalAvgPool(), flatten()),
+    relu: () => sequential(relu(), flatten(), linear(784, 10)),
+    logSoftmax: () => sequential(flatten(), linear(784, 10), logSoftmax()),
+    dropout: () => sequential(dropout(0.3), flatten(), linear(784, 10)),
+    batchNorm2d: () => sequential(batchNorm2d(1, { eps: 1e-3, momentum: 0.2 }), flatten(), linear(784, 10)),
+    flatten: () => sequential(flatten(), linear(784, 10)),
+    linear: () => sequential(flatten(), linear(784, 10, { bias: false })),
+  };
+
+  it('every registered kind has a sample, and no sample names an unregistered kind', () => {
+    assert.deepEqual([...LAYER_KINDS.keys()].sort(), Object.keys(SAMPLES).sort());
+  });
+
+  for (const [kind, make] of Object.entries(SAMPLES)) {
+    it(`${kind}: reads back from its JSON form, builds, and has a summary row`, () => {
+      const seq = make();
+      for (const layer of seq.layers) {
+        const k = LAYER_KINDS.get(layer.kind)!;
+        const fields = layer as unknown as Record<string, number | boolean>;
+        const back = k.fromJson({ num: (key) => fields[key] as number, bool: (key) => fields[key] as boolean });
+        assert.deepEqual(back, JSON.parse(JSON.stringify(layer)));
+      }
+      const model = analyse(seq);
+      const sample = seq.layers.find((l) => l.kind === kind)!;
+      assert.ok(model.layers.some((l) => l.type === LAYER_KINDS.get(kind)!.summaryType && l.nodes.length > 0));
+      assert.match(summaryTable(model), new RegExp(`${LAYER_KINDS.get(kind)!.summaryType}-${seq.layers.indexOf(sample) + 1} `));
+    });
+  }
+
+  it('refuses a kind nobody registered, with one line naming the layer', () => {
+    const seq = { layers: [{ kind: 'conv3d' }, flatten(), linear(784, 10)] } as unknown as Sequential;
+    assert.throws(() => analyse(seq), (err: unknown) => err instanceof CnnlabError && /^layer 1: unknown kind "conv3d"; expected one of .*conv2d/.test(err.message));
   });
 });

@@ -1,6 +1,6 @@
 import { attr } from '../../graph/ir.ts';
 import { elementCount } from '../../model.ts';
-import type { LayerKind } from './kind.ts';
+import { opLayer } from './kind.ts';
 
 export interface Flatten {
   kind: 'flatten';
@@ -10,13 +10,4 @@ export function flatten(): Flatten {
   return { kind: 'flatten' };
 }
 
-export const flattenLayer: LayerKind<Flatten> = {
-  kind: 'flatten',
-  prefix: 'flatten',
-  summaryType: 'Flatten',
-  fromJson: () => flatten(),
-  describe: () => 'flatten()',
-  check: () => {},
-  infer: (_l, ctx) => ({ out: [elementCount(ctx.shape)], params: [] }),
-  emit: (_l, { b, x, name }) => b.op('Flatten', [x], { axis: attr.int(1) }, name),
-};
+export const flattenLayer = opLayer<Flatten>({ kind: 'flatten', prefix: 'flatten', summaryType: 'Flatten', op: 'Flatten', make: flatten, attrs: { axis: attr.int(1) }, out: (ctx) => [elementCount(ctx.shape)] });

@@ -1,4 +1,4 @@
-import type { LayerKind } from './kind.ts';
+import { opLayer } from './kind.ts';
 
 export interface GlobalAvgPool {
   kind: 'globalAvgPool';
@@ -8,13 +8,4 @@ export function globalAvgPool(): GlobalAvgPool {
   return { kind: 'globalAvgPool' };
 }
 
-export const globalAvgPoolLayer: LayerKind<GlobalAvgPool> = {
-  kind: 'globalAvgPool',
-  prefix: 'gap',
-  summaryType: 'AdaptiveAvgPool2d',
-  fromJson: () => globalAvgPool(),
-  describe: () => 'globalAvgPool()',
-  check: () => {},
-  infer: (_l, ctx) => ({ out: [ctx.maps()[0], 1, 1], params: [] }),
-  emit: (_l, { b, x, name }) => b.op('GlobalAveragePool', [x], {}, name),
-};
+export const globalAvgPoolLayer = opLayer<GlobalAvgPool>({ kind: 'globalAvgPool', prefix: 'gap', summaryType: 'AdaptiveAvgPool2d', op: 'GlobalAveragePool', make: globalAvgPool, out: (ctx) => [ctx.maps()[0], 1, 1] });

@@ -1,4 +1,4 @@
-import type { GraphBuilder } from '../../graph/ir.ts';
+import type { AttrValue, GraphBuilder } from '../../graph/ir.ts';
 import type { ParamSpec, Shape } from '../../model.ts';
 
 /** Reads a JSON layer's fields, with the DSL's defaults; a missing or mistyped field is a one-line error. */
@@ -60,3 +60,26 @@ export function fanInParam(name: string, shape: number[], role: 'weight' | 'bias
 
 /** Output size of a window sliding over `n` with padding on both sides. */
 export const windowOut = (n: number, kernel: number, stride: number, padding = 0) => Math.floor((n + 2 * padding - kernel) / stride) + 1;
+
+/** A parameter-free layer that is one ONNX op (ReLU, Flatten, ...): its names, op, attributes and shape rule. */
+export function opLayer<L extends { kind: string }>(o: {
+  kind: L['kind'];
+  prefix: string;
+  summaryType: string;
+  op: string;
+  make: () => L;
+  attrs?: Record<string, AttrValue>;
+  /** The output shape (default: the input's). */
+  out?: (ctx: ShapeContext) => Shape;
+}): LayerKind<L> {
+  return {
+    kind: o.kind,
+    prefix: o.prefix,
+    summaryType: o.summaryType,
+    fromJson: () => o.make(),
+    describe: () => `${o.kind}()`,
+    check: () => {},
+    infer: (_l, ctx) => ({ out: o.out ? o.out(ctx) : ctx.shape, params: [] }),
+    emit: (_l, { b, x, name }) => b.op(o.op, [x], o.attrs ?? {}, name),
+  };
+}
