@@ -1,5 +1,5 @@
 import { type AttrValue, attr, type GraphBuilder, type Node } from './graph/ir.ts';
-import type { DropoutSite, Model } from './model.ts';
+import type { DropoutSite, InputRange, Model } from './model.ts';
 
 /** A BatchNormalization node of the forward graph, its values mapped into the graph being built. */
 export interface BatchNormSite {
@@ -85,14 +85,17 @@ export function emitForward(b: GraphBuilder, model: Model, x: string, opts: Forw
       out = b.op(node.op, inputs, node.attrs, hint);
     }
     values.set(node.outputs[0], out);
-    b.note(out, 'float32', model.shapes.get(node.outputs[0]));
+    const constant = node.op === 'Constant' && node.attrs.value?.kind === 'tensor' ? node.attrs.value.value : undefined;
+    if (constant) b.note(out, constant.dtype, constant.dims);
+    else b.note(out, 'float32', model.shapes.get(node.outputs[0]));
   }
   return value(model.output);
 }
 
 /** uint8 images [N,28,28] (0..255) as float32 [N,1,28,28] in 0..1, the inference graph's input form. */
-export function emitImageFromBytes(b: GraphBuilder, bytes: string): string {
-  const pixels = b.op('Div', [b.cast(bytes, 'float32', 'pixels_f'), b.scalar(255)], {}, 'pixels');
+export function emitImageFromBytes(b: GraphBuilder, bytes: string, range: InputRange = 1): string {
+  // range 255: a model that takes raw 0..255 pixels.
+  const pixels = range === 255 ? b.cast(bytes, 'float32', 'pixels') : b.op('Div', [b.cast(bytes, 'float32', 'pixels_f'), b.scalar(255)], {}, 'pixels');
   const image = b.op('Unsqueeze', [pixels, b.constI([1])], {}, 'image_nchw');
   b.note(image, 'float32', ['N', 1, 28, 28]);
   return image;

@@ -11,7 +11,7 @@ export type Shape = number[];
 export type ParamRole = 'weight' | 'bias' | 'running_mean' | 'running_var';
 
 /** How a parameter starts: PyTorch's default U(-bound, bound) for weights and biases, or a constant. */
-export type ParamInit = { kind: 'uniform'; bound: number } | { kind: 'constant'; value: number };
+export type ParamInit = { kind: 'uniform'; bound: number } | { kind: 'constant'; value: number } | { kind: 'given'; data: Float32Array };
 
 export interface ParamSpec {
   /** PyTorch-style name, e.g. `conv1.weight`, `bn2.running_var`. */
@@ -63,7 +63,15 @@ export interface Model {
   layers: LayerGroup[];
   /** Dropout sites by node name. */
   dropouts: Map<string, DropoutSite>;
+  /** Where an imported model came from: its file and bytes (its trained form keeps their interface). */
+  source?: { file: string; bytes: Uint8Array; outputKind: OutputKind };
 }
+
+/** The value a white pixel (255) has at the model's input: 1 (pixels 0..1) or 255 (raw 0..255). */
+export type InputRange = 1 | 255;
+
+/** What a classifier's output holds. */
+export type OutputKind = 'logits' | 'probabilities' | 'log-probabilities';
 
 export const elementCount = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 

@@ -7,12 +7,17 @@ import { type Architecture, loadArchitecture } from '../graph-builder/dsl/arch.t
 import type { OptimizerName, Recipe, ScheduleName } from '../graph-builder/dsl/presets.ts';
 import type { AugmentSettings } from './augment.ts';
 import type { EpName } from '../runtime/ort.ts';
+import type { InputRange, OutputKind } from '../graph-builder/model.ts';
 import { checkFlags, checkNumber, type FlagName, type FlagSpec, pickFlags, TRAIN_FLAGS, type TrainFlags } from './flags.ts';
 
 /** Everything a run needs, resolved from the preset's recipe and the flags; saved as config.json. */
 export interface RunConfig {
   architecture: string;
   archFile?: string;
+  /** An imported ONNX model (`--model`). */
+  modelFile?: string;
+  /** The value a white pixel has at the model's input. */
+  inputRange: InputRange;
   dataset: DatasetName;
   dataDir?: string;
   epochs: number;
@@ -56,9 +61,10 @@ function num(f: TrainFlags, k: FlagName): number | undefined {
 }
 
 /** Resolves a run's configuration; every invalid flag is a one-line UsageError naming it. */
-export function resolveRunConfig(arch: Architecture, f: TrainFlags, archFile?: string): RunConfig {
+export function resolveRunConfig(arch: Architecture, f: TrainFlags, archFile?: string, modelFile?: string): RunConfig {
   const r = arch.recipe;
   checkFlags(f);
+  for (const k of ['input-range', 'output-kind'] as const) if (f[k] !== undefined && !modelFile) throw new UsageError(`--${k}: applies to an imported model (--model model.onnx)`);
   const dataset = (f.dataset as DatasetName | undefined) ?? r.dataset;
   const optimizer = (f.opt as OptimizerName | undefined) ?? r.optimizer;
   const sameOptimizer = optimizer === r.optimizer;
@@ -84,6 +90,8 @@ export function resolveRunConfig(arch: Architecture, f: TrainFlags, archFile?: s
   return {
     architecture: arch.id,
     archFile,
+    modelFile,
+    inputRange: f['input-range'] === '0..255' ? 255 : f['input-range'] === '0..1' ? 1 : (r.inputRange ?? 1),
     dataset,
     dataDir: f['data-dir'],
     epochs,
@@ -96,7 +104,7 @@ export function resolveRunConfig(arch: Architecture, f: TrainFlags, archFile?: s
     gamma: num(f, 'gamma') ?? 0.1,
     onecycle: r.onecycle ?? DEFAULT_ONECYCLE,
     augment,
-    normalization: normalizationFor({ ...arch, recipe: r }, dataset),
+    normalization: parseNormalize(f.normalize) ?? normalizationFor({ ...arch, recipe: r }, dataset),
     shuffle: f.shuffle ?? r.shuffle,
     limitTrain: num(f, 'limit-train'),
     seed: num(f, 'seed') ?? 0,
@@ -108,6 +116,20 @@ export function resolveRunConfig(arch: Architecture, f: TrainFlags, archFile?: s
     evalBatch: 1000,
     flags: pickFlags(f),
   };
+}
+
+/** `--normalize MEAN,STD`. */
+function parseNormalize(value: string | undefined): { mean: number; std: number } | undefined {
+  if (value === undefined) return undefined;
+  const [mean, std, extra] = value.split(',').map((v) => Number(v.trim()));
+  if (extra !== undefined || !Number.isFinite(mean) || !(std > 0)) throw new UsageError(`--normalize: expected MEAN,STD with STD > 0 (e.g. 0.1307,0.3081), got '${value}'`);
+  return { mean, std };
+}
+
+/** The architecture a run config names: a preset, a DSL file, or an imported ONNX model. */
+export function loadRunArchitecture(cfg: Pick<RunConfig, 'architecture' | 'archFile' | 'modelFile' | 'flags'>): Promise<Architecture> {
+  const model = cfg.modelFile ? { file: cfg.modelFile, outputKind: cfg.flags['output-kind'] as OutputKind | undefined } : undefined;
+  return loadArchitecture(cfg.archFile || cfg.modelFile ? undefined : cfg.architecture, cfg.archFile, {}, model);
 }
 
 /** PyTorch's default learning rates, for an optimiser that replaces the preset's. */
@@ -127,8 +149,8 @@ export async function readRunConfig(dir: string): Promise<RunConfig> {
     throw new CnnlabError(`${path}: not a cnnlab run config (architecture and flags expected)`);
   }
   try {
-    const arch = await loadArchitecture(saved.archFile ? undefined : saved.architecture, saved.archFile);
-    const cfg = resolveRunConfig(arch, saved.flags, saved.archFile);
+    const arch = await loadRunArchitecture(saved as RunConfig);
+    const cfg = resolveRunConfig(arch, saved.flags, saved.archFile, saved.modelFile);
     // Set by transfer, not by a flag: a fine-tuning run with frozen features stays frozen.
     if (saved.freeze === 'features') cfg.freeze = 'features';
     return cfg;

@@ -1,18 +1,19 @@
 import cliProgress from 'cli-progress';
 import { CnnlabError, DivergedError } from '../common/errors.ts';
 import { Rng } from '../common/rng.ts';
-import { loadDataset, PIXELS, type Split, sliceSplit } from '../datasets/sources.ts';
+import { type Dataset, loadDataset, PIXELS, type Split, sliceSplit } from '../datasets/sources.ts';
 import { modelMeta } from '../graph-builder/artifacts/build.ts';
 import type { Checkpoint } from '../graph-builder/artifacts/checkpoint.ts';
 import { type Artifacts, compile } from '../graph-builder/artifacts/compile.ts';
-import { type Architecture, loadArchitecture } from '../graph-builder/dsl/arch.ts';
+import type { Architecture } from '../graph-builder/dsl/arch.ts';
+import { checkTrainable } from '../graph-builder/import/onnx-model.ts';
 import { initParams, type ParamSet } from '../graph-builder/dsl/init.ts';
 import { featureParams } from '../graph-builder/model.ts';
 import { HASH_MODULUS } from '../graph-builder/train-mode.ts';
 import { createRuntime, type Runtime, type Session } from '../runtime/ort.ts';
 import { type StepBatch, StepRunner } from '../runtime/step-runner.ts';
 import { augmentImage } from './augment.ts';
-import type { RunConfig } from './config.ts';
+import { loadRunArchitecture, type RunConfig } from './config.ts';
 import { type EpochMetrics, RunFolder } from './run-folder.ts';
 import { hyperAt, type ScheduleSettings } from './schedule.ts';
 
@@ -150,15 +151,17 @@ interface OpenRun {
 async function openRun(cfg: RunConfig, opts: FitOptions, log: (line: string) => void): Promise<OpenRun> {
   const folder = new RunFolder(opts.runDir);
   if (opts.resume && !folder.hasCheckpoint()) throw new CnnlabError(`--resume: ${folder.checkpointPath} not found; start the run without --resume`, 2);
-  const arch = await loadArchitecture(cfg.archFile ? undefined : cfg.architecture, cfg.archFile);
+  const arch = await loadRunArchitecture(cfg);
   const data = await loadDataset(cfg.dataset, { dataDir: cfg.dataDir });
+  checkFitsDataset(arch, data);
   const train = cfg.limitTrain ? sliceSplit(data.train, cfg.limitTrain) : data.train;
   const fullSteps = Math.floor(train.count / cfg.batch);
   const remainder = train.count % cfg.batch;
   const stepsPerEpoch = fullSteps + (remainder ? 1 : 0);
   if (stepsPerEpoch === 0) throw new CnnlabError(`--batch ${cfg.batch}: larger than the ${train.count} training images`, 2);
 
-  const meta = { ...modelMeta(arch, cfg.dataset), ...cfg.normalization };
+  const meta = { ...modelMeta(arch, cfg.dataset), ...cfg.normalization, inputRange: cfg.inputRange };
+  if (arch.model.source) checkTrainable(arch.model);
   const frozen = cfg.freeze === 'features' ? featureParams(arch.model) : undefined;
   const built = compile(arch.model, { optimizer: cfg.train.optimizer, loss: cfg.train.loss, smoothing: cfg.train.smoothing, meta, frozen });
   const rt = await createRuntime({ ep: cfg.ep, threads: cfg.threads, deviceId: cfg.deviceId });
@@ -175,6 +178,14 @@ async function openRun(cfg: RunConfig, opts: FitOptions, log: (line: string) => 
   const history = folder.open(cfg, opts.resume ? { step: runner.step, meta: start.meta } : undefined);
   const sched = scheduleOf(cfg, stepsPerEpoch);
   return { cfg, arch, built, train, test: data.test, sched, stepsPerEpoch, fullSteps, remainder, rt, runner, evalSession, folder, history };
+}
+
+/** An imported model must take the dataset's images and score its classes. */
+function checkFitsDataset(arch: Architecture, data: Dataset): void {
+  const m = arch.model;
+  const where = m.source?.file ?? arch.id;
+  if (m.inputShape.join('x') !== '1x28x28') throw new CnnlabError(`${where}: input '${m.input}' takes ${m.inputShape.join('x')} images; ${data.spec.name} has 1x28x28`);
+  if (m.classes !== data.spec.classes.length) throw new CnnlabError(`${where}: output scores ${m.classes} classes; ${data.spec.name} has ${data.spec.classes.length}`);
 }
 
 function saveCheckpoint(r: OpenRun): void {

@@ -52,6 +52,9 @@ export const TRAIN_FLAGS = {
   seed: { type: 'number', range: { lo: 0, hi: 0xffffffff, int: true }, recipe: true, describe: 'seed of initialisation, shuffling, dropout and augmentation' },
   'limit-train': { type: 'number', range: { lo: 1, hi: MAX_INT, int: true }, recipe: true, describe: 'train on the first N training images only' },
   shuffle: { type: 'boolean', recipe: true, describe: "shuffle each epoch (--no-shuffle; default: the preset's)" },
+  'input-range': { type: 'string', choices: ['0..1', '0..255'], recipe: true, describe: 'an imported model (--model): what its input expects of a white pixel (default 0..1)' },
+  normalize: { type: 'string', recipe: true, describe: 'MEAN,STD: inputs become (x - MEAN) / STD after scaling (default: the preset’s; none for an imported model)' },
+  'output-kind': { type: 'string', choices: ['logits', 'probabilities', 'log-probabilities'], recipe: true, describe: 'an imported model: what its output holds, where its last op does not say' },
   'checkpoint-every': { type: 'number', range: { lo: 0, hi: 1e6 }, recipe: false, describe: 'seconds between mid-epoch checkpoints (default 60; 0: epoch ends only)' },
 } as const satisfies Record<string, FlagSpec>;
 

@@ -3,6 +3,7 @@ import { UsageError } from '../../common/errors.ts';
 import { DATASET_NAMES, type DatasetName } from '../../datasets/registry.ts';
 import { buildArtifacts, type TrainSpec, trainSpecFor } from '../../graph-builder/artifacts/build.ts';
 import { type Architecture, loadArchitecture } from '../../graph-builder/dsl/arch.ts';
+import type { OutputKind } from '../../graph-builder/model.ts';
 import { type OptimizerName, PRESET_NAMES, PRESETS } from '../../graph-builder/dsl/presets.ts';
 import { receptiveFieldTable, summaryTable } from '../../graph-builder/summary.ts';
 import { checkFlags, checkNumber, type FlagName, type FlagSpec, GRAPH_FLAGS, type OptimizerFlags, TRAIN_FLAGS } from '../../training/flags.ts';
@@ -10,6 +11,8 @@ import { checkFlags, checkNumber, type FlagName, type FlagSpec, GRAPH_FLAGS, typ
 export interface ArchArgs {
   arch?: string;
   'arch-file'?: string;
+  model?: string;
+  'output-kind'?: string;
 }
 
 /** The positional architecture and --arch-file, shared by every command that takes a model. */
@@ -19,11 +22,14 @@ export function archOptions<T>(y: Argv<T>): Argv<T & ArchArgs> {
       type: 'string',
       describe: `a preset (${PRESET_NAMES.join(', ')}), with options as name:key=value,... (e.g. jhu-net:width=2)`,
     })
-    .option('arch-file', { type: 'string', describe: 'your own model: a .json spec or a .ts/.js module exporting a DSL model' }) as Argv<T & ArchArgs>;
+    .option('arch-file', { type: 'string', describe: 'your own model: a .json spec or a .ts/.js module exporting a DSL model' })
+    .option('model', { type: 'string', describe: 'an ONNX classifier to train or fine-tune (exported by PyTorch or other tools)' }) as Argv<T & ArchArgs>;
 }
 
 export function archFromArgs(args: ArchArgs): Promise<Architecture> {
-  return loadArchitecture(args.arch, args['arch-file']);
+  const given = [args.arch && 'a preset', args['arch-file'] && '--arch-file', args.model && '--model'].filter(Boolean);
+  if (given.length > 1) throw new UsageError(`name one model: ${given.join(' and ')} were given`);
+  return loadArchitecture(args.arch, args['arch-file'], {}, args.model ? { file: args.model, outputKind: args['output-kind'] as OutputKind | undefined } : undefined);
 }
 
 export function seedOption(value: number): number {

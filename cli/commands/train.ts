@@ -8,7 +8,7 @@ import { FLAG_NAMES, type TrainFlags } from '../../training/flags.ts';
 import { fit } from '../../training/fit.ts';
 import { type ReproduceGroup, type ReproduceRow, reproduceTable, SEED_RESULTS } from '../../training/reproduce.ts';
 import { EP_NAMES } from '../../runtime/ort.ts';
-import { type ArchArgs, archOptions, flagOptions } from './graph.ts';
+import { type ArchArgs, archFromArgs, archOptions, flagOptions } from './graph.ts';
 
 export interface TrainArgs extends ArchArgs, TrainFlags {
   out?: string;
@@ -22,7 +22,7 @@ export function trainOptions<T>(y: Argv<T>): Argv<T & TrainFlags> {
 
 /** runs/<arch>-<dataset>, or -2, -3, ... when taken. */
 export function defaultRunDir(cfg: RunConfig): string {
-  const base = `runs/${cfg.architecture.replace(/^file:/, '').replace(/[^A-Za-z0-9._=-]+/g, '_')}-${cfg.dataset}`;
+  const base = `runs/${cfg.architecture.replace(/^(file|onnx):/, '').replace(/\.(onnx|json|ts|js)$/, '').replace(/[^A-Za-z0-9._=-]+/g, '_')}-${cfg.dataset}`;
   if (!existsSync(base)) return base;
   for (let i = 2; ; i++) if (!existsSync(`${base}-${i}`)) return `${base}-${i}`;
 }
@@ -71,8 +71,8 @@ const train: CommandModule<object, TrainArgs> = {
       if (args.ep) cfg.ep = args.ep as RunConfig['ep'];
       if (args.threads) cfg.threads = args.threads;
     } else {
-      const arch = await loadArchitecture(args.arch, args['arch-file']);
-      cfg = resolveRunConfig(arch, args, args['arch-file']);
+      const arch = await archFromArgs(args);
+      cfg = resolveRunConfig(arch, args, args['arch-file'], args.model);
       out ??= defaultRunDir(cfg);
       if (existsSync(`${out}/checkpoint.ckpt`)) throw new UsageError(`--out ${out}: a run is already there; add --resume to continue it or choose another folder`);
       checkWritable(out);

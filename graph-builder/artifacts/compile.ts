@@ -4,7 +4,9 @@ import type { Model } from '../model.ts';
 import type { OptimizerConfig } from '../optimizers.ts';
 import type { Checkpoint } from './checkpoint.ts';
 import { buildEvalModel } from './eval.ts';
-import { buildInferenceModel, type ModelMeta } from './inference.ts';
+import { CnnlabError } from '../../common/errors.ts';
+import { replaceInitializers } from '../graph/onnx.ts';
+import { buildInferenceModel, metadataProps, type ModelMeta } from './inference.ts';
 import { buildTrainStepModel, type TrainStepInterface } from './train-step.ts';
 
 /** What shapes the artifacts (the rest of a recipe, such as lr and the schedule, is fed per step). */
@@ -29,16 +31,41 @@ export interface Artifacts {
   initialCheckpoint(params: ParamSet, meta?: Record<string, unknown>): Checkpoint;
 }
 
-/** Builds every artifact of a model for a recipe. */
+/**
+ * How an imported model's inputs are prepared, in its metadata: pixels scaled to 0..range, then
+ * (x - mean) / std, outside the graph (cnnlab's own models normalise inside theirs).
+ */
+export const PREPARATION_KEY = 'cnnlab.preprocess';
+
+/**
+ * An imported model's trained form: its own file with the new parameter values and cnnlab's
+ * metadata added, so every name, input and output stays as its user exported it.
+ */
+function importedInference(model: Model, params: ParamSet | 'inputs', meta: ModelMeta): Uint8Array {
+  if (!model.source) throw new Error('importedInference needs an imported model');
+  if (params === 'inputs') throw new CnnlabError(`${model.source.file}: the demo page fine-tunes cnnlab's own models only`);
+  const preparation = JSON.stringify({ range: meta.inputRange ?? 1, mean: meta.mean, std: meta.std });
+  const metadata = { ...metadataProps(model, meta), 'cnnlab.input': `${model.input}: float32 [N,${model.inputShape.join(',')}]; prepare pixels as ${PREPARATION_KEY} says`, [PREPARATION_KEY]: preparation, 'cnnlab.output_kind': model.source.outputKind };
+  return replaceInitializers(model.source.bytes, params, metadata);
+}
+
+/** Builds every artifact of a model for a recipe; a rule that cannot differentiate an imported node is one line naming the file. */
 export function compile(model: Model, recipe: CompileRecipe): Artifacts {
   const { optimizer, loss, smoothing, meta, frozen } = recipe;
-  const train = buildTrainStepModel(model, { optimizer, loss, smoothing, meta, frozen });
+  let train: ReturnType<typeof buildTrainStepModel>;
+  try {
+    train = buildTrainStepModel(model, { optimizer, loss, smoothing, meta, frozen });
+  } catch (err) {
+    if (!model.source || !/^autodiff: /.test((err as Error).message)) throw err;
+    throw new CnnlabError(`${model.source.file}: ${(err as Error).message.replace(/^autodiff: /, '')}`);
+  }
+  const withExtra = (extra?: Record<string, string>) => (extra ? { ...meta, extra: { ...meta.extra, ...extra } } : meta);
   return {
     model,
     trainStep: train.bytes,
     iface: train.iface,
     eval: buildEvalModel(model, loss, meta),
-    inference: (params, extra) => buildInferenceModel(model, params, extra ? { ...meta, extra: { ...meta.extra, ...extra } } : meta),
+    inference: (params, extra) => (model.source ? importedInference(model, params, withExtra(extra)) : buildInferenceModel(model, params, withExtra(extra))),
     initialCheckpoint: (params, ckptMeta = {}) => initialCheckpoint(train.iface, params, ckptMeta),
   };
 }

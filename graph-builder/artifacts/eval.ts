@@ -18,7 +18,7 @@ export function buildEvalModel(a: Model, loss: LossKind, meta: ModelMeta): Uint8
   const labelsU8 = b.input('labels', 'uint8', ['B']);
   const names = ['loss_sum', 'correct', 'predicted'];
   for (const n of names) b.reserve(n);
-  const image = emitImageFromBytes(b, images);
+  const image = emitImageFromBytes(b, images, meta.inputRange);
   const scores = emitForward(b, a, emitNormalize(b, image, meta.mean, meta.std), { param: (n) => n });
   const labels = b.cast(labelsU8, 'int64', 'labels_i64');
   const out = emitLoss(b, scores, labels, { kind: loss, reduction: 'sum' });

@@ -1,5 +1,5 @@
 import type { ParamSet } from '../dsl/init.ts';
-import type { Model } from '../model.ts';
+import type { InputRange, Model } from '../model.ts';
 import { emitForward, emitNormalize } from '../forward.ts';
 import { attr, GraphBuilder } from '../graph/ir.ts';
 import { encodeModel } from '../graph/onnx.ts';
@@ -11,6 +11,8 @@ export interface ModelMeta {
   classes: readonly string[];
   mean: number;
   std: number;
+  /** The value a white pixel has at the model's input, before normalisation (default 1). */
+  inputRange?: InputRange;
   /** Anything else worth showing in a model card (test accuracy, run name, ...). */
   extra?: Record<string, string>;
 }

@@ -118,7 +118,7 @@ export function buildTrainStepModel(a: Model, opts: TrainGraphOptions): { bytes:
   const at = (name: string) => inner.get(name)!;
 
   const pick = (outer: string, hint: string) => b.op('Gather', [outer, iter], { axis: attr.int(0) }, hint);
-  const image = emitImageFromBytes(b, pick('images', 'batch_images'));
+  const image = emitImageFromBytes(b, pick('images', 'batch_images'), opts.meta.inputRange);
   const labels = b.cast(pick('labels', 'batch_labels_u8'), 'int64', 'batch_labels');
   const lr = pick('lr', 'step_lr');
   const momentum = pick('momentum', 'step_momentum');

@@ -1,8 +1,11 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { CnnlabError } from '../../common/errors.ts';
-import type { Model } from '../model.ts';
+import { PREPARATION_KEY } from '../artifacts/compile.ts';
+import { decodeGraph } from '../graph/onnx.ts';
+import { type ImportOptions, importOnnxModel } from '../import/onnx-model.ts';
+import type { InputRange, Model } from '../model.ts';
 import { LAYER_KINDS, type Layer, layerKind, type Sequential } from './layers.ts';
 import { PRESETS, type Recipe, resolvePreset } from './presets.ts';
 import { modelFromLayers } from './to-model.ts';
@@ -13,8 +16,8 @@ export interface Architecture {
   id: string;
   /** The forward graph and its parameters: what every later stage reads. */
   model: Model;
-  /** The DSL layers it was built from. */
-  layers: Sequential;
+  /** The DSL layers it was built from (absent for an imported model). */
+  layers?: Sequential;
   recipe: Recipe;
 }
 
@@ -98,8 +101,46 @@ export async function loadArchFile(file: string): Promise<Architecture> {
   return { id, model, layers: parsed.layers, recipe: { ...FILE_RECIPE, ...parsed.recipe, ...recipe } };
 }
 
-/** A preset spelling (`partB`, `mads:filters=64`) or, with `archFile`, a user's file. */
-export async function loadArchitecture(spec: string | undefined, archFile?: string, overrides: Record<string, string> = {}): Promise<Architecture> {
+/** An ONNX model file is at most this large (the largest CNN cnnlab would train is far smaller). */
+const MAX_ONNX_BYTES = 512 * 1024 * 1024;
+
+/** The recipe an imported model gets (flags override it): Adam 1e-3, batch 64, 5 epochs, pixels 0..1, no normalisation. */
+const IMPORT_RECIPE: Recipe = { ...FILE_RECIPE, batch: 64, normalize: { mean: 0, std: 1 }, inputRange: 1 };
+
+/** An ONNX classifier from PyTorch or elsewhere (`--model`); a model cnnlab trained keeps the input preparation its metadata records. */
+export function loadModelFile(file: string, opts: ImportOptions = {}): Architecture {
+  let bytes: Uint8Array;
+  try {
+    const size = statSync(file).size;
+    if (size > MAX_ONNX_BYTES) throw new CnnlabError(`--model ${file}: ${size} bytes is over the ${MAX_ONNX_BYTES}-byte limit`, 2);
+    bytes = readFileSync(file);
+  } catch (err) {
+    if (err instanceof CnnlabError) throw err;
+    throw new CnnlabError(`--model ${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? 'error'})`, 2);
+  }
+  const model = importOnnxModel(bytes, file, opts);
+  const recipe = { ...IMPORT_RECIPE };
+  const saved = decodePreparation(model.source!.bytes, file);
+  if (saved) Object.assign(recipe, { normalize: { mean: saved.mean, std: saved.std }, inputRange: saved.range });
+  return { id: model.id, model, recipe };
+}
+
+/** The input preparation a cnnlab-trained imported model records in its metadata, if any. */
+function decodePreparation(bytes: Uint8Array, file: string): { range: InputRange; mean: number; std: number } | undefined {
+  const text = decodeGraph(bytes).metadata[PREPARATION_KEY];
+  if (!text) return undefined;
+  try {
+    const p = JSON.parse(text) as { range: InputRange; mean: number; std: number };
+    if ((p.range === 1 || p.range === 255) && Number.isFinite(p.mean) && p.std > 0) return p;
+  } catch {
+    // reported below
+  }
+  throw new CnnlabError(`${file}: metadata ${PREPARATION_KEY} is not {"range":1|255,"mean":..,"std":..}`);
+}
+
+/** A preset spelling (`partB`, `mads:filters=64`) or, with `archFile`, a user's file, or with `modelFile`, an ONNX model. */
+export async function loadArchitecture(spec: string | undefined, archFile?: string, overrides: Record<string, string> = {}, model?: { file: string } & ImportOptions): Promise<Architecture> {
+  if (model) return loadModelFile(model.file, model);
   if (archFile) return loadArchFile(archFile);
   if (!spec) throw new CnnlabError('name an architecture (a preset such as partB) or pass --arch-file', 2);
   const r = resolvePreset(spec, overrides);

@@ -11,6 +11,7 @@ export function initParams(model: Model, seed: number): ParamSet {
   for (const p of model.params) {
     const out = new Float32Array(elementCount(p.shape));
     if (p.init.kind === 'constant') out.fill(p.init.value);
+    else if (p.init.kind === 'given') out.set(p.init.data);
     else for (let i = 0; i < out.length; i++) out[i] = rng.uniform(-p.init.bound, p.init.bound);
     params.set(p.name, out);
   }

@@ -1,5 +1,6 @@
 import { UsageError } from '../../common/errors.ts';
 import type { DatasetName } from '../../datasets/registry.ts';
+import type { InputRange } from '../model.ts';
 import {
   avgPool2d,
   batchNorm2d,
@@ -31,6 +32,8 @@ export interface Recipe {
   /** 'dataset': the training set's own mean/std; or fixed constants. */
   normalize: 'dataset' | { mean: number; std: number };
   shuffle: boolean;
+  /** The value a white pixel has at the model's input (default 1: pixels 0..1). */
+  inputRange?: InputRange;
   /** Random rotation (degrees), translation (pixels) and brightness/contrast jitter, or none. */
   augment?: { rotate: number; translate: number; jitter: number; flip?: boolean };
   /** OneCycle settings (PyTorch's OneCycleLR). */

@@ -9,7 +9,7 @@ export type DType = 'float32' | 'int64' | 'int32' | 'uint32' | 'uint8' | 'bool';
 /** A static size, or a symbolic one such as 'N' (the batch). */
 export type Dim = number | string;
 
-export type TensorData = Float32Array | BigInt64Array | Int32Array | Uint8Array;
+export type TensorData = Float32Array | BigInt64Array | Int32Array | Uint32Array | Uint8Array;
 
 export interface Tensor {
   name: string;
@@ -40,6 +40,8 @@ export interface Node {
   inputs: string[];
   outputs: string[];
   attrs: Record<string, AttrValue>;
+  /** The operator set: absent for ONNX's default domain (cnnlab emits only that); 'com.microsoft', ... */
+  domain?: string;
 }
 
 /**

@@ -121,21 +121,102 @@ function decodeValueInfo(v: onnxProto.onnx.IValueInfoProto): ValueInfo {
 }
 
 function decodeTensor(t: onnxProto.onnx.ITensorProto): Tensor {
+  const name = t.name ?? '';
+  if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL || t.externalData?.length) {
+    throw new Error(`tensor ${name} keeps its data in an external file; re-export the model with its weights inside it`);
+  }
   const dtype = codeToDtype(t.dataType ?? 1);
   const dims = (t.dims ?? []).map((d) => Number(d));
   const raw = t.rawData ?? new Uint8Array();
   const copy = new Uint8Array(raw).buffer;
-  const data: TensorData =
-    dtype === 'float32'
-      ? raw.length
-        ? new Float32Array(copy)
-        : Float32Array.from(t.floatData ?? [])
-      : dtype === 'int64'
-        ? new BigInt64Array(copy)
-        : dtype === 'int32'
-          ? new Int32Array(copy)
-          : new Uint8Array(copy);
-  return { name: t.name ?? '', dtype, dims, data };
+  const count = dims.reduce((x, y) => x * y, 1);
+  let data: TensorData;
+  if (dtype === 'float32') data = raw.length ? new Float32Array(copy) : Float32Array.from(t.floatData ?? []);
+  else if (dtype === 'int64') data = raw.length ? new BigInt64Array(copy) : BigInt64Array.from((t.int64Data ?? []).map((v) => BigInt(v.toString())));
+  else if (dtype === 'int32') data = raw.length ? new Int32Array(copy) : Int32Array.from(t.int32Data ?? []);
+  else if (dtype === 'uint32') data = new Uint32Array(copy);
+  else data = raw.length ? new Uint8Array(copy) : Uint8Array.from(t.int32Data ?? []);
+  if (data.length !== count) throw new Error(`tensor ${name} holds ${data.length} values, its dims [${dims.join(', ')}] say ${count}`);
+  return { name, dtype, dims, data };
+}
+
+function decodeAttribute(a: onnxProto.onnx.IAttributeProto): AttrValue | undefined {
+  const T = onnx.AttributeProto.AttributeType;
+  switch (a.type) {
+    case T.INT:
+      return { kind: 'int', value: Number(a.i ?? 0) };
+    case T.INTS:
+      return { kind: 'ints', value: (a.ints ?? []).map(Number) };
+    case T.FLOAT:
+      return { kind: 'float', value: a.f ?? 0 };
+    case T.FLOATS:
+      return { kind: 'floats', value: a.floats ?? [] };
+    case T.STRING:
+      return { kind: 'string', value: new TextDecoder().decode(a.s ?? new Uint8Array()) };
+    case T.TENSOR:
+      return a.t ? { kind: 'tensor', value: decodeTensor(a.t) } : undefined;
+    case T.GRAPH:
+      return a.g ? { kind: 'graph', value: decodeGraphProto(a.g) } : undefined;
+    default:
+      return undefined;
+  }
+}
+
+function decodeGraphProto(g: onnxProto.onnx.IGraphProto): Graph {
+  return {
+    name: g.name ?? '',
+    nodes: (g.node ?? []).map((n, i) => {
+      const attrs: Record<string, AttrValue> = {};
+      for (const a of n.attribute ?? []) {
+        const v = decodeAttribute(a);
+        if (v) attrs[a.name ?? ''] = v;
+      }
+      return { op: n.opType ?? '', name: n.name || `node_${i}`, inputs: n.input ?? [], outputs: n.output ?? [], attrs, domain: n.domain || undefined };
+    }),
+    inputs: (g.input ?? []).map(decodeValueInfo),
+    outputs: (g.output ?? []).map(decodeValueInfo),
+    initializers: (g.initializer ?? []).map(decodeTensor),
+  };
+}
+
+export interface DecodedGraph {
+  graph: Graph;
+  /** The default domain's opset version. */
+  opset: number;
+  /** Other operator-set domains the model imports (com.microsoft, ...). */
+  domains: string[];
+  metadata: Record<string, string>;
+  producer: string;
+}
+
+/** Decodes a whole model into the IR (nodes, attributes, initialisers). Throws on bad bytes or unsupported tensor types. */
+export function decodeGraph(bytes: Uint8Array): DecodedGraph {
+  const m = onnx.ModelProto.decode(bytes);
+  if (!m.graph) throw new Error('the model has no graph');
+  return {
+    graph: decodeGraphProto(m.graph),
+    opset: Number(m.opsetImport?.find((o) => !o.domain || o.domain === 'ai.onnx')?.version ?? 0),
+    domains: (m.opsetImport ?? []).map((o) => o.domain ?? '').filter((d) => d && d !== 'ai.onnx'),
+    metadata: Object.fromEntries((m.metadataProps ?? []).map((p) => [p.key ?? '', p.value ?? ''])),
+    producer: `${m.producerName ?? ''} ${m.producerVersion ?? ''}`.trim(),
+  };
+}
+
+/**
+ * The same model with new data for the named float initialisers and metadata added: every name,
+ * node, input and output stays as it was, so a trained model drops back into its user's pipeline.
+ */
+export function replaceInitializers(bytes: Uint8Array, values: ReadonlyMap<string, Float32Array>, metadata: Record<string, string>): Uint8Array {
+  const m = onnx.ModelProto.decode(bytes);
+  for (const t of m.graph?.initializer ?? []) {
+    const v = t.name ? values.get(t.name) : undefined;
+    if (!v) continue;
+    t.rawData = rawBytes(v);
+    t.floatData = [];
+  }
+  const kept = (m.metadataProps ?? []).filter((p) => !(p.key && p.key in metadata));
+  m.metadataProps = [...kept, ...Object.entries(metadata).map(([key, value]) => onnx.StringStringEntryProto.create({ key, value }))];
+  return onnx.ModelProto.encode(m).finish();
 }
 
 /** Reads the parts of a model cnnlab needs (metadata, interface, weights). Throws on bad bytes. */
