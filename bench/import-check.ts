@@ -30,7 +30,7 @@ run(python, [join(import.meta.dirname, 'pytorch-import-check.py'), dir, '--steps
 const model = join(dir, 'residual.onnx');
 const cli = join(import.meta.dirname, '..', 'bin', 'cnnlab.js');
 const out = join(dir, 'run');
-// EVAL
+run(process.execPath, [cli, 'eval', model, '--dataset', 'mnist']);
 const flags = ['--dataset', 'mnist', '--opt', 'sgd', '--momentum', '0', '--no-shuffle', '--lr', String(lr), '--batch', String(batch)];
 run(process.execPath, [cli, 'train', '--model', model, ...flags, '--limit-train', String(steps * batch), '--epochs', '1', '--out', out]);
 

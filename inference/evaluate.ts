@@ -1,5 +1,7 @@
 import { PIXELS, type Split } from '../datasets/sources.ts';
-import type { Session, Runtime } from '../runtime/ort.ts';
+import { CnnlabError } from '../common/errors.ts';
+import type { Runtime, Session } from '../runtime/ort.ts';
+import { classify, type LoadedModel } from './model.ts';
 
 export interface EvalReport {
   count: number;
@@ -13,10 +15,10 @@ export interface EvalReport {
   confidence: Float32Array;
 }
 
-/** Evaluates an inference model (image 0..1 -> probabilities) on a split, in batches. */
-export async function evaluateInference(rt: Runtime, session: Session, split: Split, batch = 1000): Promise<EvalReport> {
-  const { Tensor } = rt.ort;
-  const confusion = Array.from({ length: 10 }, () => new Array<number>(10).fill(0));
+/** Evaluates a classifier on a split, in batches (see classify for how inputs and outputs are read). */
+export async function evaluateInference(rt: Runtime, session: Session, model: LoadedModel, split: Split, batch = 1000): Promise<EvalReport> {
+  const K = model.classes.length;
+  const confusion = Array.from({ length: K }, () => new Array<number>(K).fill(0));
   const predicted = new Uint8Array(split.count);
   const confidence = new Float32Array(split.count);
   let loss = 0;
@@ -25,15 +27,15 @@ export async function evaluateInference(rt: Runtime, session: Session, split: Sp
     const pixels = new Float32Array(n * PIXELS);
     const src = split.images.subarray(start * PIXELS, (start + n) * PIXELS);
     for (let i = 0; i < pixels.length; i++) pixels[i] = src[i] / 255;
-    const out = await session.run({ image: new Tensor('float32', pixels, [n, 1, 28, 28]) });
-    const p = out.probabilities.data as Float32Array;
+    const p = await classify(rt, session, model, pixels, n);
     for (let i = 0; i < n; i++) {
       let arg = 0;
-      for (let k = 1; k < 10; k++) if (p[i * 10 + k] > p[i * 10 + arg]) arg = k;
+      for (let k = 1; k < K; k++) if (p[i * K + k] > p[i * K + arg]) arg = k;
       const label = split.labels[start + i];
-      loss -= Math.log(Math.max(p[i * 10 + label], 1e-30));
+      if (label >= K) throw new CnnlabError(`${model.path}: scores ${K} classes, the dataset has label ${label}`);
+      loss -= Math.log(Math.max(p[i * K + label], 1e-30));
       predicted[start + i] = arg;
-      confidence[start + i] = p[i * 10 + arg];
+      confidence[start + i] = p[i * K + arg];
       confusion[label][arg]++;
     }
   }

@@ -44,7 +44,7 @@ export async function transfer(o: TransferOptions): Promise<TransferRow[]> {
   const data = await loadDataset(o.to);
   const rt = await createRuntime({ ep: source.ep === 'wasm' ? 'wasm' : 'cpu', threads: source.threads });
   const session = await openModelSession(rt, model);
-  const zero = await evaluateInference(rt, session, data.test);
+  const zero = await evaluateInference(rt, session, model, data.test);
   await session.release();
   const rows: TransferRow[] = [{ setting: `zero-shot: ${model.path} (trained on ${source.dataset}) on ${o.to}`, accuracy: zero.accuracy, loss: zero.loss, steps: 0 }];
 

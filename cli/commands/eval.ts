@@ -6,11 +6,12 @@ import { renderGrid } from '../../datasets/grid.ts';
 import { DATASET_NAMES, type DatasetName, datasetSpec } from '../../datasets/registry.ts';
 import { loadDataset, PIXELS } from '../../datasets/sources.ts';
 import { confusionTable, evaluateInference } from '../../inference/evaluate.ts';
-import { loadInferenceModel, openModelSession } from '../../inference/model.ts';
+import { describePreparation, loadInferenceModel, openModelSession } from '../../inference/model.ts';
+import { type ForeignArgs, foreignFromArgs, foreignOptions } from './model-options.ts';
 import { createRuntime, EP_NAMES, type EpName } from '../../runtime/ort.ts';
 import { classCaption } from './datasets.ts';
 
-interface EvalArgs {
+interface EvalArgs extends ForeignArgs {
   model?: string;
   dataset?: string;
   'data-dir'?: string;
@@ -25,7 +26,7 @@ const evalCommand: CommandModule<object, EvalArgs> = {
   command: 'eval [model]',
   describe: 'evaluate a run or model.onnx: accuracy, loss, per-class accuracy, confusion matrix, misclassified grid',
   builder: (y) =>
-    y
+    foreignOptions(y)
       .positional('model', { type: 'string', describe: 'a run folder or an .onnx file (default: the newest run under runs/)' })
       .option('dataset', { type: 'string', choices: DATASET_NAMES, describe: 'dataset (default: the one the model was trained on)' })
       .option('data-dir', { type: 'string', describe: 'folder holding the dataset’s IDX files' })
@@ -36,7 +37,9 @@ const evalCommand: CommandModule<object, EvalArgs> = {
       .option('json', { type: 'boolean', default: false, describe: 'print the report as JSON' }) as Argv<EvalArgs>,
   handler: async (args) => {
     if (!Number.isInteger(args.n) || args.n < 0) throw new UsageError(`--n: expected a whole number >= 0, got ${args.n}`);
-    const model = loadInferenceModel(args.model);
+    const model = loadInferenceModel(args.model, foreignFromArgs(args));
+    const said = describePreparation(model);
+    if (said && !args.json) console.log(said);
     const dataset = (args.dataset ?? (DATASET_NAMES.includes(model.dataset as DatasetName) ? model.dataset : 'mnist')) as DatasetName;
     const spec = datasetSpec(dataset);
     const data = await loadDataset(dataset, { dataDir: args['data-dir'] });
@@ -44,7 +47,8 @@ const evalCommand: CommandModule<object, EvalArgs> = {
     const rt = await createRuntime({ ep: args.ep as EpName });
     const session = await openModelSession(rt, model);
     const t0 = performance.now();
-    const r = await evaluateInference(rt, session, split);
+    const r = await evaluateInference(rt, session, model, split);
+    const classes = model.classes.length === spec.classes.length && !args.classes ? spec.classes : model.classes;
     const seconds = (performance.now() - t0) / 1000;
     const wrong: number[] = [];
     for (let i = 0; i < split.count && wrong.length < args.n; i++) if (r.predicted[i] !== split.labels[i]) wrong.push(i);
@@ -52,7 +56,7 @@ const evalCommand: CommandModule<object, EvalArgs> = {
     if (wrong.length) {
       const tiles = wrong.map((i) => ({
         pixels: split.images.subarray(i * PIXELS, (i + 1) * PIXELS),
-        caption: `${spec.classes[split.labels[i]].slice(0, 9)} → ${spec.classes[r.predicted[i]].slice(0, 9)}`,
+        caption: `${classes[split.labels[i]].slice(0, 9)} → ${classes[r.predicted[i]].slice(0, 9)}`,
         alert: true,
       }));
       writeFileSync(png, await renderGrid(tiles, { columns: 8, title: `${model.architecture} on ${dataset} ${args.split}: misclassified (true → predicted)` }));
@@ -61,11 +65,11 @@ const evalCommand: CommandModule<object, EvalArgs> = {
       console.log(JSON.stringify({ model: model.path, dataset, split: args.split, count: r.count, loss: r.loss, accuracy: r.accuracy, perClass: r.perClass, confusion: r.confusion }, null, 2));
       return;
     }
-    console.log(`${model.path} (${model.architecture}, trained on ${model.dataset}) on ${dataset} ${args.split}: ${r.count} images in ${seconds.toFixed(1)} s`);
+    console.log(`${model.path} (${model.architecture}, ${model.dataset === 'unknown' ? 'not trained by cnnlab' : `trained on ${model.dataset}`}) on ${dataset} ${args.split}: ${r.count} images in ${seconds.toFixed(1)} s`);
     console.log(`accuracy ${(100 * r.accuracy).toFixed(2)}%   loss ${r.loss.toFixed(4)}\n`);
     console.log('per-class accuracy');
-    spec.classes.forEach((c, k) => console.log(`  ${classCaption(spec.classes, k).padEnd(14)} ${(100 * r.perClass[k]).toFixed(2).padStart(6)}%`));
-    console.log(`\nconfusion matrix\n${confusionTable(r, spec.classes)}`);
+    classes.forEach((c, k) => console.log(`  ${classCaption(classes, k).padEnd(14)} ${(100 * r.perClass[k]).toFixed(2).padStart(6)}%`));
+    console.log(`\nconfusion matrix\n${confusionTable(r, classes)}`);
     if (wrong.length) console.log(`\nwrote ${png} (${wrong.length} misclassified images)`);
   },
 };
