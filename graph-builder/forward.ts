@@ -46,7 +46,9 @@ function batchNormSite(model: Model, node: Node, value: (v: string) => string): 
     name: node.outputs[0],
     channels,
     eps: floatAttr(node.attrs.epsilon, 1e-5),
-    momentum: 1 - floatAttr(node.attrs.momentum, 0.9),
+    // ONNX stores momentum as float32 (0.9 -> 0.89999998): 7 significant digits give back the
+    // decimal the exporter was given, so an imported BatchNorm updates as PyTorch's does.
+    momentum: Number((1 - floatAttr(node.attrs.momentum, 0.9)).toPrecision(7)),
     gamma: value(gamma),
     beta: value(beta),
     runningMean: value(mean),

@@ -67,6 +67,7 @@ function nodeProto(n: Node): onnxProto.onnx.INodeProto {
   return {
     name: n.name,
     opType: n.op,
+    domain: n.domain,
     input: n.inputs,
     output: n.outputs,
     attribute: Object.entries(n.attrs).map(([k, v]) => attribute(k, v)),
@@ -86,16 +87,19 @@ function graphProto(g: Graph): onnxProto.onnx.IGraphProto {
 export interface ModelOptions {
   docString?: string;
   metadata?: Record<string, string>;
+  /** The default domain's opset (default OPSET) and the producer's name. */
+  opset?: number;
+  producer?: string;
 }
 
 /** Serialises a graph as an ONNX model (protobuf bytes). */
 export function encodeModel(graph: Graph, opts: ModelOptions = {}): Uint8Array {
   const model = onnx.ModelProto.create({
     irVersion: IR_VERSION,
-    producerName: PRODUCER,
+    producerName: opts.producer ?? PRODUCER,
     producerVersion: '0.1.0',
     docString: opts.docString ?? '',
-    opsetImport: [{ domain: '', version: OPSET }],
+    opsetImport: [{ domain: '', version: opts.opset ?? OPSET }, ...[...new Set(graph.nodes.map((n) => n.domain).filter((d): d is string => Boolean(d)))].map((domain) => ({ domain, version: 1 }))],
     graph: graphProto(graph),
     metadataProps: Object.entries(opts.metadata ?? {}).map(([key, value]) => ({ key, value })),
   });
