@@ -115,7 +115,7 @@ export function loadInferenceModel(target: string | undefined, opts: ForeignMode
 function foreignInput(path: string, bytes: Uint8Array, inputs: ValueInfo[]): LoadedModel['input'] {
   const inits = new Set(decodeGraph(bytes).graph.initializers.map((t) => t.name));
   const real = inputs.filter((i) => !inits.has(i.name));
-  const list = real.map((i) => `${i.name} [${i.shape?.join(', ') ?? '?'}]`).join(', ');
+  const list = real.slice(0, 4).map((i) => `${i.name} [${i.shape?.join(', ') ?? '?'}]`).join(', ') + (real.length > 4 ? ', ...' : '');
   if (real.length !== 1) throw new CnnlabError(`${path}: expected one image input, found ${real.length}${list ? ` (${list})` : ''}`);
   const [x] = real;
   const s = x.shape;

@@ -4,6 +4,8 @@ import { DATASET_NAMES, type DatasetName } from '../../datasets/registry.ts';
 import { buildArtifacts, type TrainSpec, trainSpecFor } from '../../graph-builder/artifacts/build.ts';
 import { type Architecture, loadArchitecture } from '../../graph-builder/dsl/arch.ts';
 import type { OutputKind } from '../../graph-builder/model.ts';
+import { inspectModel } from '../../inference/inspect.ts';
+import { foreignFromArgs, foreignOptions } from './model-options.ts';
 import { type OptimizerName, PRESET_NAMES, PRESETS } from '../../graph-builder/dsl/presets.ts';
 import { receptiveFieldTable, summaryTable } from '../../graph-builder/summary.ts';
 import { checkFlags, checkNumber, type FlagName, type FlagSpec, GRAPH_FLAGS, type OptimizerFlags, TRAIN_FLAGS } from '../../training/flags.ts';
@@ -83,25 +85,59 @@ interface BuildArgs extends ArchArgs, OptimizerArgs {
   dataset?: string;
 }
 
+/** Writes an architecture's artifacts and says what it wrote (build-graph and import). */
+function writeArtifacts(arch: Architecture, args: BuildArgs): void {
+  const dataset = (args.dataset as DatasetName | undefined) ?? arch.recipe.dataset;
+  const outDir = args.out ?? `out/${arch.id.replace(/[^A-Za-z0-9._=-]+/g, '_')}`;
+  const manifest = buildArtifacts(arch, { outDir, seed: seedOption(args.seed), dataset, train: trainSpecFromArgs(arch, args) });
+  console.log(summaryTable(arch.model, arch.id));
+  const list = (names: string[]) => (names.length > 6 ? `${names.slice(0, 3).join(', ')}, ... ${names.length - 3} more` : names.join(', '));
+  for (const [kind, a] of Object.entries(manifest.artifacts)) console.log(`wrote ${outDir}/${a.file} (${kind}: ${list(a.inputs)} -> ${list(a.outputs)})`);
+  console.log(`wrote ${outDir}/${manifest.checkpoint} (initial parameters${arch.model.source ? ' from the model file' : `, seed ${manifest.seed}`})`);
+  console.log(`wrote ${outDir}/manifest.json (${manifest.optimizer.name}, ${manifest.loss} loss; lr, momentum and dropout seeds are fed per step)`);
+}
+
+const buildOptions = <T>(y: Argv<T>) =>
+  optimizerOptions(y)
+    .option('out', { type: 'string', describe: 'output folder (default: out/<arch>)' })
+    .option('seed', { type: 'number', default: 0, describe: 'seed of the parameter initialisation' })
+    .option('dataset', { type: 'string', choices: DATASET_NAMES, describe: "dataset the model is for (default: the preset's)" });
+
 const buildGraph: CommandModule<object, BuildArgs> = {
   command: 'build-graph [arch]',
   describe: 'write the ONNX artifacts (inference, and training graphs) and a manifest',
+  builder: (y) => buildOptions(archOptions(y)) as Argv<BuildArgs>,
+  handler: async (args) => writeArtifacts(await archFromArgs(args), args),
+};
+
+interface ImportArgs extends BuildArgs {
+  file: string;
+  'input-range'?: string;
+  normalize?: string;
+}
+
+/** An imported model's recipe with --input-range and --normalize applied. */
+function withPreparation(arch: Architecture, args: ImportArgs): Architecture {
+  const prep = foreignFromArgs(args);
+  return { ...arch, recipe: { ...arch.recipe, ...(prep.inputRange ? { inputRange: prep.inputRange } : {}), ...(prep.normalize ? { normalize: prep.normalize } : {}) } };
+}
+
+const importCommand: CommandModule<object, ImportArgs> = {
+  command: 'import <file>',
+  describe: 'write training artifacts (train step, eval, inference, initial checkpoint, manifest) for an ONNX classifier',
   builder: (y) =>
-    optimizerOptions(archOptions(y))
-      .option('out', { type: 'string', describe: 'output folder (default: out/<arch>)' })
-      .option('seed', { type: 'number', default: 0, describe: 'seed of the parameter initialisation' })
-      .option('dataset', { type: 'string', choices: DATASET_NAMES, describe: "dataset the model is for (default: the preset's)" }) as Argv<BuildArgs>,
-  handler: async (args) => {
-    const arch = await archFromArgs(args);
-    const dataset = (args.dataset as DatasetName | undefined) ?? arch.recipe.dataset;
-    const outDir = args.out ?? `out/${arch.id.replace(/[^A-Za-z0-9._=-]+/g, '_')}`;
-    const manifest = buildArtifacts(arch, { outDir, seed: seedOption(args.seed), dataset, train: trainSpecFromArgs(arch, args) });
-    console.log(summaryTable(arch.model, arch.id));
-    const list = (names: string[]) => (names.length > 6 ? `${names.slice(0, 3).join(', ')}, ... ${names.length - 3} more` : names.join(', '));
-    for (const [kind, a] of Object.entries(manifest.artifacts)) console.log(`wrote ${outDir}/${a.file} (${kind}: ${list(a.inputs)} -> ${list(a.outputs)})`);
-    console.log(`wrote ${outDir}/${manifest.checkpoint} (initial parameters, seed ${manifest.seed})`);
-    console.log(`wrote ${outDir}/manifest.json (${manifest.optimizer.name}, ${manifest.loss} loss; lr, momentum and dropout seeds are fed per step)`);
-  },
+    buildOptions(foreignOptions(y).positional('file', { type: 'string', demandOption: true, describe: 'the .onnx model (from PyTorch or other tools)' })).option('out', {
+      type: 'string',
+      describe: 'output folder (default: out/<model>)',
+    }) as Argv<ImportArgs>,
+  handler: async (args) => writeArtifacts(withPreparation(await archFromArgs({ model: args.file, 'output-kind': args['output-kind'] }), args), args),
+};
+
+const inspect: CommandModule<object, { file: string }> = {
+  command: 'inspect <file>',
+  describe: 'what an ONNX model holds (inputs, outputs, ops, parameters) and what cnnlab can do with it',
+  builder: (y) => y.positional('file', { type: 'string', demandOption: true }) as Argv<{ file: string }>,
+  handler: (args) => console.log(inspectModel(args.file)),
 };
 
 const presets: CommandModule = {
@@ -116,4 +152,10 @@ const presets: CommandModule = {
   },
 };
 
-export const graphCommands: CommandModule[] = [presets, summary as unknown as CommandModule, buildGraph as unknown as CommandModule];
+export const graphCommands: CommandModule[] = [
+  presets,
+  summary as unknown as CommandModule,
+  buildGraph as unknown as CommandModule,
+  importCommand as unknown as CommandModule,
+  inspect as unknown as CommandModule,
+];

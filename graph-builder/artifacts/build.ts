@@ -77,7 +77,7 @@ export function normalizationFor(arch: Architecture, dataset: DatasetName): { me
 }
 
 export function modelMeta(arch: Architecture, dataset: DatasetName, extra?: Record<string, string>): ModelMeta {
-  return { architecture: arch.id, dataset, classes: DATASETS[dataset].classes, ...normalizationFor(arch, dataset), extra };
+  return { architecture: arch.id, dataset, classes: DATASETS[dataset].classes, ...normalizationFor(arch, dataset), inputRange: arch.recipe.inputRange, extra };
 }
 
 /** Writes the artifacts of one architecture into `outDir` and returns the manifest. */
@@ -112,7 +112,7 @@ export function buildArtifacts(arch: Architecture, opts: BuildOptions, params: P
         outputs: [...train.iface.carried.map((c) => c.next), ...train.iface.outputs.map((o) => o.name)],
       },
       eval: { file: 'eval.onnx', inputs: [...a.params.map((p) => p.name), 'images', 'labels'], outputs: ['loss_sum', 'correct', 'predicted'] },
-      inference: { file: 'inference.onnx', inputs: ['image'], outputs: ['logits', 'probabilities'] },
+      inference: a.source ? { file: 'inference.onnx', inputs: [a.input], outputs: [a.source.output] } : { file: 'inference.onnx', inputs: ['image'], outputs: ['logits', 'probabilities'] },
     },
     trainStep: train.iface,
     checkpoint: 'init.ckpt',

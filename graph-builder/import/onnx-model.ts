@@ -114,7 +114,7 @@ interface Importer {
 function imageInput(im: Importer): { name: string; shape: number[] } {
   const inits = new Set(im.graph.initializers.map((t) => t.name));
   const inputs = im.graph.inputs.filter((i) => !inits.has(i.name));
-  const list = inputs.map((i) => `${i.name} [${i.shape?.join(', ') ?? '?'}]`).join(', ');
+  const list = inputs.slice(0, 4).map((i) => `${i.name} [${i.shape?.join(', ') ?? '?'}]`).join(', ') + (inputs.length > 4 ? ', ...' : '');
   if (inputs.length !== 1) throw new CnnlabError(`${im.file}: expected one image input, found ${inputs.length}${list ? ` (${list})` : ''}`);
   const x = inputs[0];
   const s = x.shape;
@@ -290,7 +290,7 @@ export function importOnnxModel(bytes: Uint8Array, file: string, opts: ImportOpt
     shapes: im.shapes,
     layers,
     dropouts,
-    source: { file, bytes, outputKind: kind },
+    source: { file, bytes, outputKind: kind, output },
   };
 }
 

@@ -1,0 +1,73 @@
+import { readFileSync, statSync } from 'node:fs';
+import { CnnlabError } from '../common/errors.ts';
+import { compile } from '../graph-builder/artifacts/compile.ts';
+import type { ValueInfo } from '../graph-builder/graph/ir.ts';
+import { decodeGraph, type DecodedGraph } from '../graph-builder/graph/onnx.ts';
+import { checkTrainable, importOnnxModel } from '../graph-builder/import/onnx-model.ts';
+import { elementCount, type Model } from '../graph-builder/model.ts';
+import { defaultOptimizer } from '../graph-builder/optimizers.ts';
+import { describePreparation, loadInferenceModel } from './model.ts';
+
+const fmt = (n: number) => n.toLocaleString('en-US');
+const value = (v: ValueInfo) => `${v.name}  ${v.dtype} [${v.shape?.join(', ') ?? '?'}]`;
+const reason = (err: unknown) => {
+  if (err instanceof CnnlabError) return err.message;
+  throw err;
+};
+
+/** Whether the model's train step builds (every op has a gradient rule, every rule accepts its node). */
+function trainVerdict(model: Model): string {
+  checkTrainable(model);
+  compile(model, { optimizer: defaultOptimizer('sgd', 0, false), loss: model.outputKind === 'log-probabilities' ? 'nll' : 'cross-entropy', meta: { architecture: model.id, dataset: 'mnist', classes: [], mean: 0, std: 1 } });
+  const buffers = model.params.filter((p) => !p.trainable).reduce((a, p) => a + elementCount(p.shape), 0);
+  const loss = model.outputKind === 'log-probabilities' ? 'NLL on its log-probabilities' : 'cross-entropy on its logits';
+  const fits = model.inputShape.join('x') === '1x28x28' && model.classes === 10 ? 'the built-in datasets fit it (1x28x28 images, 10 classes)' : `the built-in datasets have 1x28x28 images and 10 classes; it takes ${model.inputShape.join('x')} and scores ${model.classes}`;
+  return `yes: ${fmt(model.trainableCount)} trainable parameters${buffers ? `, ${fmt(buffers)} BatchNorm statistics` : ''}, ${model.dropouts.size} dropout site(s), ${loss}; ${fits}`;
+}
+
+/** `cnnlab inspect`: what a model holds and what cnnlab can do with it, without running it. */
+export function inspectModel(file: string): string {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(file);
+  } catch (err) {
+    throw new CnnlabError(`${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? 'error'})`, 2);
+  }
+  let d: DecodedGraph;
+  try {
+    d = decodeGraph(bytes);
+  } catch (err) {
+    throw new CnnlabError(`${file}: not an ONNX model (${(err as Error).message.split('\n')[0]})`);
+  }
+  const g = d.graph;
+  const inits = new Set(g.initializers.map((t) => t.name));
+  const counts = new Map<string, number>();
+  for (const n of g.nodes) {
+    const key = n.domain ? `${n.domain}.${n.op}` : n.op;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  const floats = g.initializers.filter((t) => t.dtype === 'float32');
+  const lines = [
+    `${file}: ${fmt(statSync(file).size)} bytes, ${d.producer || 'unknown producer'}, opset ${d.opset}${d.domains.length ? ` (+ ${d.domains.join(', ')})` : ''}`,
+    ...g.inputs.filter((i) => !inits.has(i.name)).map((i) => `input   ${value(i)}`),
+    ...g.outputs.map((o) => `output  ${value(o)}`),
+    `ops     ${[...counts].map(([op, n]) => (n > 1 ? `${op} x${n}` : op)).join(', ')} (${g.nodes.length} nodes)`,
+    `weights ${fmt(floats.reduce((a, t) => a + elementCount(t.dims), 0))} values in ${floats.length} float initialisers${floats.length ? ` (${floats.slice(0, 4).map((t) => `${t.name} [${t.dims.join(', ')}]`).join(', ')}${floats.length > 4 ? ', ...' : ''})` : ''}`,
+  ];
+  if (Object.keys(d.metadata).length) lines.push(`metadata ${Object.keys(d.metadata).join(', ')}`);
+  let evaluate: string;
+  try {
+    const m = loadInferenceModel(file);
+    evaluate = `yes (${m.classes.length} classes)${m.native ? ", cnnlab's own inference model" : `; ${describePreparation(m)!.replace(`${file}: `, '')}`}`;
+  } catch (err) {
+    evaluate = `no: ${reason(err)}`;
+  }
+  let train: string;
+  try {
+    train = trainVerdict(importOnnxModel(bytes, file));
+  } catch (err) {
+    train = `no: ${reason(err)}`;
+  }
+  lines.push('', 'what cnnlab can do with it', `  eval, predict, serve: ${evaluate}`, `  train, fine-tune (cnnlab train --model ${file}): ${train}`);
+  return lines.join('\n');
+}
