@@ -1,4 +1,5 @@
 import type { GradRule } from './rule.ts';
+import { clip, hardSwish, leakyRelu, sigmoid, tanh } from './rules/activation.ts';
 import { batchNormTraining } from './rules/batchnorm.ts';
 import { conv } from './rules/conv.ts';
 import { dropout } from './rules/dropout.ts';
@@ -6,7 +7,7 @@ import { add, div, exp, identity, log, mul, neg, relu, sqrt, sub } from './rules
 import { gemm, matmul } from './rules/matmul.ts';
 import { averagePool, globalAveragePool, maxPool } from './rules/pool.ts';
 import { reduceMean, reduceSum } from './rules/reduce.ts';
-import { reshape, transpose } from './rules/shape.ts';
+import { concat, reshape, transpose } from './rules/shape.ts';
 import { logSoftmax, softmax } from './rules/softmax.ts';
 
 /**
@@ -24,6 +25,12 @@ export const GRAD_RULES: Record<string, GradRule> = {
   Exp: exp,
   Log: log,
   Relu: relu,
+  LeakyRelu: leakyRelu,
+  Sigmoid: sigmoid,
+  Tanh: tanh,
+  Clip: clip,
+  HardSwish: hardSwish,
+  Concat: concat,
   Conv: conv,
   MaxPool: maxPool,
   AveragePool: averagePool,
