@@ -77,6 +77,18 @@ export const CASES: GradCase[] = [
   conv('Conv 1x1', [2, 4, 3, 3], [5, 4, 1, 1], 1, 0, false, [2, 5, 3, 3]),
   conv('Conv 3x3 no pad (weight gradient from unfolded rows)', [3, 2, 7, 6], [4, 2, 3, 3], 1, 0, false, [3, 4, 5, 4]),
   conv('Conv 3x2 pad 1, rectangular kernel', [2, 3, 5, 6], [2, 3, 3, 2], 1, 1, true, [2, 2, 5, 7]),
+  {
+    name: 'Conv depthwise 3x3 pad 1 (group = channels) with bias',
+    inputs: [{ name: 'x', shape: [2, 3, 5, 5] }, { name: 'w', shape: [3, 1, 3, 3] }, { name: 'b', shape: [3] }],
+    outputShape: [2, 3, 5, 5],
+    build: (b, ins) => b.op('Conv', ins, { group: attr.int(3), kernel_shape: attr.ints([3, 3]), pads: attr.ints([1, 1, 1, 1]) }),
+  },
+  {
+    name: 'Conv 2 groups, stride 2',
+    inputs: [{ name: 'x', shape: [2, 4, 7, 7] }, { name: 'w', shape: [6, 2, 3, 3] }],
+    outputShape: [2, 6, 3, 3],
+    build: (b, ins) => b.op('Conv', ins, { group: attr.int(2), kernel_shape: attr.ints([3, 3]), strides: attr.ints([2, 2]) }),
+  },
   maxPool('MaxPool 2', [2, 3, 6, 6], 2, 2, [2, 3, 3, 3]),
   maxPool('MaxPool 3 with leftover rows', [1, 2, 8, 8], 3, 3, [1, 2, 2, 2]),
   maxPool('MaxPool 3 stride 2 overlapping', [1, 2, 7, 7], 3, 2, [1, 2, 3, 3]),

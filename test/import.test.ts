@@ -102,10 +102,10 @@ describe('importing an ONNX classifier', () => {
     assert.deepEqual(ra.losses, rb.losses);
   });
 
-  it('a residual block’s SGD update is -lr times the gradient, checked by central differences', async () => {
+  it('a residual block with a depthwise conv: its SGD update is -lr times the gradient, checked by central differences', async () => {
     const e = new TorchStyleExport(5);
     const x = e.op('Relu', e.conv('conv1', 'input', 1, 4, 3, { pad: 1 }), 'relu1');
-    const y = e.conv('conv2', e.op('Relu', e.conv('conv1b', x, 4, 4, 3, { pad: 1 }), 'relu2'), 4, 4, 3, { pad: 1 });
+    const y = e.conv('conv2', e.op('Relu', e.conv('depthwise', x, 4, 4, 3, { pad: 1, group: 4 }), 'relu2'), 4, 4, 3, { pad: 1 });
     const sum = e.node('Add', [y, x], {}, 'add')[0];
     let h = e.op('Relu', sum, 'relu3');
     h = e.conv('down', e.maxPool(h, 2), 4, 8, 3, { stride: 2, pad: 1 });

@@ -2,7 +2,7 @@ import { attr } from '../../graph/ir.ts';
 import { type GradContext, type GradRule, intAttr, intsAttr, staticShape } from '../rule.ts';
 
 /**
- * Y = Conv(X, W, B), groups 1, no dilation.
+ * Y = Conv(X, W, B), no dilation (groups through groupedConv).
  * dX: for stride 1, a Conv of dY with W flipped and its channel axes swapped (inputGradConv);
  *     else a ConvTranspose of dY with W.
  * dW: batched GEMMs over an unfolded X for stride 1 (weightGradUnfolded), else a Conv of X^T
@@ -13,7 +13,8 @@ export const conv: GradRule = (ctx) => {
   const { b, node } = ctx;
   const [x, w] = ctx.inputs;
   const dY = ctx.gradOutputs[0]!;
-  if (intAttr(node, 'group', 1) !== 1) throw new Error(`autodiff: Conv ${node.name}: only group=1 is supported`);
+  const groups = intAttr(node, 'group', 1);
+  if (groups !== 1) return groupedConv(ctx, groups);
   if (intsAttr(node, 'dilations', [1, 1]).some((d) => d !== 1)) throw new Error(`autodiff: Conv ${node.name}: dilations are not supported`);
   const kernel = intsAttr(node, 'kernel_shape', []);
   const strides = intsAttr(node, 'strides', [1, 1]);
@@ -38,6 +39,46 @@ export const conv: GradRule = (ctx) => {
   }
   return out;
 };
+
+/**
+ * A grouped (or depthwise) Conv's gradient as one ungrouped gradient per group: X's and dY's
+ * channels and W's output channels sliced per group, the parts concatenated back. Correct for
+ * any group count; a depthwise layer of C channels emits C small gradients (no fused kernel).
+ */
+function groupedConv(ctx: GradContext, groups: number): (string | undefined)[] {
+  const { b, node } = ctx;
+  const [x, w] = ctx.inputs;
+  const dY = ctx.gradOutputs[0]!;
+  const [n, c, h, wd] = staticShape(ctx, x);
+  const [m, cg, kh, kw] = staticShape(ctx, w) as number[];
+  const [, , ho, wo] = staticShape(ctx, ctx.outputs[0]);
+  const mg = m / groups;
+  const slice = (v: string, axis: number, from: number, size: number, shape: (number | string)[]) => {
+    const s = b.op('Slice', [v, b.constI([from]), b.constI([from + size]), b.constI([axis])], {}, `${v}_group`);
+    b.note(s, 'float32', shape);
+    return s;
+  };
+  const ungrouped = { ...node, attrs: { ...node.attrs, group: attr.int(1) } };
+  const dX: string[] = [];
+  const dW: string[] = [];
+  for (let g = 0; g < groups; g++) {
+    const part = conv({
+      ...ctx,
+      node: ungrouped,
+      inputs: [slice(x, 1, g * cg, cg, [n, cg, h, wd]), slice(w, 0, g * mg, mg, [mg, cg, kh, kw])],
+      gradOutputs: [slice(dY, 1, g * mg, mg, [n, mg, ho, wo])],
+      needsGrad: [ctx.needsGrad[0], ctx.needsGrad[1]],
+    });
+    if (part[0]) dX.push(part[0]);
+    if (part[1]) dW.push(part[1]);
+  }
+  const out: (string | undefined)[] = [undefined, undefined, undefined];
+  if (ctx.needsGrad[0]) out[0] = b.op('Concat', dX, { axis: attr.int(1) }, `grad_${x}`);
+  if (ctx.needsGrad[1]) out[1] = b.op('Concat', dW, { axis: attr.int(0) }, `grad_${w}`);
+  if (ctx.needsGrad[0]) b.note(out[0]!, 'float32', [n, c, h, wd]);
+  if (ctx.inputs.length > 2 && ctx.needsGrad[2]) out[2] = b.op('ReduceSum', [dY, b.constI([0, 2, 3])], { keepdims: attr.int(0) }, `grad_${ctx.inputs[2]}`);
+  return out;
+}
 
 /**
  * dX for stride 1 as a "full" Conv: dY padded by k-1-p with W rotated 180 degrees and its in/out
