@@ -89,6 +89,18 @@ export const CASES: GradCase[] = [
     outputShape: [2, 6, 3, 3],
     build: (b, ins) => b.op('Conv', ins, { group: attr.int(2), kernel_shape: attr.ints([3, 3]), strides: attr.ints([2, 2]) }),
   },
+  {
+    name: 'ConvTranspose 3x3 stride 2 pad 1 output_padding 1, with bias',
+    inputs: [{ name: 'x', shape: [2, 3, 4, 4] }, { name: 'w', shape: [3, 2, 3, 3] }, { name: 'b', shape: [2] }],
+    outputShape: [2, 2, 8, 8],
+    build: (b, ins) => b.op('ConvTranspose', ins, { kernel_shape: attr.ints([3, 3]), strides: attr.ints([2, 2]), pads: attr.ints([1, 1, 1, 1]), output_padding: attr.ints([1, 1]) }),
+  },
+  {
+    name: 'ConvTranspose 2x2 stride 2, 2 groups',
+    inputs: [{ name: 'x', shape: [1, 4, 3, 3] }, { name: 'w', shape: [4, 1, 2, 2] }],
+    outputShape: [1, 2, 6, 6],
+    build: (b, ins) => b.op('ConvTranspose', ins, { kernel_shape: attr.ints([2, 2]), strides: attr.ints([2, 2]), group: attr.int(2) }),
+  },
   maxPool('MaxPool 2', [2, 3, 6, 6], 2, 2, [2, 3, 3, 3]),
   maxPool('MaxPool 3 with leftover rows', [1, 2, 8, 8], 3, 3, [1, 2, 2, 2]),
   maxPool('MaxPool 3 stride 2 overlapping', [1, 2, 7, 7], 3, 2, [1, 2, 3, 3]),

@@ -1,7 +1,7 @@
 import type { GradRule } from './rule.ts';
 import { clip, hardSwish, leakyRelu, sigmoid, tanh } from './rules/activation.ts';
 import { batchNormTraining } from './rules/batchnorm.ts';
-import { conv } from './rules/conv.ts';
+import { conv, convTranspose } from './rules/conv.ts';
 import { dropout } from './rules/dropout.ts';
 import { add, div, exp, identity, log, mul, neg, relu, sqrt, sub } from './rules/elementwise.ts';
 import { gemm, matmul } from './rules/matmul.ts';
@@ -32,6 +32,7 @@ export const GRAD_RULES: Record<string, GradRule> = {
   HardSwish: hardSwish,
   Concat: concat,
   Conv: conv,
+  ConvTranspose: convTranspose,
   MaxPool: maxPool,
   AveragePool: averagePool,
   GlobalAveragePool: globalAveragePool,

@@ -41,6 +41,29 @@ export const conv: GradRule = (ctx) => {
 };
 
 /**
+ * Y = ConvTranspose(X, W, B), the adjoint of the Conv that maps Y's space to X's with the same
+ * W, strides and pads: dX = Conv(dY, W), and dW is that Conv's weight gradient with dY as its
+ * input and X as its output gradient (so the Conv rule, groups included, serves both).
+ */
+export const convTranspose: GradRule = (ctx) => {
+  const { b, node } = ctx;
+  const [x, w] = ctx.inputs;
+  const dY = ctx.gradOutputs[0]!;
+  if (intsAttr(node, 'dilations', [1, 1]).some((d) => d !== 1)) throw new Error(`autodiff: ConvTranspose ${node.name}: dilations are not supported`);
+  const keep = ['kernel_shape', 'strides', 'pads', 'group'].filter((k) => node.attrs[k]);
+  const asConv = { ...node, op: 'Conv', attrs: Object.fromEntries(keep.map((k) => [k, node.attrs[k]])) };
+  b.note(dY, 'float32', staticShape(ctx, ctx.outputs[0]));
+  const out: (string | undefined)[] = [undefined, undefined, undefined];
+  if (ctx.needsGrad[0]) {
+    out[0] = b.op('Conv', [dY, w], asConv.attrs, `grad_${x}`);
+    b.note(out[0], 'float32', staticShape(ctx, x));
+  }
+  if (ctx.needsGrad[1]) out[1] = conv({ ...ctx, node: asConv, inputs: [dY, w], outputs: [x], gradOutputs: [x], needsGrad: [false, true] })[1];
+  if (ctx.inputs.length > 2 && ctx.needsGrad[2]) out[2] = b.op('ReduceSum', [dY, b.constI([0, 2, 3])], { keepdims: attr.int(0) }, `grad_${ctx.inputs[2]}`);
+  return out;
+};
+
+/**
  * A grouped (or depthwise) Conv's gradient as one ungrouped gradient per group: X's and dY's
  * channels and W's output channels sliced per group, the parts concatenated back. Correct for
  * any group count; a depthwise layer of C channels emits C small gradients (no fused kernel).
