@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { CnnlabError } from '../common/errors.ts';
 import { PREPARATION_KEY } from '../graph-builder/artifacts/compile.ts';
 import type { ValueInfo } from '../graph-builder/graph/ir.ts';
-import { decodeGraph, decodeModel } from '../graph-builder/graph/onnx.ts';
+import { decodeGraph, type DecodedGraph, decodeModel } from '../graph-builder/graph/onnx.ts';
 import type { Runtime, Session } from '../runtime/ort.ts';
 
 export type OutputKind = 'logits' | 'probabilities' | 'log-probabilities';
@@ -71,15 +71,17 @@ export function loadInferenceModel(target: string | undefined, opts: ForeignMode
   if (size > MAX_MODEL_BYTES) throw new CnnlabError(`${path}: ${size} bytes is larger than any cnnlab model (limit ${MAX_MODEL_BYTES})`);
   const bytes = readFileSync(path);
   let decoded;
+  let full: DecodedGraph;
   try {
     decoded = decodeModel(bytes);
+    full = decodeGraph(bytes);
   } catch (err) {
     throw new CnnlabError(`${path}: not an ONNX model (${(err as Error).message.split('\n')[0]})`);
   }
   const md = decoded.metadata;
   const native = decoded.inputs.some((i) => i.name === 'image') && decoded.outputs.some((o) => o.name === 'probabilities') && md['cnnlab.architecture'] !== undefined && !md[PREPARATION_KEY];
-  const input = native ? { name: 'image', shape: [1, 28, 28] as [number, number, number] } : foreignInput(path, bytes, decoded.inputs);
-  const output = native ? { name: 'probabilities', kind: 'probabilities' as const, from: 'graph' as const } : foreignOutput(path, bytes, decoded.outputs, opts);
+  const input = native ? { name: 'image', shape: [1, 28, 28] as [number, number, number] } : foreignInput(path, full, decoded.inputs);
+  const output = native ? { name: 'probabilities', kind: 'probabilities' as const, from: 'graph' as const } : foreignOutput(path, full, decoded.outputs, opts);
   const classCount = native ? 10 : Number(decoded.outputs.find((o) => o.name === output.name)?.shape?.[1]);
   let classes: string[] | undefined = opts.classes;
   if (!classes && md['cnnlab.classes']) {
@@ -112,8 +114,8 @@ export function loadInferenceModel(target: string | undefined, opts: ForeignMode
 }
 
 /** The one float [N, C, H, W] input of a foreign model (C 1 or 3, H and W fixed). */
-function foreignInput(path: string, bytes: Uint8Array, inputs: ValueInfo[]): LoadedModel['input'] {
-  const inits = new Set(decodeGraph(bytes).graph.initializers.map((t) => t.name));
+function foreignInput(path: string, full: DecodedGraph, inputs: ValueInfo[]): LoadedModel['input'] {
+  const inits = new Set(full.graph.initializers.map((t) => t.name));
   const real = inputs.filter((i) => !inits.has(i.name));
   const list = real.slice(0, 4).map((i) => `${i.name} [${i.shape?.join(', ') ?? '?'}]`).join(', ') + (real.length > 4 ? ', ...' : '');
   if (real.length !== 1) throw new CnnlabError(`${path}: expected one image input, found ${real.length}${list ? ` (${list})` : ''}`);
@@ -127,14 +129,14 @@ function foreignInput(path: string, bytes: Uint8Array, inputs: ValueInfo[]): Loa
 }
 
 /** The class-score output and what it holds: from the graph's last op (LogSoftmax, Softmax), else --output-kind, else logits. */
-function foreignOutput(path: string, bytes: Uint8Array, outputs: ValueInfo[], opts: ForeignModelOptions): LoadedModel['output'] {
+function foreignOutput(path: string, full: DecodedGraph, outputs: ValueInfo[], opts: ForeignModelOptions): LoadedModel['output'] {
   if (outputs.length !== 1) throw new CnnlabError(`${path}: expected one output (class scores), found ${outputs.length}: ${outputs.map((o) => o.name).join(', ')}`);
   const [o] = outputs;
   if (o.shape && (o.shape.length !== 2 || typeof o.shape[1] !== 'number')) throw new CnnlabError(`${path}: output '${o.name}' is [${o.shape.join(', ')}]; expected class scores [N, classes]`);
-  const last = decodeGraph(bytes).graph.nodes.find((n) => n.outputs.includes(o.name));
+  const last = full.graph.nodes.find((n) => n.outputs.includes(o.name));
   const detected: OutputKind | undefined = last?.op === 'LogSoftmax' ? 'log-probabilities' : last?.op === 'Softmax' ? 'probabilities' : undefined;
   if (opts.outputKind) return { name: o.name, kind: opts.outputKind, from: 'flag' };
-  const saved = decodeGraph(bytes).metadata['cnnlab.output_kind'];
+  const saved = full.metadata['cnnlab.output_kind'];
   if (!detected && (saved === 'logits' || saved === 'probabilities' || saved === 'log-probabilities')) return { name: o.name, kind: saved, from: 'graph' };
   return { name: o.name, kind: detected ?? 'logits', from: detected ? 'graph' : 'default' };
 }

@@ -23,6 +23,9 @@ import { collectEntries } from '../training/report.ts';
 import { readTrialRecord } from '../training/sweep.ts';
 import { createRuntime } from '../runtime/ort.ts';
 
+import { checkTrainable, importOnnxModel } from '../graph-builder/import/onnx-model.ts';
+import { TorchStyleExport } from './helpers/onnx-export.ts';
+
 const ROUNDS = 1000;
 const dir = mkdtempSync(join(tmpdir(), 'cnnlab-fuzz-'));
 
@@ -128,6 +131,24 @@ describe('fuzzed loaders', () => {
       await session.release();
     });
     assert.ok(r.rejected > 100 && r.ok > 10, JSON.stringify(r));
+  });
+
+  it('foreign ONNX models given to import (train, inspect) and to eval', async () => {
+    const e = new TorchStyleExport(2);
+    let h = e.batchNorm('bn1', e.conv('conv1', 'input', 1, 2, 3, { pad: 1 }), 2);
+    h = e.dropout(e.viewBatch(e.maxPool(e.op('Relu', h), 2)), 0.2);
+    const seed = e.build(e.gemm('fc', h, 2 * 14 * 14, 10));
+    const imported = await fuzz('import', seed, (bytes, i) => {
+      const model = importOnnxModel(bytes, `net-${i}.onnx`);
+      checkTrainable(model);
+    });
+    assert.ok(imported.rejected > 300 && imported.ok > 10, JSON.stringify(imported));
+    const evaluated = await fuzz('foreign eval', seed, (bytes, i) => {
+      const file = join(dir, `f-${i % 8}.onnx`);
+      writeFileSync(file, bytes);
+      loadInferenceModel(file);
+    });
+    assert.ok(evaluated.rejected > 100 && evaluated.ok > 10, JSON.stringify(evaluated));
   });
 
   it('sweep manifests (sweep.json read by sweep and report) and trial status files', async () => {
