@@ -5,12 +5,13 @@ import { dirname, join } from 'node:path';
 import { CnnlabError } from '../common/errors.ts';
 import { type DatasetName, DATASET_NAMES } from '../datasets/registry.ts';
 import { loadDataset, PIXELS } from '../datasets/sources.ts';
-import { lossKindFor } from '../graph-builder/artifacts/build.ts';
 import { compile } from '../graph-builder/artifacts/compile.ts';
 import { encodeCheckpoint } from '../graph-builder/artifacts/checkpoint.ts';
-import type { ModelMeta } from '../graph-builder/artifacts/inference.ts';
+import { buildInferenceModel, type ModelMeta } from '../graph-builder/artifacts/inference.ts';
 import type { TrainStepInterface } from '../graph-builder/artifacts/train-step.ts';
-import { type Architecture, loadArchitecture } from '../graph-builder/dsl/arch.ts';
+import { architectureFromMetadata } from '../graph-builder/dsl/arch.ts';
+import { importOnnxModel } from '../graph-builder/import/onnx-model.ts';
+import type { Model } from '../graph-builder/model.ts';
 import type { ParamSet } from '../graph-builder/dsl/init.ts';
 import { decodeModel } from '../graph-builder/graph/onnx.ts';
 import { defaultOptimizer } from '../graph-builder/optimizers.ts';
@@ -26,6 +27,8 @@ interface ServedModel {
   card: Record<string, unknown>;
   /** Fine-tuning pieces, where the architecture can be rebuilt (presets and JSON specs). */
   train?: { step: Uint8Array; inference: Uint8Array; state: Uint8Array; iface: TrainStepInterface };
+  /** The graph the page predicts with, where it is not the served file (a foreign model's interface differs). */
+  page?: Uint8Array;
   samples: Uint8Array;
   sampleLabels: Uint8Array;
 }
@@ -46,10 +49,22 @@ function ortDir(): string {
 }
 const ORT_FILES = new Set(['ort.wasm.min.mjs', 'ort-wasm-simd-threaded.wasm', 'ort-wasm-simd-threaded.mjs']);
 
-async function tryArchitecture(id: string): Promise<Architecture | undefined> {
-  if (id.startsWith('file:')) return undefined;
+/**
+ * The model the page runs and fine-tunes, where one can be built: a preset or an architecture
+ * file's layers named in cnnlab's metadata, or the served file itself imported (a foreign model,
+ * or one cnnlab trained from an import). Undefined where none can (the page then only predicts).
+ */
+function pageModel(loaded: LoadedModel): Model | undefined {
+  if (loaded.native) {
+    try {
+      return architectureFromMetadata(loaded.metadata, loaded.path)?.model;
+    } catch {
+      return undefined;
+    }
+  }
   try {
-    return await loadArchitecture(id);
+    const model = importOnnxModel(loaded.bytes, loaded.path, { outputKind: loaded.output.kind });
+    return model.inputShape.join('x') === '1x28x28' ? model : undefined;
   } catch {
     return undefined;
   }
@@ -74,15 +89,18 @@ export async function loadServedModels(targets: (string | undefined)[]): Promise
       normalization: norm,
     };
     const served: ServedModel = { id: String(i), model, card, samples: data.test.images.subarray(0, 64 * PIXELS), sampleLabels: data.test.labels.subarray(0, 64) };
-    const arch = await tryArchitecture(model.architecture);
-    if (arch) {
-      const params: ParamSet = new Map(decodeModel(model.bytes).initializers.map((t) => [t.name, t.data as Float32Array]));
-      if (arch.model.params.every((p) => params.get(p.name)?.length === p.shape.reduce((a, b) => a * b, 1))) {
-        const meta: ModelMeta = { architecture: arch.id, dataset, classes: model.classes, ...norm };
-        // Fine-tuning on a handful of drawings: plain SGD with momentum; the page feeds lr per step.
-        const built = compile(arch.model, { optimizer: defaultOptimizer('sgd', 0, true), loss: lossKindFor(arch), meta });
-        served.train = { step: built.trainStep, inference: built.inference('inputs'), state: encodeCheckpoint(built.initialCheckpoint(params, { architecture: arch.id, step: 0 })), iface: built.iface };
-      }
+    const forward = pageModel(model);
+    const params: ParamSet = new Map(decodeModel(model.bytes).initializers.filter((t) => t.dtype === 'float32').map((t) => [t.name, t.data as Float32Array]));
+    if (forward && forward.params.every((p) => params.get(p.name)?.length === p.shape.reduce((a, b) => a * b, 1))) {
+      const prep = model.native ? norm : { mean: model.preparation.mean, std: model.preparation.std, inputRange: model.preparation.range };
+      const meta: ModelMeta = { architecture: model.architecture, dataset, classes: model.classes, ...prep };
+      // Fine-tuning on a handful of drawings: plain SGD with momentum; the page feeds lr per step.
+      const built = compile(forward, { optimizer: defaultOptimizer('sgd', 0, true), loss: forward.outputKind === 'log-probabilities' ? 'nll' : 'cross-entropy', meta });
+      served.train = { step: built.trainStep, inference: built.inference('inputs'), state: encodeCheckpoint(built.initialCheckpoint(params, { architecture: model.architecture, step: 0 })), iface: built.iface };
+      // A foreign model is shown through cnnlab's image-in, probabilities-out graph of it.
+      if (!model.native) served.page = buildInferenceModel(forward, params, meta);
+    } else if (!model.native) {
+      throw new CnnlabError(`${model.path}: the demo page needs a 1x28x28 input and ops cnnlab can import (cnnlab inspect ${model.path} says why not); eval and predict take it as it is`);
     }
     (served.card as Record<string, unknown>).fineTuning = Boolean(served.train);
     out.push(served);
@@ -171,7 +189,7 @@ export function createDemoServer(models: ServedModel[]): Server {
         if (!served) return send(res, 404, 'no such model\n');
         switch (m[2]) {
           case 'inference.onnx':
-            return send(res, 200, served.model.bytes, 'application/octet-stream');
+            return send(res, 200, served.page ?? served.model.bytes, 'application/octet-stream');
           case 'samples':
             return json(res, { labels: Array.from(served.sampleLabels), pixels: Buffer.from(served.samples).toString('base64') });
           case 'train_step.onnx':

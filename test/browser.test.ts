@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -9,7 +9,8 @@ import * as ort from 'onnxruntime-node';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import sharp from 'sharp';
 import { loadDataset } from '../datasets/sources.ts';
-import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
+import { loadArchFile, loadArchitecture } from '../graph-builder/dsl/arch.ts';
+import { TorchStyleExport } from './helpers/onnx-export.ts';
 import { loadInferenceModel } from '../inference/model.ts';
 import { createDemoServer, loadServedModels, MAX_UPLOAD } from '../inference/server.ts';
 import { resolveRunConfig } from '../training/config.ts';
@@ -38,7 +39,14 @@ async function train(arch: string, dataset: 'mnist' | 'fashion-mnist', n: number
 before(async () => {
   await train('jhu-net', 'mnist', 20000, 2, join(dir, 'mnist'));
   await train('partD', 'fashion-mnist', 1000, 1, join(dir, 'fashion'));
-  server = createDemoServer(await loadServedModels([join(dir, 'mnist'), join(dir, 'fashion')]));
+  // A model from an architecture file (its layers travel in the metadata) and a PyTorch-style export.
+  const archFile = join(dir, 'tiny.json');
+  writeFileSync(archFile, JSON.stringify({ layers: [{ kind: 'conv2d', inChannels: 1, outChannels: 4, kernel: 3 }, { kind: 'relu' }, { kind: 'maxPool2d', kernel: 2 }, { kind: 'flatten' }, { kind: 'linear', inFeatures: 676, outFeatures: 10 }] }));
+  const cfg = resolveRunConfig(await loadArchFile(archFile), { 'limit-train': 1000, epochs: 1, batch: 100, threads: 2 }, archFile);
+  await fit(cfg, { runDir: join(dir, 'tiny'), resume: false, progress: false, log: () => {} });
+  const e = new TorchStyleExport(7);
+  writeFileSync(join(dir, 'net.onnx'), e.build(e.gemm('fc', e.viewBatch(e.maxPool(e.op('Relu', e.conv('conv1', 'input', 1, 4, 3, { pad: 1 })), 2)), 4 * 14 * 14, 10)));
+  server = createDemoServer(await loadServedModels([join(dir, 'mnist'), join(dir, 'fashion'), join(dir, 'tiny'), join(dir, 'net.onnx')]));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   assert.ok(existsSync(CHROMIUM), `Chromium not found at ${CHROMIUM}: apt-get install chromium (.ci/run does)`);
@@ -141,6 +149,26 @@ describe('the demo page in Chromium', () => {
     await page.selectOption('#model', '0');
     await page.waitForFunction(() => /jhu-net/.test(document.getElementById('card')!.textContent ?? ''));
   });
+
+  for (const [id, name] of [['2', 'file:tiny.json'], ['3', 'onnx:net.onnx']]) {
+    it(`predicts with and fine-tunes ${name === 'file:tiny.json' ? 'an architecture-file model' : 'an imported PyTorch-style model'}`, async () => {
+      await page.selectOption('#model', id);
+      await page.waitForFunction((n) => (document.getElementById('card')!.textContent ?? '').includes(n), name);
+      await drawSeven();
+      const before = await pageState();
+      assert.ok(Math.abs(before.probabilities!.reduce((a, b) => a + b, 0) - 1) < 1e-4);
+      await page.selectOption('#label', '3');
+      await page.click('#add');
+      await page.fill('#steps', '10');
+      await page.fill('#lr', '0.05');
+      await page.evaluate(() => (window as unknown as { cnnlab: { train: () => Promise<void> } }).cnnlab.train());
+      const s = await pageState();
+      assert.equal(s.losses.length, 10, (await page.locator('#tune-status').textContent()) ?? '');
+      assert.ok(s.losses[9] < s.losses[0], `loss ${s.losses[0]} -> ${s.losses[9]}`);
+      assert.ok(s.probabilities![3] > before.probabilities![3], `p(3) ${before.probabilities![3]} -> ${s.probabilities![3]}`);
+      await page.click('#reset');
+    });
+  }
 });
 
 describe('the demo server', () => {
@@ -156,7 +184,7 @@ describe('the demo server', () => {
     assert.equal(await status('/'), 200);
     assert.equal(await status('/ort/ort-wasm-simd-threaded.wasm'), 200);
     const models = (await (await fetch(`${base}/api/models`)).json()) as { name: string; fineTuning: boolean }[];
-    assert.deepEqual(models.map((m) => m.name), ['jhu-net (mnist)', 'partD (fashion-mnist)']);
+    assert.deepEqual(models.map((m) => m.name), ['jhu-net (mnist)', 'partD (fashion-mnist)', 'file:tiny.json (mnist)', 'onnx:net.onnx (mnist)']);
     assert.ok(models.every((m) => m.fineTuning));
   });
 

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { UsageError } from '../../common/errors.ts';
 import { DATASETS, type DatasetName } from '../../datasets/registry.ts';
-import type { Architecture } from '../dsl/arch.ts';
+import { type Architecture, LAYERS_KEY } from '../dsl/arch.ts';
 import { initParams, type ParamSet } from '../dsl/init.ts';
 import { encodeCheckpoint } from './checkpoint.ts';
 import type { OptimizerName } from '../dsl/presets.ts';
@@ -77,7 +77,9 @@ export function normalizationFor(arch: Architecture, dataset: DatasetName): { me
 }
 
 export function modelMeta(arch: Architecture, dataset: DatasetName, extra?: Record<string, string>): ModelMeta {
-  return { architecture: arch.id, dataset, classes: DATASETS[dataset].classes, ...normalizationFor(arch, dataset), inputRange: arch.recipe.inputRange, extra };
+  // A model from an architecture file carries its layers, so the demo page can fine-tune it without the file.
+  const layers: Record<string, string> = arch.id.startsWith('file:') && arch.layers ? { [LAYERS_KEY]: JSON.stringify(arch.layers.layers) } : {};
+  return { architecture: arch.id, dataset, classes: DATASETS[dataset].classes, ...normalizationFor(arch, dataset), inputRange: arch.recipe.inputRange, extra: { ...layers, ...extra } };
 }
 
 /** Writes the artifacts of one architecture into `outDir` and returns the manifest. */

@@ -25,7 +25,11 @@ export interface Artifacts {
   trainStep: Uint8Array;
   iface: TrainStepInterface;
   eval: Uint8Array;
-  /** The inference graph with these parameters as initialisers ('inputs': fed per run, as the demo page does). */
+  /**
+   * The inference graph with these parameters as initialisers (an imported model: its own file
+   * with them), or with 'inputs', cnnlab's image-in, probabilities-out graph taking the
+   * parameters per run, as the demo page does.
+   */
   inference(params: ParamSet | 'inputs', extra?: Record<string, string>): Uint8Array;
   /** The checkpoint a run starts from: these parameters, zero optimiser state, step 0. */
   initialCheckpoint(params: ParamSet, meta?: Record<string, unknown>): Checkpoint;
@@ -41,9 +45,8 @@ export const PREPARATION_KEY = 'cnnlab.preprocess';
  * An imported model's trained form: its own file with the new parameter values and cnnlab's
  * metadata added, so every name, input and output stays as its user exported it.
  */
-function importedInference(model: Model, params: ParamSet | 'inputs', meta: ModelMeta): Uint8Array {
+function importedInference(model: Model, params: ParamSet, meta: ModelMeta): Uint8Array {
   if (!model.source) throw new Error('importedInference needs an imported model');
-  if (params === 'inputs') throw new CnnlabError(`${model.source.file}: the demo page fine-tunes cnnlab's own models only`);
   const preparation = JSON.stringify({ range: meta.inputRange ?? 1, mean: meta.mean, std: meta.std });
   const metadata = { ...metadataProps(model, meta), 'cnnlab.input': `${model.input}: float32 [N,${model.inputShape.join(',')}]; prepare pixels as ${PREPARATION_KEY} says`, [PREPARATION_KEY]: preparation, 'cnnlab.output_kind': model.source.outputKind };
   return replaceInitializers(model.source.bytes, params, metadata);
@@ -65,7 +68,7 @@ export function compile(model: Model, recipe: CompileRecipe): Artifacts {
     trainStep: train.bytes,
     iface: train.iface,
     eval: buildEvalModel(model, loss, meta),
-    inference: (params, extra) => (model.source ? importedInference(model, params, withExtra(extra)) : buildInferenceModel(model, params, withExtra(extra))),
+    inference: (params, extra) => (model.source && params !== 'inputs' ? importedInference(model, params, withExtra(extra)) : buildInferenceModel(model, params, withExtra(extra))),
     initialCheckpoint: (params, ckptMeta = {}) => initialCheckpoint(train.iface, params, ckptMeta),
   };
 }

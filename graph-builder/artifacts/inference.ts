@@ -48,7 +48,9 @@ export function buildInferenceModel(a: Model, params: ParamSet | 'inputs', meta:
     if (!data) throw new Error(`parameter ${p.name} is missing`);
     b.initializer({ name: p.name, dtype: 'float32', dims: p.shape, data });
   }
-  const x = emitNormalize(b, image, meta.mean, meta.std);
+  const scaled = meta.inputRange === 255 ? b.op('Mul', [image, b.scalar(255)], {}, 'pixels_0_255') : image;
+  if (scaled !== image) b.note(scaled, 'float32', ['N', 1, 28, 28]);
+  const x = emitNormalize(b, scaled, meta.mean, meta.std);
   const scores = emitForward(b, a, x, { param: (name) => name });
   b.expose(scores, 'logits', 'float32', ['N', 10]);
   b.expose(b.op('Softmax', [scores], { axis: attr.int(1) }, 'softmax'), 'probabilities', 'float32', ['N', 10]);

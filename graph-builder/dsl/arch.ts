@@ -101,6 +101,35 @@ export async function loadArchFile(file: string): Promise<Architecture> {
   return { id, model, layers: parsed.layers, recipe: { ...FILE_RECIPE, ...parsed.recipe, ...recipe } };
 }
 
+/** The metadata key holding a DSL file model's layers as JSON. */
+export const LAYERS_KEY = 'cnnlab.layers';
+
+/**
+ * The architecture a cnnlab model's metadata names: a preset id, or the layers an
+ * architecture-file model carries; undefined where it names neither.
+ */
+export function architectureFromMetadata(md: Record<string, string>, file: string): Architecture | undefined {
+  const id = md['cnnlab.architecture'];
+  if (!id) return undefined;
+  if (md[LAYERS_KEY]) {
+    let value: unknown;
+    try {
+      value = JSON.parse(md[LAYERS_KEY]);
+    } catch {
+      throw new CnnlabError(`${file}: metadata ${LAYERS_KEY} is not valid JSON`);
+    }
+    const parsed = layersFromValue(value, `${file} (metadata ${LAYERS_KEY})`);
+    return { id, model: modelFromLayers(parsed.layers, id), layers: parsed.layers, recipe: FILE_RECIPE };
+  }
+  if (id.startsWith('file:') || id.startsWith('onnx:')) return undefined;
+  try {
+    const r = resolvePreset(id, {});
+    return { id: r.id, model: modelFromLayers(r.model, r.id), layers: r.model, recipe: r.preset.recipe };
+  } catch {
+    return undefined;
+  }
+}
+
 /** An ONNX model file is at most this large (the largest CNN cnnlab would train is far smaller). */
 const MAX_ONNX_BYTES = 512 * 1024 * 1024;
 
