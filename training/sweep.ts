@@ -139,6 +139,8 @@ export function splitSettings(arch: string, settings: Record<string, string>): {
 
 export interface SweepOptions {
   arch: string;
+  /** An imported ONNX model (`--model`) the trials train; `arch` is then its id. */
+  model?: string;
   base: TrainFlags;
   trials: Trial[];
   dir: string;
@@ -171,8 +173,8 @@ export async function runSweep(o: SweepOptions): Promise<SweepManifest> {
     const t0 = performance.now();
     try {
       const { flags, options } = splitSettings(o.arch, trial.settings);
-      const arch = await loadArchitecture(o.arch, undefined, options);
-      const cfg = resolveRunConfig(arch, { ...o.base, ...flags });
+      const arch = await loadArchitecture(o.model ? undefined : o.arch, undefined, options, o.model ? { file: o.model } : undefined);
+      const cfg = resolveRunConfig(arch, { ...o.base, ...flags }, undefined, o.model);
       const result = await fit(cfg, { ...o.fit, runDir: run, resume: existsSync(join(run, CHECKPOINT)) });
       if (result.interrupted) {
         save();

@@ -3,11 +3,10 @@ import { join } from 'node:path';
 import { CnnlabError } from '../common/errors.ts';
 import type { DatasetName } from '../datasets/registry.ts';
 import { loadDataset } from '../datasets/sources.ts';
-import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { evaluateInference } from '../inference/evaluate.ts';
 import { loadInferenceModel, openModelSession } from '../inference/model.ts';
 import { readCheckpoint } from '../graph-builder/artifacts/checkpoint.ts';
-import { readRunConfig, type RunConfig } from './config.ts';
+import { loadRunArchitecture, readRunConfig, type RunConfig } from './config.ts';
 import { CHECKPOINT, fit, type FitOptions, paramsOf } from './fit.ts';
 import { createRuntime } from '../runtime/ort.ts';
 
@@ -40,7 +39,7 @@ export async function transfer(o: TransferOptions): Promise<TransferRow[]> {
   if (!existsSync(configPath) || !existsSync(join(o.from, CHECKPOINT))) throw new CnnlabError(`--from ${o.from}: not a run folder (config.json and ${CHECKPOINT} expected)`, 2);
   const source = await readRunConfig(o.from);
   const model = loadInferenceModel(o.from);
-  const arch = await loadArchitecture(source.archFile ? undefined : source.architecture, source.archFile);
+  const arch = await loadRunArchitecture(source);
   const data = await loadDataset(o.to);
   const rt = await createRuntime({ ep: source.ep === 'wasm' ? 'wasm' : 'cpu', threads: source.threads });
   const session = await openModelSession(rt, model);

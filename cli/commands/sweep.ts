@@ -1,3 +1,4 @@
+import { basename } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { UsageError } from '../../common/errors.ts';
 import { collectEntries, writeReport } from '../../training/report.ts';
@@ -7,6 +8,7 @@ import { pickFlags } from '../../training/flags.ts';
 import { installStopHandler, trainOptions, type TrainArgs } from './train.ts';
 
 interface SweepArgs extends Omit<TrainArgs, 'resume'> {
+  model?: string;
   vary?: string[];
   preset?: string;
   shard?: string;
@@ -19,6 +21,7 @@ const sweep: CommandModule<object, SweepArgs> = {
   builder: (y) =>
     trainOptions(y)
       .positional('arch', { type: 'string', describe: 'a preset (with options), as for train' })
+      .option('model', { type: 'string', describe: 'an ONNX classifier to sweep instead of a preset' })
       .option('vary', { type: 'string', array: true, describe: 'key=v1,v2,...: a training flag (lr, opt, batch, epochs, ...) or a preset option (width, dropout, ...)' })
       .option('preset', { type: 'string', choices: ['jhu-questions'], describe: "seed 004's questions on jhu-net, Fashion-MNIST" })
       .option('shard', { type: 'string', describe: 'i/n: run every n-th trial starting at the i-th (split a grid over machines)' })
@@ -34,7 +37,9 @@ const sweep: CommandModule<object, SweepArgs> = {
       base.dataset ??= 'fashion-mnist';
       trials = jhuQuestions(base.epochs ?? 10);
     } else {
-      if (!arch) throw new UsageError('sweep: name an architecture (or --preset jhu-questions)');
+      if (args.model && arch) throw new UsageError(`sweep: name one model: a preset (${arch}) and --model were given`);
+      if (args.model) arch = `onnx:${basename(args.model)}`;
+      if (!arch) throw new UsageError('sweep: name an architecture, or --model net.onnx, or --preset jhu-questions');
       if (!args.vary?.length) throw new UsageError('sweep: give at least one --vary key=v1,v2');
       trials = grid(args.vary.map(parseAxis));
     }
@@ -42,7 +47,7 @@ const sweep: CommandModule<object, SweepArgs> = {
     const dir = args.out ?? `runs/sweeps/${args.preset ?? arch!.replace(/[^A-Za-z0-9._=-]+/g, '_')}`;
     console.log(`sweep ${arch}: ${trials.length} trials${args.shard ? `, shard ${args.shard}: ${mine.length}` : ''} -> ${dir}`);
     const stop = installStopHandler();
-    const m = await runSweep({ arch: arch!, base, trials: mine, dir, fit: { stop } });
+    const m = await runSweep({ arch: arch!, model: args.model, base, trials: mine, dir, fit: { stop } });
     if (stop.requested) return void (process.exitCode = 130);
     const done = m.trials.filter((t) => t.status === 'done').sort((a, b) => (b.best ?? 0) - (a.best ?? 0));
     console.log(`\n${done.length} done, ${m.trials.filter((t) => t.status === 'diverged').length} diverged, ${m.trials.filter((t) => t.status === 'invalid').length} invalid`);
