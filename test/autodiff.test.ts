@@ -26,12 +26,12 @@ function conv(name: string, x: number[], w: number[], stride: number, pad: numbe
   };
 }
 
-function maxPool(name: string, x: number[], k: number, s: number, out: number[]): GradCase {
+function maxPool(name: string, x: number[], k: number, s: number, out: number[], pad = 0): GradCase {
   return {
     name,
     inputs: [{ name: 'x', shape: x, values: spaced }],
     outputShape: out,
-    build: (b, [xi]) => b.node('MaxPool', [xi], { kernel_shape: attr.ints([k, k]), strides: attr.ints([s, s]) }, 2)[0],
+    build: (b, [xi]) => b.node('MaxPool', [xi], { kernel_shape: attr.ints([k, k]), strides: attr.ints([s, s]), pads: attr.ints([pad, pad, pad, pad]) }, 2)[0],
   };
 }
 
@@ -104,6 +104,7 @@ export const CASES: GradCase[] = [
   maxPool('MaxPool 2', [2, 3, 6, 6], 2, 2, [2, 3, 3, 3]),
   maxPool('MaxPool 3 with leftover rows', [1, 2, 8, 8], 3, 3, [1, 2, 2, 2]),
   maxPool('MaxPool 3 stride 2 overlapping', [1, 2, 7, 7], 3, 2, [1, 2, 3, 3]),
+  maxPool('MaxPool 3 stride 2 pad 1 (ResNet stem)', [2, 2, 8, 8], 3, 2, [2, 2, 4, 4], 1),
   avgPool('AveragePool 2', [2, 3, 6, 6], 2, 2, [2, 3, 3, 3]),
   avgPool('AveragePool 3 with leftover rows', [1, 2, 8, 8], 3, 3, [1, 2, 2, 2]),
   avgPool('AveragePool 6 (global by window)', [2, 4, 6, 6], 6, 6, [2, 4, 1, 1]),

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -235,3 +235,37 @@ function twoOutputs(): Uint8Array {
 
 import { encodeModel } from '../graph-builder/graph/onnx.ts';
 const encodeAgain = (g: ReturnType<typeof decodeGraph>['graph']) => encodeModel(g, { opset: 13 });
+
+describe('training an imported model as a run', () => {
+  it('an interrupted run of an imported model (BatchNorm, Dropout, augmentation) resumes from its config to the uninterrupted parameters', async () => {
+    const { fit } = await import('../training/fit.ts');
+    const { readRunConfig, resolveRunConfig } = await import('../training/config.ts');
+    const { loadModelFile } = await import('../graph-builder/dsl/arch.ts');
+    const { readCheckpoint } = await import('../graph-builder/artifacts/checkpoint.ts');
+    const dir = mkdtempSync(join(tmpdir(), 'cnnlab-import-run-'));
+    const e = new TorchStyleExport(6);
+    let h = e.batchNorm('bn1', e.conv('conv1', 'input', 1, 4, 3, { pad: 1 }), 4);
+    h = e.dropout(e.viewBatch(e.maxPool(e.op('Relu', h), 2)), 0.3);
+    const file = join(dir, 'net.onnx');
+    writeFileSync(file, e.build(e.gemm('fc', h, 4 * 14 * 14, 10)));
+    const cfg = resolveRunConfig(loadModelFile(file), { 'limit-train': 530, epochs: 2, batch: 100, 'steps-per-run': 2, augment: true, opt: 'sgd', lr: 0.05, momentum: 0.9, seed: 3 }, undefined, file);
+    const quiet = { progress: false, log: () => {} };
+    await fit(cfg, { runDir: join(dir, 'whole'), resume: false, ...quiet });
+    let checks = 0;
+    const stop = {
+      get requested() {
+        return ++checks === 2;
+      },
+    };
+    assert.equal((await fit(cfg, { runDir: join(dir, 'parts'), resume: false, ...quiet, stop })).interrupted, true);
+    const again = await readRunConfig(join(dir, 'parts'));
+    assert.equal(again.modelFile, file);
+    await fit(again, { runDir: join(dir, 'parts'), resume: true, ...quiet });
+    const a = readCheckpoint(join(dir, 'whole', 'checkpoint.ckpt'));
+    const b = readCheckpoint(join(dir, 'parts', 'checkpoint.ckpt'));
+    assert.equal(b.meta.step, 12);
+    for (const [name, t] of a.tensors) assert.deepEqual(Buffer.from(b.tensors.get(name)!.data.buffer), Buffer.from(t.data.buffer), name);
+    const trained = decodeGraph(readFileSync(join(dir, 'whole', 'last.onnx')));
+    assert.deepEqual(trained.graph.initializers.find((t) => t.name === 'bn1.running_mean')!.data, a.tensors.get('bn1.running_mean')!.data);
+  });
+});

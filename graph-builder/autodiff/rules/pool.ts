@@ -3,13 +3,13 @@ import { type GradRule, intsAttr, staticShape } from '../rule.ts';
 
 /**
  * Y, I = MaxPool(X): each dY lands on the input position its Indices output names.
- * Indices are flat over the whole NCHW tensor, so one ScatterElements (add, for overlapping
+ * Indices are flat over the whole NCHW tensor and ignore padding (ONNX's definition), so padded
+ * pools need nothing more; one ScatterElements (add, for overlapping
  * windows) into a flat zero tensor does it.
  */
 export const maxPool: GradRule = (ctx) => {
   const { b, node } = ctx;
   if (ctx.outputs.length < 2) throw new Error(`autodiff: MaxPool ${node.name} must be emitted with its Indices output in training graphs`);
-  if (intsAttr(node, 'pads', [0, 0, 0, 0]).some((p) => p !== 0)) throw new Error(`autodiff: MaxPool ${node.name}: padding is not supported`);
   const x = ctx.inputs[0];
   const flat = b.constI([-1]);
   const xShape = b.op('Shape', [x], {}, `${x}_shape`);
