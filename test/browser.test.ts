@@ -80,6 +80,16 @@ async function nodeProbabilities(model: string, pixels: number[]): Promise<Float
 }
 
 /** A "7" drawn with the mouse: a top bar, then the diagonal. */
+/** Adds the drawing on the pad as an example of `label` and runs `steps` fine-tuning steps at `lr` in the page. */
+async function fineTune(label: string, steps: number, lr: number): Promise<PageState> {
+  await page.selectOption('#label', label);
+  await page.click('#add');
+  await page.fill('#steps', String(steps));
+  await page.fill('#lr', String(lr));
+  await page.evaluate(() => (window as unknown as { cnnlab: { train: () => Promise<void> } }).cnnlab.train());
+  return pageState();
+}
+
 async function drawSeven(): Promise<void> {
   await page.click('#clear');
   const box = (await page.locator('#pad').boundingBox())!;
@@ -126,12 +136,7 @@ describe('the demo page in Chromium', () => {
   it('fine-tunes in the browser: the loss falls and the prediction changes', async () => {
     await drawSeven();
     const before = (await pageState()).probabilities!;
-    await page.selectOption('#label', '1');
-    await page.click('#add');
-    await page.fill('#steps', '15');
-    await page.fill('#lr', '0.05');
-    await page.evaluate(() => (window as unknown as { cnnlab: { train: () => Promise<void> } }).cnnlab.train());
-    const s = await pageState();
+    const s = await fineTune('1', 15, 0.05);
     assert.equal(s.losses.length, 15);
     assert.ok(s.losses[14] < s.losses[0] * 0.5, `loss ${s.losses[0]} -> ${s.losses[14]}`);
     assert.ok(s.probabilities![1] > before[1] + 0.3, `p(1) ${before[1]} -> ${s.probabilities![1]}`);
@@ -157,12 +162,7 @@ describe('the demo page in Chromium', () => {
       await drawSeven();
       const before = await pageState();
       assert.ok(Math.abs(before.probabilities!.reduce((a, b) => a + b, 0) - 1) < 1e-4);
-      await page.selectOption('#label', '3');
-      await page.click('#add');
-      await page.fill('#steps', '10');
-      await page.fill('#lr', '0.05');
-      await page.evaluate(() => (window as unknown as { cnnlab: { train: () => Promise<void> } }).cnnlab.train());
-      const s = await pageState();
+      const s = await fineTune('3', 10, 0.05);
       assert.equal(s.losses.length, 10, (await page.locator('#tune-status').textContent()) ?? '');
       assert.ok(s.losses[9] < s.losses[0], `loss ${s.losses[0]} -> ${s.losses[9]}`);
       assert.ok(s.probabilities![3] > before.probabilities![3], `p(3) ${before.probabilities![3]} -> ${s.probabilities![3]}`);
