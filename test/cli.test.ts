@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -85,5 +85,28 @@ describe('the table of training flags', () => {
     assert.deepEqual(options, { width: '2' });
     assert.throws(() => splitSettings('jhu-net', { threads: '2' }), / --vary threads: not a training flag or an option of jhu-net; expected one of opt, lr, /);
     assert.throws(() => splitSettings('jhu-net', { batch: 'big' }), / --vary batch=big: expected a number$/);
+  });
+});
+
+describe('set-up', () => {
+  it('npx cnnlab prints no npm warning about the project’s own configuration', () => {
+    const userconfig = join(mkdtempSync(join(tmpdir(), 'cnnlab-npmrc-')), 'npmrc');
+    writeFileSync(userconfig, '');
+    const env = { ...process.env, npm_config_userconfig: userconfig, npm_config_update_notifier: 'false' };
+    const out = spawnSync('npm', ['exec', '--offline', '--', 'cnnlab', '--version'], { cwd: join(import.meta.dirname, '..'), encoding: 'utf8', env });
+    assert.equal(out.status, 0, out.stderr);
+    assert.equal(out.stdout.trim(), '0.1.0');
+    assert.doesNotMatch(out.stderr, /npm warn/i);
+  });
+
+  it('without root, the set-up script installs nothing and names the missing packages in one line', () => {
+    const script = join(import.meta.dirname, '..', 'scripts', 'setup.sh');
+    const env = { ...process.env, CNNLAB_SETUP_PACKAGES: 'cnnlab-no-such-package fonts-dejavu-core' };
+    const out = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'bash', script], { encoding: 'utf8', env });
+    assert.equal(out.status, 1, out.stderr);
+    assert.equal(out.stderr.trim().split('\n').length, 1);
+    assert.match(out.stderr, /^cnnlab: the tests need Debian packages that are not installed: run 'sudo apt-get install cnnlab-no-such-package'/);
+    const present = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'bash', script], { encoding: 'utf8', env: { ...process.env, CNNLAB_SETUP_PACKAGES: 'fonts-dejavu-core' } });
+    assert.equal(present.status, 0, present.stderr);
   });
 });
