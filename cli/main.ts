@@ -26,6 +26,28 @@ function checkValues(raw: string[], options: { number: string[]; string: string[
   }
 }
 
+/**
+ * A flag given twice takes its last value, as in most command-line tools. yargs makes an array
+ * of a repeated string flag and *adds up* a repeated number flag (`--epochs 1.5 --epochs 1`
+ * ran 2.5 epochs), so both are read again from the last occurrence. Array options (--vary) collect.
+ */
+function lastWins(raw: string[], args: Record<string, unknown>, options: { array: string[]; number: string[] }): void {
+  const arrays = new Set(options.array);
+  const numbers = new Set(options.number);
+  const camel = (k: string) => k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+  for (const [key, value] of Object.entries(args)) {
+    if (key === '_' || arrays.has(key)) continue;
+    if (Array.isArray(value)) args[key] = value[value.length - 1];
+    if (!numbers.has(key)) continue;
+    const at = raw.map((t, i) => (t === `--${key}` || t.startsWith(`--${key}=`) ? i : -1)).filter((i) => i >= 0);
+    if (at.length < 2) continue;
+    const last = raw[at[at.length - 1]];
+    const text = last.includes('=') ? last.slice(last.indexOf('=') + 1) : raw[at[at.length - 1] + 1];
+    args[key] = Number(text);
+    args[camel(key)] = Number(text);
+  }
+}
+
 function fail(message: string, exitCode: number): never {
   process.stderr.write(`cnnlab: ${message}\n`);
   process.exit(exitCode);
@@ -49,8 +71,9 @@ export async function main(argv: string[]): Promise<void> {
       fail(oneLine(msg), 2);
     });
   // getOptions is public in yargs but missing from its type definitions.
-  const options = () => (cli as unknown as { getOptions: () => { number: string[]; string: string[] } }).getOptions();
+  const options = () => (cli as unknown as { getOptions: () => { number: string[]; string: string[]; array: string[] } }).getOptions();
   cli.middleware(() => checkValues(argv, options()), true);
+  cli.middleware((args) => lastWins(argv, args, options()), true);
   for (const command of commands) cli.command(command);
   try {
     await cli.parseAsync();

@@ -110,3 +110,15 @@ describe('set-up', () => {
     assert.equal(present.status, 0, present.stderr);
   });
 });
+
+describe('flags given twice', () => {
+  it('the last value wins, for numbers (which yargs used to add up) and strings alike', async () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'cnnlab-twice-')), 'run');
+    const r = cnnlab('train', 'partA', '--epochs', '1.5', '--epochs', '1', '--opt', 'sgd', '--opt=adam', '--limit-train', '100', '--batch', '50', '--batch=100', '--out', out);
+    assert.equal(r.status, 0, r.stderr);
+    const saved = JSON.parse((await import('node:fs')).readFileSync(join(out, 'config.json'), 'utf8'));
+    assert.equal(saved.epochs, 1);
+    assert.equal(saved.batch, 100);
+    assert.equal(saved.train.optimizer.name, 'adam');
+  });
+});

@@ -152,3 +152,56 @@ describe('a sweep killed mid-way', () => {
     for (const t of manifest.trials) assert.equal(readMetrics(join(dir, t.id)).length, 1, t.id);
   });
 });
+
+/** Starts a training run and sends `signals` once its first checkpoint exists; resolves with the exit code and how long it took to exit. */
+function signalled(args: string[], out: string, signals: NodeJS.Signals[]): Promise<{ code: number | null; stdout: string; afterSignalMs: number }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.resume();
+    let sentAt = 0;
+    const poll = setInterval(() => {
+      if (!existsSync(join(out, 'checkpoint.ckpt'))) return;
+      clearInterval(poll);
+      sentAt = performance.now();
+      // Spaced: the kernel merges a signal still pending with a second one of the same kind.
+      signals.forEach((s, i) => setTimeout(() => child.kill(s), 150 * i));
+    }, 20);
+    child.on('exit', (code) => {
+      clearInterval(poll);
+      resolve({ code, stdout, afterSignalMs: performance.now() - sentAt });
+    });
+  });
+}
+
+describe('SIGTERM and SIGINT', () => {
+  const flags = ['--limit-train', '3000', '--epochs', '2', '--batch', '50', '--steps-per-run', '2', '--augment', '--seed', '5', '--threads', '2', '--checkpoint-every', '0.2'];
+
+  it('each finishes the chunk, saves, exits 143 (SIGTERM) or 130 (SIGINT), and the run resumes to the uninterrupted parameters', async () => {
+    const reference = mkdtempSync(join(tmpdir(), 'cnnlab-ref-'));
+    const cfg = resolveRunConfig(await loadArchitecture(ARCH), { 'limit-train': 3000, epochs: 2, batch: 50, 'steps-per-run': 2, augment: true, seed: 5, threads: 2, 'checkpoint-every': 0.2 });
+    await fit(cfg, { runDir: reference, resume: false, progress: false, log: () => {} });
+    const want = readCheckpoint(join(reference, 'checkpoint.ckpt'));
+    for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
+      const out = join(mkdtempSync(join(tmpdir(), 'cnnlab-signal-')), 'run');
+      const r = await signalled(['train', ARCH, ...flags, '--out', out], out, [signal]);
+      assert.equal(r.code, code, `${signal}: ${r.stdout}`);
+      assert.match(r.stdout, /stopped at step \d+ \(epoch \d, \d+\/60\); checkpoint saved/);
+      // One chunk is 2 steps of 50 images: well under a few seconds even on a slow machine.
+      assert.ok(r.afterSignalMs < 10_000, `${signal}: exited ${r.afterSignalMs.toFixed(0)} ms after the signal`);
+      assert.equal((await runCli(['train', '--resume', '--out', out])).code, 0);
+      const got = readCheckpoint(join(out, 'checkpoint.ckpt'));
+      for (const [name, t] of want.tensors) assert.deepEqual(Buffer.from(got.tensors.get(name)!.data.buffer), Buffer.from(t.data.buffer), `${signal}: ${name}`);
+    }
+  });
+
+  it('a second signal exits at once, leaving the last checkpoint whole', async () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'cnnlab-signal-')), 'run');
+    // Chunks of 30 steps: the second signal lands while the first chunk is still running.
+    const r = await signalled(['train', ARCH, ...flags, '--steps-per-run', '30', '--out', out], out, ['SIGTERM', 'SIGTERM']);
+    assert.equal(r.code, 143);
+    assert.doesNotMatch(r.stdout, /stopped at step/);
+    assert.ok(Number(readCheckpoint(join(out, 'checkpoint.ckpt')).meta.step) > 0);
+  });
+});

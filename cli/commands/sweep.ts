@@ -48,7 +48,7 @@ const sweep: CommandModule<object, SweepArgs> = {
     console.log(`sweep ${arch}: ${trials.length} trials${args.shard ? `, shard ${args.shard}: ${mine.length}` : ''} -> ${dir}`);
     const stop = installStopHandler();
     const m = await runSweep({ arch: arch!, model: args.model, base, trials: mine, dir, fit: { stop } });
-    if (stop.requested) return void (process.exitCode = 130);
+    if (stop.requested) return void (process.exitCode = stop.exitCode);
     const done = m.trials.filter((t) => t.status === 'done').sort((a, b) => (b.best ?? 0) - (a.best ?? 0));
     console.log(`\n${done.length} done, ${m.trials.filter((t) => t.status === 'diverged').length} diverged, ${m.trials.filter((t) => t.status === 'invalid').length} invalid`);
     for (const t of done.slice(0, 5)) console.log(`  ${(100 * (t.best ?? 0)).toFixed(2)}%  ${t.id}`);
@@ -106,7 +106,7 @@ const search: CommandModule<object, SearchArgs> = {
     console.log(`search ${args.arch} (${args.algo}, ${args.trials} trials) over ${args.space} -> ${dir}`);
     const stop = installStopHandler();
     const m = await runSearch({ arch: args.arch!, base, space, trials: args.trials, algo: args.algo as 'tpe' | 'random', seed: args.seed ?? 0, dir, fit: { stop } });
-    if (stop.requested) return void (process.exitCode = 130);
+    if (stop.requested) return void (process.exitCode = stop.exitCode);
     const done = m.trials.filter((t) => t.status === 'done').sort((a, b) => (b.best ?? 0) - (a.best ?? 0));
     if (done[0]) console.log(`\nbest: ${(100 * done[0].best!).toFixed(2)}% with ${Object.entries(done[0].settings).map(([k, v]) => `${k}=${v}`).join(', ')} (${done[0].parameters?.toLocaleString('en-US')} parameters, run ${done[0].run})`);
     const r = await writeReport(collectEntries([dir]), dir, `cnnlab search: ${args.arch} (${args.algo})`);

@@ -44,13 +44,28 @@ export async function resumedConfig(dir: string): Promise<RunConfig> {
   return readRunConfig(dir);
 }
 
-export function installStopHandler(): { requested: boolean } {
-  const stop = { requested: false };
-  process.on('SIGINT', () => {
-    if (stop.requested) process.exit(130);
-    stop.requested = true;
-    process.stderr.write('\ncnnlab: finishing the current chunk and saving a checkpoint (Ctrl-C again to quit at once)\n');
-  });
+/** A stop request from a signal, and the exit code that reports it (128 + the signal's number). */
+export interface StopRequest {
+  requested: boolean;
+  exitCode: number;
+}
+
+/**
+ * SIGINT (Ctrl-C) and SIGTERM (docker stop, Kubernetes, Slurm) both finish the current chunk of
+ * K steps, save a checkpoint and exit 130 or 143; a second signal exits at once, which loses
+ * nothing either: every file is written atomically, so the last checkpoint stays whole.
+ */
+export function installStopHandler(): StopRequest {
+  const stop: StopRequest = { requested: false, exitCode: 130 };
+  const on = (signal: NodeJS.Signals, code: number, name: string) =>
+    process.on(signal, () => {
+      if (stop.requested) process.exit(code);
+      stop.requested = true;
+      stop.exitCode = code;
+      process.stderr.write(`\ncnnlab: ${name}: finishing the current chunk and saving a checkpoint (again to quit at once)\n`);
+    });
+  on('SIGINT', 130, 'Ctrl-C');
+  on('SIGTERM', 143, 'SIGTERM');
   return stop;
 }
 
@@ -83,8 +98,9 @@ const train: CommandModule<object, TrainArgs> = {
         `${opt.name === 'adam' || opt.name === 'adamw' ? '' : ` momentum ${cfg.momentum}`}${opt.weightDecay ? ` wd ${opt.weightDecay}` : ''}, ${cfg.schedule} schedule` +
         `${cfg.augment ? ', augmented' : ''}, K=${cfg.stepsPerRun} steps per run -> ${out}`,
     );
-    const result = await fit(cfg, { runDir: out, resume: args.resume, stop: installStopHandler() });
-    if (result.interrupted) process.exitCode = 130;
+    const stop = installStopHandler();
+    const result = await fit(cfg, { runDir: out, resume: args.resume, stop });
+    if (result.interrupted) process.exitCode = stop.exitCode;
     else if (result.epochs.length) {
       const best = result.epochs.reduce((a, b) => (b.testAcc > a.testAcc ? b : a));
       console.log(`best test accuracy ${(100 * best.testAcc).toFixed(2)}% (epoch ${best.epoch}); models: ${out}/best.onnx, ${out}/last.onnx`);
@@ -122,7 +138,7 @@ const reproduce: CommandModule<object, ReproduceArgs> = {
       const started = performance.now();
       const result = await fit(cfg, { runDir: dir, resume: existsSync(`${dir}/checkpoint.ckpt`), stop });
       if (result.interrupted) {
-        process.exitCode = 130;
+        process.exitCode = stop.exitCode;
         return;
       }
       const seconds = result.epochs.reduce((a, m) => a + m.seconds, 0) || (performance.now() - started) / 1000;
