@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -120,5 +120,38 @@ describe('flags given twice', () => {
     assert.equal(saved.epochs, 1);
     assert.equal(saved.batch, 100);
     assert.equal(saved.train.optimizer.name, 'adam');
+  });
+});
+
+describe('resume keeps the run’s word', () => {
+  const base = ['--limit-train', '300', '--batch', '100', '--epochs', '2', '--schedule', 'onecycle', '--seed', '4'];
+  let run = '';
+  const lines = (file: string) => readFileSync(join(run, file), 'utf8').trim().split('\n');
+
+  it('--resume --epochs 3 on a finished 2-epoch run trains a third epoch and says how the schedule changes', () => {
+    run = join(mkdtempSync(join(tmpdir(), 'cnnlab-extend-')), 'run');
+    assert.equal(cnnlab('train', 'partA', ...base, '--out', run).status, 0);
+    const r = cnnlab('train', '--resume', '--out', run, '--epochs', '3', '--threads', '1');
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /--epochs 3: the run now ends after 3 epochs instead of 2; its onecycle schedule spans the whole run, so it is recomputed over 3 epochs: at step 6 the learning rate goes from \S+ to \S+/);
+    assert.equal(lines('metrics.jsonl').length, 3);
+    assert.equal(JSON.parse(readFileSync(join(run, 'config.json'), 'utf8')).epochs, 3);
+    assert.equal(JSON.parse(readFileSync(join(run, 'config.json'), 'utf8')).threads, 1);
+  });
+
+  it('a flag that would change what the run computes, another model, or fewer epochs than done: one line, exit 2', () => {
+    for (const [args, pattern] of [
+      [['--lr', '0.5'], /^cnnlab: --resume: --lr 0\.5 would change what the run in \S+ computes; a resumed run keeps its recipe/],
+      [['--opt', 'sgd', '--augment'], /^cnnlab: --resume: --opt sgd, --augment true would change what the run/],
+      [['partB'], /^cnnlab: --resume: the run in \S+ trains partA; partB was named/],
+      [['--epochs', '1'], /^cnnlab: --epochs 1: the run in \S+ has already trained 3 epochs\n$/],
+    ] as const) {
+      const r = cnnlab('train', '--resume', '--out', run, ...args);
+      assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.match(r.stderr, pattern);
+    }
+    // A flag equal to the saved recipe is no conflict.
+    assert.equal(cnnlab('train', '--resume', '--out', run, '--schedule', 'onecycle', '--seed', '4').status, 0);
   });
 });

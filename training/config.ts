@@ -8,7 +8,8 @@ import type { OptimizerName, Recipe, ScheduleName } from '../graph-builder/dsl/p
 import type { AugmentSettings } from './augment.ts';
 import type { EpName } from '../runtime/ort.ts';
 import type { InputRange, OutputKind } from '../graph-builder/model.ts';
-import { checkFlags, checkNumber, type FlagName, type FlagSpec, pickFlags, TRAIN_FLAGS, type TrainFlags } from './flags.ts';
+import { checkFlags, checkNumber, FLAG_NAMES, type FlagName, type FlagSpec, pickFlags, TRAIN_FLAGS, type TrainFlags } from './flags.ts';
+import { hyperAt, scheduleOf } from './schedule.ts';
 
 /** Everything a run needs, resolved from the preset's recipe and the flags; saved as config.json. */
 export interface RunConfig {
@@ -158,4 +159,67 @@ export async function readRunConfig(dir: string): Promise<RunConfig> {
     if (err instanceof CnnlabError) throw new CnnlabError(`${path}: ${err.message}`);
     throw err;
   }
+}
+
+/** What a run computes: its resolved config without how and where it runs. */
+function recipeOf(cfg: RunConfig): string {
+  const { flags, ep, threads, deviceId, stepsPerRun, checkpointEvery, dataDir, epochs, ...recipe } = cfg;
+  return JSON.stringify(recipe);
+}
+
+export interface ResumeRequest {
+  /** The flags given with --resume. */
+  given: TrainFlags;
+  /** A model named with --resume (a preset, --arch-file or --model), if any. */
+  model?: { arch?: string; archFile?: string; modelFile?: string };
+  /** Where the checkpoint stands. */
+  step: number;
+  stepsPerEpoch: number;
+}
+
+/**
+ * The config a resumed run continues with. How it runs (--ep, --threads, --steps-per-run, ...)
+ * may change; `--epochs N` extends (or shortens, not below what is done) the run; any other flag
+ * that would change what it computes, or another model, is a one-line UsageError naming it.
+ * Returns the config and what changed, to say so.
+ */
+export async function resumeConfig(dir: string, saved: RunConfig, r: ResumeRequest): Promise<{ cfg: RunConfig; notes: string[] }> {
+  const m = r.model ?? {};
+  const other = (m.modelFile && m.modelFile !== saved.modelFile) || (m.archFile && m.archFile !== saved.archFile) || (m.arch && m.arch !== saved.architecture);
+  if (other) throw new UsageError(`--resume: the run in ${dir} trains ${saved.architecture}; ${m.arch ?? m.archFile ?? m.modelFile} was named (a resumed run keeps its model; start a new run with another --out)`);
+  checkFlags(r.given);
+  const arch = await loadRunArchitecture(saved);
+  const conflicts: string[] = [];
+  const runFlags: TrainFlags = {};
+  for (const k of FLAG_NAMES) {
+    const v = r.given[k];
+    if (v === undefined || k === 'epochs') continue;
+    if (!TRAIN_FLAGS[k].recipe) {
+      (runFlags as Record<string, unknown>)[k] = v;
+      continue;
+    }
+    const trial = resolveRunConfig(arch, { ...saved.flags, [k]: v }, saved.archFile, saved.modelFile);
+    if (recipeOf(trial) !== recipeOf(saved)) conflicts.push(`--${k} ${String(v)}`);
+  }
+  if (conflicts.length) {
+    throw new UsageError(`--resume: ${conflicts.join(', ')} would change what the run in ${dir} computes; a resumed run keeps its recipe (only --epochs and how it runs may change): start a new run with another --out`);
+  }
+  const done = Math.ceil(r.step / r.stepsPerEpoch);
+  const epochs = r.given.epochs ?? saved.epochs;
+  if (epochs < done) throw new UsageError(`--epochs ${epochs}: the run in ${dir} has already trained ${done} epochs`);
+  const cfg = resolveRunConfig(arch, { ...saved.flags, ...runFlags, epochs }, saved.archFile, saved.modelFile);
+  if (saved.freeze) cfg.freeze = saved.freeze;
+  const notes: string[] = [];
+  if (epochs !== saved.epochs) {
+    const before = hyperAt(scheduleOf(saved, r.stepsPerEpoch), r.step).lr;
+    const after = hyperAt(scheduleOf(cfg, r.stepsPerEpoch), r.step).lr;
+    const spans = saved.schedule !== 'constant' && !(saved.schedule === 'step' && saved.flags['step-epochs'] !== undefined);
+    notes.push(
+      `--epochs ${epochs}: the run now ends after ${epochs} epochs instead of ${saved.epochs}` +
+        (spans
+          ? `; its ${saved.schedule} schedule spans the whole run, so it is recomputed over ${epochs} epochs: at step ${r.step} the learning rate goes from ${before.toExponential(2)} to ${after.toExponential(2)} and follows the new curve (the steps already taken keep the old one)`
+          : ''),
+    );
+  }
+  return { cfg, notes };
 }

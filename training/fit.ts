@@ -15,7 +15,7 @@ import { type StepBatch, StepRunner } from '../runtime/step-runner.ts';
 import { augmentImage } from './augment.ts';
 import { loadRunArchitecture, type RunConfig } from './config.ts';
 import { type EpochMetrics, RunFolder } from './run-folder.ts';
-import { hyperAt, type ScheduleSettings } from './schedule.ts';
+import { hyperAt, scheduleOf, type ScheduleSettings } from './schedule.ts';
 
 export { CHECKPOINT, type EpochMetrics, readMetrics } from './run-folder.ts';
 
@@ -56,19 +56,6 @@ export function mixSeed(...values: number[]): number {
 export function epochOrder(cfg: RunConfig, n: number, epoch: number): Uint32Array {
   if (!cfg.shuffle) return Uint32Array.from({ length: n }, (_, i) => i);
   return Rng.seeded(mixSeed(cfg.seed, epoch, 1)).permutation(n);
-}
-
-function scheduleOf(cfg: RunConfig, stepsPerEpoch: number): ScheduleSettings {
-  return {
-    name: cfg.schedule,
-    lr: cfg.lr,
-    momentum: cfg.momentum,
-    totalSteps: stepsPerEpoch * cfg.epochs,
-    stepsPerEpoch,
-    stepEpochs: cfg.stepEpochs,
-    gamma: cfg.gamma,
-    onecycle: cfg.onecycle,
-  };
 }
 
 /** Batches for global steps [first, first + count), all of size B, from the epoch's order. */
@@ -145,6 +132,23 @@ interface OpenRun {
   evalSession: Session;
   folder: RunFolder;
   history: EpochMetrics[];
+  /** The sums of the epoch a mid-epoch checkpoint stopped in, so its metrics cover the whole epoch. */
+  resumeSums?: EpochSums;
+}
+
+/** An epoch's running training sums, saved with a mid-epoch checkpoint. */
+interface EpochSums {
+  step: number;
+  lossSum: number;
+  correct: number;
+  seen: number;
+  seconds: number;
+}
+
+function epochSumsOf(meta: Checkpoint['meta']): EpochSums | undefined {
+  const s = meta.epochSums as Partial<EpochSums> | undefined;
+  const ok = s && (['step', 'lossSum', 'correct', 'seen', 'seconds'] as const).every((k) => typeof s[k] === 'number');
+  return ok ? (s as EpochSums) : undefined;
 }
 
 /** Loads the architecture and data, compiles the artifacts, opens the sessions at the start or the checkpoint. */
@@ -177,7 +181,8 @@ async function openRun(cfg: RunConfig, opts: FitOptions, log: (line: string) => 
   const evalSession = await rt.createSession(built.eval);
   const history = folder.open(cfg, opts.resume ? { step: runner.step, meta: start.meta } : undefined);
   const sched = scheduleOf(cfg, stepsPerEpoch);
-  return { cfg, arch, built, train, test: data.test, sched, stepsPerEpoch, fullSteps, remainder, rt, runner, evalSession, folder, history };
+  const resumeSums = opts.resume ? epochSumsOf(start.meta) : undefined;
+  return { cfg, arch, built, train, test: data.test, sched, stepsPerEpoch, fullSteps, remainder, rt, runner, evalSession, folder, history, resumeSums };
 }
 
 /** An imported model must take the dataset's images and score its classes. */
@@ -188,9 +193,11 @@ function checkFitsDataset(arch: Architecture, data: Dataset): void {
   if (m.classes !== data.spec.classes.length) throw new CnnlabError(`${where}: output scores ${m.classes} classes; ${data.spec.name} has ${data.spec.classes.length}`);
 }
 
-function saveCheckpoint(r: OpenRun): void {
+/** Saves the checkpoint; mid-epoch, with the epoch's sums so far (`pass`). */
+function saveCheckpoint(r: OpenRun, pass?: EpochPass): void {
   const { cfg, runner } = r;
-  r.folder.saveCheckpoint({ architecture: r.arch.id, step: runner.step, seed: cfg.seed, epochs: cfg.epochs, stepsPerEpoch: r.stepsPerEpoch }, runner.tensors());
+  const epochSums = pass && { step: runner.step, lossSum: pass.lossSum, correct: pass.correct, seen: pass.seen, seconds: pass.seconds };
+  r.folder.saveCheckpoint({ architecture: r.arch.id, step: runner.step, seed: cfg.seed, epochs: cfg.epochs, stepsPerEpoch: r.stepsPerEpoch, ...(epochSums ? { epochSums } : {}) }, runner.tensors());
 }
 
 function progressBar(opts: FitOptions): cliProgress.SingleBar | undefined {
@@ -219,7 +226,11 @@ interface EpochPass {
 async function trainEpoch(r: OpenRun, epoch: number, bar: cliProgress.SingleBar | undefined, stop: FitOptions['stop'], lastSave: { at: number }): Promise<EpochPass> {
   const { cfg, runner, stepsPerEpoch, fullSteps, train } = r;
   const order = epochOrder(cfg, train.count, epoch);
-  const pass: EpochPass = { lossSum: 0, correct: 0, seen: 0, lastLr: 0, seconds: 0, stopped: false };
+  // Resumed mid-epoch: the sums so far come from the checkpoint, so the epoch's metrics cover all of it.
+  const carried = r.resumeSums?.step === runner.step ? r.resumeSums : undefined;
+  r.resumeSums = undefined;
+  const pass: EpochPass = { lossSum: carried?.lossSum ?? 0, correct: carried?.correct ?? 0, seen: carried?.seen ?? 0, lastLr: 0, seconds: carried?.seconds ?? 0, stopped: false };
+  const before = pass.seconds;
   let epochStep = runner.step - epoch * stepsPerEpoch;
   const t0 = performance.now();
   bar?.start(train.count, epochStep * cfg.batch, { epoch: `${epoch + 1}/${cfg.epochs}`, speed: '-', loss: '-', lr: '-' });
@@ -243,16 +254,16 @@ async function trainEpoch(r: OpenRun, epoch: number, bar: cliProgress.SingleBar 
     pass.seen += batch.K * batch.B;
     epochStep += batch.K;
     pass.lastLr = batch.inputs.lr[batch.K - 1];
-    pass.seconds = (performance.now() - t0) / 1000;
+    pass.seconds = before + (performance.now() - t0) / 1000;
     bar?.update(epochStep === stepsPerEpoch ? train.count : epochStep * cfg.batch, { speed: Math.round(pass.seen / pass.seconds), loss: (pass.lossSum / pass.seen).toFixed(4), lr: pass.lastLr.toExponential(2) });
     pass.stopped = Boolean(stop?.requested);
     if (!pass.stopped && cfg.checkpointEvery > 0 && Date.now() - lastSave.at > cfg.checkpointEvery * 1000) {
-      saveCheckpoint(r);
+      saveCheckpoint(r, pass);
       lastSave.at = Date.now();
     }
   }
   bar?.stop();
-  pass.seconds = (performance.now() - t0) / 1000;
+  pass.seconds = before + (performance.now() - t0) / 1000;
   return pass;
 }
 
@@ -295,7 +306,7 @@ export async function fit(cfg: RunConfig, opts: FitOptions): Promise<FitResult> 
     for (let epoch = Math.floor(r.runner.step / r.stepsPerEpoch); epoch < cfg.epochs; epoch++) {
       const pass = await trainEpoch(r, epoch, bar, opts.stop, lastSave);
       if (pass.stopped) {
-        saveCheckpoint(r);
+        saveCheckpoint(r, pass);
         const at = r.runner.step - epoch * r.stepsPerEpoch;
         log(`stopped at step ${r.runner.step} (epoch ${epoch + 1}, ${at}/${r.stepsPerEpoch}); checkpoint saved. Resume with --resume --out ${opts.runDir}`);
         return { epochs, interrupted: true, runtime: r.rt.ep };

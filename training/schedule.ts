@@ -1,4 +1,5 @@
 import type { Recipe, ScheduleName } from '../graph-builder/dsl/presets.ts';
+import type { RunConfig } from './config.ts';
 
 export interface ScheduleSettings {
   name: ScheduleName;
@@ -54,4 +55,18 @@ export function hyperAt(s: ScheduleSettings, step: number): StepHyper {
       return { lr: cosAnneal(s.lr, min, t), momentum: cosAnneal(low, high, t) };
     }
   }
+}
+
+/** A run's schedule: its settings with the run's length in steps. */
+export function scheduleOf(cfg: RunConfig, stepsPerEpoch: number): ScheduleSettings {
+  return {
+    name: cfg.schedule,
+    lr: cfg.lr,
+    momentum: cfg.momentum,
+    totalSteps: stepsPerEpoch * cfg.epochs,
+    stepsPerEpoch,
+    stepEpochs: cfg.stepEpochs,
+    gamma: cfg.gamma,
+    onecycle: cfg.onecycle,
+  };
 }

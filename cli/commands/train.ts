@@ -3,8 +3,9 @@ import { ensureDir } from '../../common/files.ts';
 import type { Argv, CommandModule } from 'yargs';
 import { UsageError } from '../../common/errors.ts';
 import { loadArchitecture } from '../../graph-builder/dsl/arch.ts';
-import { readRunConfig, type RunConfig, resolveRunConfig } from '../../training/config.ts';
-import { FLAG_NAMES, type TrainFlags } from '../../training/flags.ts';
+import { readCheckpoint } from '../../graph-builder/artifacts/checkpoint.ts';
+import { readRunConfig, resolveRunConfig, resumeConfig, type RunConfig } from '../../training/config.ts';
+import { FLAG_NAMES, pickFlags, type TrainFlags } from '../../training/flags.ts';
 import { fit } from '../../training/fit.ts';
 import { type ReproduceGroup, type ReproduceRow, reproduceTable, SEED_RESULTS } from '../../training/reproduce.ts';
 import { EP_NAMES } from '../../runtime/ort.ts';
@@ -81,10 +82,18 @@ const train: CommandModule<object, TrainArgs> = {
     let out = args.out;
     if (args.resume) {
       if (!out) throw new UsageError('--resume: name the run folder with --out');
-      cfg = await resumedConfig(out);
-      // How it runs may change on resume; what it computes may not.
-      if (args.ep) cfg.ep = args.ep as RunConfig['ep'];
-      if (args.threads) cfg.threads = args.threads;
+      const saved = await resumedConfig(out);
+      const ckpt = `${out}/checkpoint.ckpt`;
+      if (!existsSync(ckpt)) throw new UsageError(`--resume: ${ckpt} not found; start the run without --resume`);
+      const meta = readCheckpoint(ckpt).meta;
+      const resumed = await resumeConfig(out, saved, {
+        given: pickFlags(args),
+        model: { arch: args.arch, archFile: args['arch-file'], modelFile: args.model },
+        step: Number(meta.step),
+        stepsPerEpoch: Number(meta.stepsPerEpoch),
+      });
+      cfg = resumed.cfg;
+      for (const note of resumed.notes) console.log(note);
     } else {
       const arch = await archFromArgs(args);
       cfg = resolveRunConfig(arch, args, args['arch-file'], args.model);
