@@ -155,3 +155,19 @@ describe('resume keeps the run’s word', () => {
     assert.equal(cnnlab('train', '--resume', '--out', run, '--schedule', 'onecycle', '--seed', '4').status, 0);
   });
 });
+
+describe('reproduce reuses only runs of the same recipe', () => {
+  it('a folder holding a run of another recipe is one line naming what differs, before anything trains', async () => {
+    const { loadArchitecture } = await import('../graph-builder/dsl/arch.ts');
+    const { resolveRunConfig } = await import('../training/config.ts');
+    const out = mkdtempSync(join(tmpdir(), 'cnnlab-repro-'));
+    const dir = join(out, 'ntnu', 'baseline-mnist-e1');
+    (await import('node:fs')).mkdirSync(dir, { recursive: true });
+    const cfg = resolveRunConfig(await loadArchitecture('baseline'), { dataset: 'mnist', epochs: 1, lr: 0.5 });
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
+    const r = cnnlab('reproduce', 'ntnu', '--epochs', '1', '--out', out);
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal(r.stderr.trim().split('\n').length, 1);
+    assert.match(r.stderr, /baseline-mnist-e1: holds a run with lr=0\.5, not this one \(lr=\(default\)\): use another --out, or --force to train it again\n$/);
+  });
+});

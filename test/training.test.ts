@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { UsageError } from '../common/errors.ts';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -254,13 +255,42 @@ describe('sweeps and reports', () => {
     assert.ok(existsSync(join(dir, 'lr=0.01,batch=100', 'metrics.jsonl')));
     const again: string[] = [];
     await runSweep({ arch: 'partA', base, trials, dir, fit: quiet, log: (l) => again.push(l) });
-    assert.equal(again.filter((l) => /skipped$/.test(l)).length, 4);
+    assert.equal(again.filter((l) => /skipped \(same recipe\)$/.test(l)).length, 4);
     const r = await writeReport(collectEntries([dir]), dir, 'test');
     assert.ok(existsSync(r.html));
     assert.equal(r.pngs.length, 2);
     const html = readFileSync(r.html, 'utf8');
     assert.match(html, /<svg/);
     assert.match(html, /lr=10, batch=100 <span class="bad">diverged/);
+  });
+
+  it('a re-run with other shared flags stops with one line saying what differs, and --force runs those trials again', async () => {
+    const { grid, parseAxis, runSweep, runSearch } = await import('../training/sweep.ts');
+    const { parseSpace } = await import('../training/tpe.ts');
+    const dir = tmp();
+    const trials = grid([parseAxis('lr=0.01,0.02')]);
+    const first = { 'limit-train': 200, epochs: 1, batch: 100, opt: 'sgd', threads: 2 };
+    await runSweep({ arch: 'partA', base: first, trials, dir, fit: quiet, log: () => {} });
+    const changed = { ...first, epochs: 2, 'limit-train': 300 };
+    const manifest = readFileSync(join(dir, 'sweep.json'), 'utf8');
+    await assert.rejects(
+      runSweep({ arch: 'partA', base: changed, trials, dir, fit: quiet, log: () => {} }),
+      (err: unknown) =>
+        err instanceof UsageError &&
+        err.message === `${dir}: trial lr=0.01 was run with epochs=1, limit-train=200; this sweep asks for epochs=2, limit-train=300 (and 1 more trials): use another --out, or --force to run them again`,
+    );
+    assert.equal(readFileSync(join(dir, 'sweep.json'), 'utf8'), manifest, 'a refused re-run leaves the sweep as it was');
+    // How it runs is not part of a trial's identity.
+    const lines: string[] = [];
+    await runSweep({ arch: 'partA', base: { ...first, threads: 1 }, trials, dir, fit: quiet, log: (l) => lines.push(l) });
+    assert.equal(lines.filter((l) => /skipped \(same recipe\)$/.test(l)).length, 2);
+    const forced = await runSweep({ arch: 'partA', base: changed, trials, dir, fit: quiet, log: () => {}, force: true });
+    assert.deepEqual(forced.trials.map((t) => t.status), ['done', 'done']);
+    assert.equal(readFileSync(join(dir, 'lr=0.01', 'metrics.jsonl'), 'utf8').trim().split('\n').length, 2);
+    // A search counts its trials as one series.
+    const counted: string[] = [];
+    await runSearch({ arch: 'partA', base: first, space: parseSpace('lr=0.01|0.02'), trials: 2, algo: 'random', seed: 1, dir: tmp(), fit: quiet, log: (l) => counted.push(l) });
+    assert.deepEqual(counted.filter((l) => /^\[\d\/\d\]/.test(l)).map((l) => l.slice(0, 5)), ['[1/2]', '[2/2]']);
   });
 
   it('rejects a key that is neither a flag nor a preset option', async () => {

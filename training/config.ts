@@ -161,10 +161,21 @@ export async function readRunConfig(dir: string): Promise<RunConfig> {
   }
 }
 
-/** What a run computes: its resolved config without how and where it runs. */
-function recipeOf(cfg: RunConfig): string {
+/** What a run computes: its resolved config without how and where it runs (and, with `epochs: false`, without its length). */
+export function recipeOf(cfg: RunConfig, o: { epochs?: boolean } = {}): string {
   const { flags, ep, threads, deviceId, stepsPerRun, checkpointEvery, dataDir, epochs, ...recipe } = cfg;
-  return JSON.stringify(recipe);
+  return JSON.stringify(o.epochs === false ? recipe : { ...recipe, epochs });
+}
+
+/** The recipe flags that differ between two flag sets, as `name=value` (a one-line explanation). */
+export function recipeDifferences(saved: TrainFlags, wanted: TrainFlags): { saved: string[]; wanted: string[] } {
+  const out = { saved: [] as string[], wanted: [] as string[] };
+  for (const k of FLAG_NAMES) {
+    if (!TRAIN_FLAGS[k].recipe || saved[k] === wanted[k]) continue;
+    out.saved.push(`${k}=${saved[k] ?? '(default)'}`);
+    out.wanted.push(`${k}=${wanted[k] ?? '(default)'}`);
+  }
+  return out;
 }
 
 export interface ResumeRequest {
@@ -199,7 +210,7 @@ export async function resumeConfig(dir: string, saved: RunConfig, r: ResumeReque
       continue;
     }
     const trial = resolveRunConfig(arch, { ...saved.flags, [k]: v }, saved.archFile, saved.modelFile);
-    if (recipeOf(trial) !== recipeOf(saved)) conflicts.push(`--${k} ${String(v)}`);
+    if (recipeOf(trial, { epochs: false }) !== recipeOf(saved, { epochs: false })) conflicts.push(`--${k} ${String(v)}`);
   }
   if (conflicts.length) {
     throw new UsageError(`--resume: ${conflicts.join(', ')} would change what the run in ${dir} computes; a resumed run keeps its recipe (only --epochs and how it runs may change): start a new run with another --out`);

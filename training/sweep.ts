@@ -1,11 +1,11 @@
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { CnnlabError, DivergedError, UsageError } from '../common/errors.ts';
 import { readJsonFile } from '../common/json.ts';
 import { writeFileAtomic } from '../common/files.ts';
 import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { PRESETS } from '../graph-builder/dsl/presets.ts';
-import { resolveRunConfig } from './config.ts';
+import { readRunConfig, recipeDifferences, recipeOf, resolveRunConfig, type RunConfig } from './config.ts';
 import { type FlagName, parseFlagValue, RECIPE_FLAGS, type TrainFlags } from './flags.ts';
 import { CHECKPOINT, fit, type FitOptions } from './fit.ts';
 import { type Observation, randomPoint, type Space, suggestTpe } from './tpe.ts';
@@ -33,6 +33,9 @@ export interface TrialRecord extends Trial {
   best?: number;
   parameters?: number;
   seconds?: number;
+  /** The trial's identity: its resolved recipe (config.ts recipeOf), and the flags it came from. */
+  recipe?: string;
+  flags?: TrainFlags;
 }
 
 export interface SweepManifest {
@@ -141,6 +144,10 @@ export interface SweepOptions {
   arch: string;
   /** An imported ONNX model (`--model`) the trials train; `arch` is then its id. */
   model?: string;
+  /** Discard trials whose folders hold another recipe and run them again. */
+  force?: boolean;
+  /** Where these trials stand in a longer series (search runs one at a time), for the [i/n] counter. */
+  position?: { index: number; total: number };
   base: TrainFlags;
   trials: Trial[];
   dir: string;
@@ -148,41 +155,92 @@ export interface SweepOptions {
   log?: (line: string) => void;
 }
 
+/** A trial resolved: its run config (undefined where its settings are invalid) and the flags it was resolved from. */
+interface Planned {
+  trial: Trial;
+  run: string;
+  flags: TrainFlags;
+  cfg?: RunConfig;
+  parameters?: number;
+  invalid?: string;
+}
+
+async function plan(o: SweepOptions, trial: Trial): Promise<Planned> {
+  const run = join(o.dir, trial.id);
+  try {
+    const { flags, options } = splitSettings(o.arch, trial.settings);
+    const all = { ...o.base, ...flags };
+    const arch = await loadArchitecture(o.model ? undefined : o.arch, undefined, options, o.model ? { file: o.model } : undefined);
+    return { trial, run, flags: all, cfg: resolveRunConfig(arch, all, undefined, o.model), parameters: arch.model.trainableCount };
+  } catch (err) {
+    if (!(err instanceof CnnlabError)) throw err;
+    return { trial, run, flags: o.base, invalid: err.message };
+  }
+}
+
 /**
- * Runs each trial as a normal run folder under `dir`. Finished trials (a status file says so)
- * are skipped on a re-run, unfinished ones resume from their checkpoint, a diverged trial is
- * recorded as diverged and the sweep goes on.
+ * Whether a trial's folder already holds this trial: the same resolved recipe (architecture,
+ * dataset, every flag that changes what it computes). 'fresh' where it holds nothing yet.
+ */
+async function holds(p: Planned): Promise<'fresh' | 'same' | { saved: string[]; wanted: string[] }> {
+  const statusPath = join(p.run, 'status.json');
+  const configPath = join(p.run, 'config.json');
+  if (existsSync(statusPath)) {
+    const done = readTrialRecord(statusPath);
+    if (p.cfg ? done.recipe === recipeOf(p.cfg) : done.status === 'invalid') return 'same';
+    return recipeDifferences(done.flags ?? {}, p.flags);
+  }
+  if (!existsSync(configPath) || !p.cfg) return 'fresh';
+  const saved = await readRunConfig(p.run);
+  return recipeOf(saved) === recipeOf(p.cfg) ? 'same' : recipeDifferences(saved.flags, p.flags);
+}
+
+/**
+ * Runs each trial as a normal run folder under `dir`. A trial is its full resolved recipe: a
+ * folder that holds the same recipe is reused (finished: skipped; unfinished: resumed); one that
+ * holds another recipe (the shared flags changed) stops the sweep before anything runs, with one
+ * line saying what differs, unless `force` discards it. A diverged trial is recorded and the
+ * sweep goes on.
  */
 export async function runSweep(o: SweepOptions): Promise<SweepManifest> {
   const log = o.log ?? ((l: string) => console.log(l));
   const manifestPath = join(o.dir, 'sweep.json');
   const previous = existsSync(manifestPath) ? readSweepManifest(manifestPath) : undefined;
   const records = new Map<string, TrialRecord>((previous?.trials ?? []).map((t) => [t.id, t]));
+  const planned = await Promise.all(o.trials.map((t) => plan(o, t)));
+  const states = await Promise.all(planned.map(holds));
+  const clashes = planned.filter((_, i) => typeof states[i] === 'object');
+  if (clashes.length && !o.force) {
+    const d = states[planned.indexOf(clashes[0])] as { saved: string[]; wanted: string[] };
+    const what = d.saved.length ? ` was run with ${d.saved.join(', ')}; this sweep asks for ${d.wanted.join(', ')}` : ' was run with another recipe';
+    throw new UsageError(`${o.dir}: trial ${clashes[0].trial.id}${what}${clashes.length > 1 ? ` (and ${clashes.length - 1} more trials)` : ''}: use another --out, or --force to run them again`);
+  }
   const save = () => writeFileAtomic(manifestPath, `${JSON.stringify({ arch: o.arch, base: o.base, trials: [...records.values()] }, null, 2)}\n`);
-  for (const [k, trial] of o.trials.entries()) {
-    const run = join(o.dir, trial.id);
-    const statusPath = join(run, 'status.json');
-    if (existsSync(statusPath)) {
-      const done = readTrialRecord(statusPath);
+  const at = o.position ?? { index: 0, total: o.trials.length };
+  for (const [k, p] of planned.entries()) {
+    const { trial, run } = p;
+    const counter = `[${at.index + k + 1}/${at.total}] ${trial.id}`;
+    if (typeof states[k] === 'object') rmSync(run, { recursive: true, force: true });
+    else if (existsSync(join(run, 'status.json'))) {
+      const done = readTrialRecord(join(run, 'status.json'));
       records.set(trial.id, done);
-      log(`[${k + 1}/${o.trials.length}] ${trial.id}: ${done.status}, skipped`);
+      log(`${counter}: ${done.status}, skipped (same recipe)`);
       continue;
     }
-    log(`[${k + 1}/${o.trials.length}] ${trial.id}`);
-    const record: TrialRecord = { ...trial, status: 'pending', run };
+    log(counter);
+    const record: TrialRecord = { ...trial, status: 'pending', run, flags: p.flags };
     const t0 = performance.now();
     try {
-      const { flags, options } = splitSettings(o.arch, trial.settings);
-      const arch = await loadArchitecture(o.model ? undefined : o.arch, undefined, options, o.model ? { file: o.model } : undefined);
-      const cfg = resolveRunConfig(arch, { ...o.base, ...flags }, undefined, o.model);
-      const result = await fit(cfg, { ...o.fit, runDir: run, resume: existsSync(join(run, CHECKPOINT)) });
+      if (!p.cfg) throw new CnnlabError(p.invalid!);
+      record.recipe = recipeOf(p.cfg);
+      const result = await fit(p.cfg, { ...o.fit, runDir: run, resume: existsSync(join(run, CHECKPOINT)) });
       if (result.interrupted) {
         save();
         return { arch: o.arch, base: o.base, trials: [...records.values()] };
       }
       record.status = 'done';
       record.best = Math.max(...result.epochs.map((m) => m.testAcc));
-      record.parameters = arch.model.trainableCount;
+      record.parameters = p.parameters;
     } catch (err) {
       if (!(err instanceof CnnlabError)) throw err;
       record.status = err instanceof DivergedError ? 'diverged' : 'invalid';
@@ -190,7 +248,7 @@ export async function runSweep(o: SweepOptions): Promise<SweepManifest> {
       log(`  ${record.status}: ${err.message}`);
     }
     record.seconds = (performance.now() - t0) / 1000;
-    writeFileAtomic(statusPath, `${JSON.stringify(record, null, 2)}\n`);
+    writeFileAtomic(join(run, 'status.json'), `${JSON.stringify(record, null, 2)}\n`);
     records.set(trial.id, record);
     save();
   }
@@ -227,6 +285,7 @@ export interface SearchOptions {
   dir: string;
   fit: Pick<FitOptions, 'progress' | 'log' | 'stop'>;
   log?: (line: string) => void;
+  force?: boolean;
 }
 
 /**
@@ -241,7 +300,7 @@ export async function runSearch(o: SearchOptions): Promise<SweepManifest> {
   for (let i = 0; i < o.trials; i++) {
     const point = o.algo === 'tpe' ? suggestTpe(o.space, history, rng) : randomPoint(o.space, rng);
     const trial: Trial = { id: `${String(i + 1).padStart(3, '0')}-${trialId('grid', point)}`, group: `search (${o.algo})`, settings: point };
-    manifest = await runSweep({ ...o, trials: [trial], log: o.log });
+    manifest = await runSweep({ ...o, trials: [trial], log: o.log, position: { index: i, total: o.trials } });
     if (o.fit.stop?.requested) break;
     const record = manifest.trials.find((t) => t.id === trial.id)!;
     history.push({ point, loss: record.status === 'done' ? 1 - (record.best ?? 0) : 1 });

@@ -9,6 +9,7 @@ import { installStopHandler, trainOptions, type TrainArgs } from './train.ts';
 
 interface SweepArgs extends Omit<TrainArgs, 'resume'> {
   model?: string;
+  force: boolean;
   vary?: string[];
   preset?: string;
   shard?: string;
@@ -26,7 +27,8 @@ const sweep: CommandModule<object, SweepArgs> = {
       .option('preset', { type: 'string', choices: ['jhu-questions'], describe: "seed 004's questions on jhu-net, Fashion-MNIST" })
       .option('shard', { type: 'string', describe: 'i/n: run every n-th trial starting at the i-th (split a grid over machines)' })
       .option('out', { type: 'string', describe: 'sweep folder (default runs/sweeps/<name>)' })
-      .option('report', { type: 'boolean', default: true, describe: 'write report.html and PNGs when done' }) as Argv<SweepArgs>,
+      .option('report', { type: 'boolean', default: true, describe: 'write report.html and PNGs when done' })
+      .option('force', { type: 'boolean', default: false, describe: 'run again the trials whose folders hold another recipe (changed shared flags)' }) as Argv<SweepArgs>,
   handler: async (args) => {
     let arch = args.arch;
     let trials;
@@ -47,7 +49,7 @@ const sweep: CommandModule<object, SweepArgs> = {
     const dir = args.out ?? `runs/sweeps/${args.preset ?? arch!.replace(/[^A-Za-z0-9._=-]+/g, '_')}`;
     console.log(`sweep ${arch}: ${trials.length} trials${args.shard ? `, shard ${args.shard}: ${mine.length}` : ''} -> ${dir}`);
     const stop = installStopHandler();
-    const m = await runSweep({ arch: arch!, model: args.model, base, trials: mine, dir, fit: { stop } });
+    const m = await runSweep({ arch: arch!, model: args.model, base, trials: mine, dir, fit: { stop }, force: args.force });
     if (stop.requested) return void (process.exitCode = stop.exitCode);
     const done = m.trials.filter((t) => t.status === 'done').sort((a, b) => (b.best ?? 0) - (a.best ?? 0));
     console.log(`\n${done.length} done, ${m.trials.filter((t) => t.status === 'diverged').length} diverged, ${m.trials.filter((t) => t.status === 'invalid').length} invalid`);
@@ -82,6 +84,7 @@ const report: CommandModule<object, ReportArgs> = {
 };
 
 interface SearchArgs extends Omit<TrainArgs, 'resume'> {
+  force: boolean;
   space: string;
   trials: number;
   algo: string;
@@ -96,7 +99,8 @@ const search: CommandModule<object, SearchArgs> = {
       .option('space', { type: 'string', demandOption: true, describe: 'key=lo:hi[:step] or key=a|b, comma-separated (seed 002: filters=16:128:8,kernel=2:5,layers=1:10)' })
       .option('trials', { type: 'number', default: 20 })
       .option('algo', { type: 'string', choices: ['tpe', 'random'], default: 'tpe' })
-      .option('out', { type: 'string', describe: 'search folder (default runs/search/<arch>-<algo>)' }) as Argv<SearchArgs>,
+      .option('out', { type: 'string', describe: 'search folder (default runs/search/<arch>-<algo>)' })
+      .option('force', { type: 'boolean', default: false, describe: 'run again the trials whose folders hold another recipe' }) as Argv<SearchArgs>,
   handler: async (args) => {
     if (!Number.isInteger(args.trials) || args.trials < 1) throw new UsageError(`--trials: expected a whole number >= 1, got ${args.trials}`);
     const base = pickFlags(args);
@@ -105,7 +109,7 @@ const search: CommandModule<object, SearchArgs> = {
     const dir = args.out ?? `runs/search/${args.arch}-${args.algo}`;
     console.log(`search ${args.arch} (${args.algo}, ${args.trials} trials) over ${args.space} -> ${dir}`);
     const stop = installStopHandler();
-    const m = await runSearch({ arch: args.arch!, base, space, trials: args.trials, algo: args.algo as 'tpe' | 'random', seed: args.seed ?? 0, dir, fit: { stop } });
+    const m = await runSearch({ arch: args.arch!, base, space, trials: args.trials, algo: args.algo as 'tpe' | 'random', seed: args.seed ?? 0, dir, fit: { stop }, force: args.force });
     if (stop.requested) return void (process.exitCode = stop.exitCode);
     const done = m.trials.filter((t) => t.status === 'done').sort((a, b) => (b.best ?? 0) - (a.best ?? 0));
     if (done[0]) console.log(`\nbest: ${(100 * done[0].best!).toFixed(2)}% with ${Object.entries(done[0].settings).map(([k, v]) => `${k}=${v}`).join(', ')} (${done[0].parameters?.toLocaleString('en-US')} parameters, run ${done[0].run})`);

@@ -1,10 +1,10 @@
-import { accessSync, constants, existsSync } from 'node:fs';
+import { accessSync, constants, existsSync, rmSync } from 'node:fs';
 import { ensureDir } from '../../common/files.ts';
 import type { Argv, CommandModule } from 'yargs';
 import { UsageError } from '../../common/errors.ts';
 import { loadArchitecture } from '../../graph-builder/dsl/arch.ts';
 import { readCheckpoint } from '../../graph-builder/artifacts/checkpoint.ts';
-import { readRunConfig, resolveRunConfig, resumeConfig, type RunConfig } from '../../training/config.ts';
+import { readRunConfig, recipeDifferences, recipeOf, resolveRunConfig, resumeConfig, type RunConfig } from '../../training/config.ts';
 import { FLAG_NAMES, pickFlags, type TrainFlags } from '../../training/flags.ts';
 import { fit } from '../../training/fit.ts';
 import { type ReproduceGroup, type ReproduceRow, reproduceTable, SEED_RESULTS } from '../../training/reproduce.ts';
@@ -117,7 +117,21 @@ const train: CommandModule<object, TrainArgs> = {
   },
 };
 
+/**
+ * A run folder is reused (finished) or resumed (unfinished) only when it holds the same recipe;
+ * one that holds another is one line naming what differs, or with --force is trained again.
+ */
+async function checkReuse(dir: string, cfg: RunConfig, force: boolean): Promise<void> {
+  if (!existsSync(`${dir}/config.json`)) return;
+  const saved = await readRunConfig(dir);
+  if (recipeOf(saved) === recipeOf(cfg)) return;
+  if (force) return rmSync(dir, { recursive: true, force: true });
+  const d = recipeDifferences(saved.flags, cfg.flags);
+  throw new UsageError(`${dir}: holds a run ${d.saved.length ? `with ${d.saved.join(', ')}` : 'of another recipe'}, not this one${d.wanted.length ? ` (${d.wanted.join(', ')})` : ''}: use another --out, or --force to train it again`);
+}
+
 interface ReproduceArgs {
+  force: boolean;
   group: string;
   ep: string;
   threads?: number;
@@ -134,7 +148,8 @@ const reproduce: CommandModule<object, ReproduceArgs> = {
       .option('ep', { type: 'string', choices: EP_NAMES, default: 'cpu' })
       .option('threads', { type: 'number' })
       .option('epochs', { type: 'number', describe: 'override the recipes’ epochs (a quick look; targets assume the full count)' })
-      .option('out', { type: 'string', default: 'runs/reproduce', describe: 'parent folder of the runs (finished runs are reused, unfinished ones resumed)' }) as Argv<ReproduceArgs>,
+      .option('out', { type: 'string', default: 'runs/reproduce', describe: 'parent folder of the runs (runs of the same recipe are reused or resumed)' })
+      .option('force', { type: 'boolean', default: false, describe: 'train again the runs whose folders hold another recipe' }) as Argv<ReproduceArgs>,
   handler: async (args) => {
     const rows: ReproduceRow[] = [];
     const stop = installStopHandler();
@@ -143,6 +158,7 @@ const reproduce: CommandModule<object, ReproduceArgs> = {
       const arch = await loadArchitecture(e.preset);
       const cfg = resolveRunConfig(arch, { dataset: e.dataset, ep: args.ep, threads: args.threads, epochs: args.epochs });
       const dir = `${args.out}/${args.group}/${e.preset}-${e.dataset}${args.epochs ? `-e${args.epochs}` : ''}`;
+      await checkReuse(dir, cfg, args.force);
       console.log(`\n== ${e.preset} on ${e.dataset} (${e.source}) -> ${dir}`);
       const started = performance.now();
       const result = await fit(cfg, { runDir: dir, resume: existsSync(`${dir}/checkpoint.ckpt`), stop });
