@@ -171,3 +171,39 @@ describe('reproduce reuses only runs of the same recipe', () => {
     assert.match(r.stderr, /baseline-mnist-e1: holds a run with lr=0\.5, not this one \(lr=\(default\)\): use another --out, or --force to train it again\n$/);
   });
 });
+
+describe('architecture files outside the repository', () => {
+  const net = `import { sequential, conv2d, relu, maxPool2d, flatten, linear } from 'cnnlab';
+export default sequential(conv2d(1, 4, 3, { padding: 1 }), relu(), maxPool2d(2), flatten(), linear(4 * 14 * 14, 10));
+export const recipe = { optimizer: 'adam', lr: 1e-3, batch: 100, epochs: 1 };
+`;
+  const run = (cwd: string, ...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { cwd, encoding: 'utf8' });
+
+  it('the README’s TypeScript example imports from cnnlab, installed beside it as a dependency or not at all', async () => {
+    const { symlinkSync, mkdirSync } = await import('node:fs');
+    for (const installed of [true, false]) {
+      const dir = mkdtempSync(join(tmpdir(), 'cnnlab-user-'));
+      writeFileSync(join(dir, 'my-net.ts'), net);
+      if (installed) {
+        mkdirSync(join(dir, 'node_modules'));
+        symlinkSync(join(import.meta.dirname, '..'), join(dir, 'node_modules', 'cnnlab'));
+      }
+      const r = run(dir, 'summary', '--arch-file', 'my-net.ts');
+      assert.equal(r.status, 0, `${installed ? 'installed' : 'not installed'}: ${r.stderr}`);
+      assert.match(r.stdout, /Total params: 7,890/);
+    }
+  });
+
+  it('sweep and search take --arch-file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cnnlab-user-'));
+    writeFileSync(join(dir, 'my-net.ts'), net);
+    const flags = ['--limit-train', '100', '--epochs', '1', '--batch', '100'];
+    const sweep = run(dir, 'sweep', '--arch-file', 'my-net.ts', '--vary', 'lr=0.001,0.002', ...flags, '--out', 'sweep', '--no-report');
+    assert.equal(sweep.status, 0, sweep.stderr);
+    assert.match(sweep.stdout, /2 done, 0 diverged, 0 invalid/);
+    const search = run(dir, 'search', '--arch-file', 'my-net.ts', '--space', 'lr=0.001|0.002', '--trials', '2', '--algo', 'random', ...flags, '--out', 'search');
+    assert.equal(search.status, 0, search.stderr);
+    assert.match(search.stdout, /\[2\/2\]/);
+    assert.match(search.stdout, /best: \d+\.\d\d% with lr=/);
+  });
+});

@@ -142,8 +142,9 @@ export function splitSettings(arch: string, settings: Record<string, string>): {
 
 export interface SweepOptions {
   arch: string;
-  /** An imported ONNX model (`--model`) the trials train; `arch` is then its id. */
+  /** An imported ONNX model (`--model`) or a DSL file (`--arch-file`) the trials train; `arch` is then its id. */
   model?: string;
+  archFile?: string;
   /** Discard trials whose folders hold another recipe and run them again. */
   force?: boolean;
   /** Where these trials stand in a longer series (search runs one at a time), for the [i/n] counter. */
@@ -170,8 +171,8 @@ async function plan(o: SweepOptions, trial: Trial): Promise<Planned> {
   try {
     const { flags, options } = splitSettings(o.arch, trial.settings);
     const all = { ...o.base, ...flags };
-    const arch = await loadArchitecture(o.model ? undefined : o.arch, undefined, options, o.model ? { file: o.model } : undefined);
-    return { trial, run, flags: all, cfg: resolveRunConfig(arch, all, undefined, o.model), parameters: arch.model.trainableCount };
+    const arch = await loadArchitecture(o.model || o.archFile ? undefined : o.arch, o.archFile, options, o.model ? { file: o.model } : undefined);
+    return { trial, run, flags: all, cfg: resolveRunConfig(arch, all, o.archFile, o.model), parameters: arch.model.trainableCount };
   } catch (err) {
     if (!(err instanceof CnnlabError)) throw err;
     return { trial, run, flags: o.base, invalid: err.message };
@@ -286,6 +287,8 @@ export interface SearchOptions {
   fit: Pick<FitOptions, 'progress' | 'log' | 'stop'>;
   log?: (line: string) => void;
   force?: boolean;
+  model?: string;
+  archFile?: string;
 }
 
 /**

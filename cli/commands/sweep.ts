@@ -23,6 +23,7 @@ const sweep: CommandModule<object, SweepArgs> = {
     trainOptions(y)
       .positional('arch', { type: 'string', describe: 'a preset (with options), as for train' })
       .option('model', { type: 'string', describe: 'an ONNX classifier to sweep instead of a preset' })
+      .option('arch-file', { type: 'string', describe: 'your own model (.json, .ts, .js) to sweep instead of a preset' })
       .option('vary', { type: 'string', array: true, describe: 'key=v1,v2,...: a training flag (lr, opt, batch, epochs, ...) or a preset option (width, dropout, ...)' })
       .option('preset', { type: 'string', choices: ['jhu-questions'], describe: "seed 004's questions on jhu-net, Fashion-MNIST" })
       .option('shard', { type: 'string', describe: 'i/n: run every n-th trial starting at the i-th (split a grid over machines)' })
@@ -39,8 +40,10 @@ const sweep: CommandModule<object, SweepArgs> = {
       base.dataset ??= 'fashion-mnist';
       trials = jhuQuestions(base.epochs ?? 10);
     } else {
-      if (args.model && arch) throw new UsageError(`sweep: name one model: a preset (${arch}) and --model were given`);
+      const named = [arch && `a preset (${arch})`, args.model && '--model', args['arch-file'] && '--arch-file'].filter(Boolean);
+      if (named.length > 1) throw new UsageError(`sweep: name one model: ${named.join(' and ')} were given`);
       if (args.model) arch = `onnx:${basename(args.model)}`;
+      if (args['arch-file']) arch = `file:${basename(args['arch-file'])}`;
       if (!arch) throw new UsageError('sweep: name an architecture, or --model net.onnx, or --preset jhu-questions');
       if (!args.vary?.length) throw new UsageError('sweep: give at least one --vary key=v1,v2');
       trials = grid(args.vary.map(parseAxis));
@@ -49,7 +52,7 @@ const sweep: CommandModule<object, SweepArgs> = {
     const dir = args.out ?? `runs/sweeps/${args.preset ?? arch!.replace(/[^A-Za-z0-9._=-]+/g, '_')}`;
     console.log(`sweep ${arch}: ${trials.length} trials${args.shard ? `, shard ${args.shard}: ${mine.length}` : ''} -> ${dir}`);
     const stop = installStopHandler();
-    const m = await runSweep({ arch: arch!, model: args.model, base, trials: mine, dir, fit: { stop }, force: args.force });
+    const m = await runSweep({ arch: arch!, model: args.model, archFile: args['arch-file'], base, trials: mine, dir, fit: { stop }, force: args.force });
     if (stop.requested) return void (process.exitCode = stop.exitCode);
     const done = m.trials.filter((t) => t.status === 'done').sort((a, b) => (b.best ?? 0) - (a.best ?? 0));
     console.log(`\n${done.length} done, ${m.trials.filter((t) => t.status === 'diverged').length} diverged, ${m.trials.filter((t) => t.status === 'invalid').length} invalid`);
@@ -91,11 +94,13 @@ interface SearchArgs extends Omit<TrainArgs, 'resume'> {
 }
 
 const search: CommandModule<object, SearchArgs> = {
-  command: 'search <arch>',
+  command: 'search [arch]',
   describe: 'hyperparameter search (TPE or random) over preset options and flags; every trial tracked as a run',
   builder: (y) =>
     trainOptions(y)
       .positional('arch', { type: 'string', describe: 'a preset, e.g. mads' })
+      .option('arch-file', { type: 'string', describe: 'your own model (.json, .ts, .js) instead of a preset' })
+      .option('model', { type: 'string', describe: 'an ONNX classifier instead of a preset' })
       .option('space', { type: 'string', demandOption: true, describe: 'key=lo:hi[:step] or key=a|b, comma-separated (seed 002: filters=16:128:8,kernel=2:5,layers=1:10)' })
       .option('trials', { type: 'number', default: 20 })
       .option('algo', { type: 'string', choices: ['tpe', 'random'], default: 'tpe' })
@@ -104,16 +109,19 @@ const search: CommandModule<object, SearchArgs> = {
   handler: async (args) => {
     if (!Number.isInteger(args.trials) || args.trials < 1) throw new UsageError(`--trials: expected a whole number >= 1, got ${args.trials}`);
     const base = pickFlags(args);
+    const named = [args.arch && `a preset (${args.arch})`, args.model && '--model', args['arch-file'] && '--arch-file'].filter(Boolean);
+    if (named.length !== 1) throw new UsageError(`search: name one model (a preset, --arch-file or --model)${named.length ? `: ${named.join(' and ')} were given` : ''}`);
+    const arch = args.model ? `onnx:${basename(args.model)}` : args['arch-file'] ? `file:${basename(args['arch-file'])}` : args.arch!;
     const space = parseSpace(args.space);
-    for (const key of Object.keys(space)) splitSettings(args.arch!, { [key]: space[key].kind === 'int' ? String((space[key] as { lo: number }).lo) : (space[key] as { values: string[] }).values[0] });
-    const dir = args.out ?? `runs/search/${args.arch}-${args.algo}`;
-    console.log(`search ${args.arch} (${args.algo}, ${args.trials} trials) over ${args.space} -> ${dir}`);
+    for (const key of Object.keys(space)) splitSettings(arch, { [key]: space[key].kind === 'int' ? String((space[key] as { lo: number }).lo) : (space[key] as { values: string[] }).values[0] });
+    const dir = args.out ?? `runs/search/${arch.replace(/[^A-Za-z0-9._=-]+/g, '_')}-${args.algo}`;
+    console.log(`search ${arch} (${args.algo}, ${args.trials} trials) over ${args.space} -> ${dir}`);
     const stop = installStopHandler();
-    const m = await runSearch({ arch: args.arch!, base, space, trials: args.trials, algo: args.algo as 'tpe' | 'random', seed: args.seed ?? 0, dir, fit: { stop }, force: args.force });
+    const m = await runSearch({ arch, model: args.model, archFile: args['arch-file'], base, space, trials: args.trials, algo: args.algo as 'tpe' | 'random', seed: args.seed ?? 0, dir, fit: { stop }, force: args.force });
     if (stop.requested) return void (process.exitCode = stop.exitCode);
     const done = m.trials.filter((t) => t.status === 'done').sort((a, b) => (b.best ?? 0) - (a.best ?? 0));
     if (done[0]) console.log(`\nbest: ${(100 * done[0].best!).toFixed(2)}% with ${Object.entries(done[0].settings).map(([k, v]) => `${k}=${v}`).join(', ')} (${done[0].parameters?.toLocaleString('en-US')} parameters, run ${done[0].run})`);
-    const r = await writeReport(collectEntries([dir]), dir, `cnnlab search: ${args.arch} (${args.algo})`);
+    const r = await writeReport(collectEntries([dir]), dir, `cnnlab search: ${arch} (${args.algo})`);
     console.log(`report: ${r.html}`);
   },
 };

@@ -1,6 +1,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { tsImport } from 'tsx/esm/api';
 import { CnnlabError } from '../../common/errors.ts';
 import { PREPARATION_KEY } from '../artifacts/compile.ts';
 import { decodeGraph } from '../graph/onnx.ts';
@@ -79,11 +80,16 @@ export async function loadArchFile(file: string): Promise<Architecture> {
   } else if (/\.(ts|mts|js|mjs)$/i.test(file)) {
     let mod: Json;
     try {
-      mod = (await import(pathToFileURL(path).href)) as Json;
+      // As ES module whatever the folder's package.json says (tsx would load a .ts file outside a
+      // "type": "module" package as CommonJS, and its import of cnnlab then fails as a cycle).
+      mod = (await tsImport(pathToFileURL(path).href, import.meta.url)) as Json;
     } catch (err) {
       const msg = (err as Error).message.split('\n')[0];
       throw new CnnlabError(`--arch-file ${file}: cannot load (${msg})`);
     }
+    // A file loaded as CommonJS arrives wrapped: its exports are the namespace's default.
+    const inner = mod.default as Json | undefined;
+    if (inner && typeof inner === 'object' && !('layers' in inner) && ('default' in inner || 'model' in inner)) mod = inner;
     value = mod.default ?? mod.model;
     recipe = mod.recipe as Partial<Recipe> | undefined;
     if (value === undefined) throw new CnnlabError(`${file}: export the model as default or as 'model'`);
