@@ -16,6 +16,8 @@ import type { ParamSet } from '../graph-builder/dsl/init.ts';
 import { decodeModel } from '../graph-builder/graph/onnx.ts';
 import { defaultOptimizer } from '../graph-builder/optimizers.ts';
 import { type LoadedModel, loadInferenceModel } from './model.ts';
+import sharp from 'sharp';
+import { DecodeLane, LaneFull } from './decode-lane.ts';
 import { prepareImage } from './preprocess.ts';
 
 /** Uploads larger than this are refused (413): a drawing or a photo of a digit is far smaller. */
@@ -162,7 +164,41 @@ function readBody(req: IncomingMessage, res: ServerResponse, limit: number): Pro
   });
 }
 
-export function createDemoServer(models: ServedModel[]): Server {
+/** Images over this many pixels are decoded in their own, narrower lane. */
+export const LARGE_IMAGE_PIXELS = 4_000_000;
+
+/** The decode lanes: ordinary images (two at a time, as many cores as this machine has) and large ones (one at a time, four waiting). */
+export function decodeLanes(): { small: DecodeLane; large: DecodeLane } {
+  return { small: new DecodeLane(2, 64), large: new DecodeLane(1, 4) };
+}
+
+/** The lane an upload decodes in, from its header alone (sharp reads no pixels for this). */
+async function laneFor(lanes: ReturnType<typeof decodeLanes>, image: Uint8Array): Promise<DecodeLane> {
+  try {
+    const { width = 0, height = 0 } = await sharp(image).metadata();
+    return width * height > LARGE_IMAGE_PIXELS ? lanes.large : lanes.small;
+  } catch {
+    return lanes.small; // not an image: prepareImage says so in one line
+  }
+}
+
+/**
+ * The image of an upload: the raw body, or the first file of a multipart/form-data form (what an
+ * HTML form or `curl -F image=@digit.png` sends). A string says what is wrong.
+ */
+async function uploadedImage(body: Buffer, contentType: string | undefined): Promise<Uint8Array | string> {
+  if (!contentType?.toLowerCase().startsWith('multipart/form-data')) return body.length ? body : 'empty upload';
+  let form: FormData;
+  try {
+    form = await new Response(body, { headers: { 'content-type': contentType } }).formData();
+  } catch {
+    return 'not a readable multipart/form-data upload';
+  }
+  for (const value of form.values()) if (typeof value !== 'string') return new Uint8Array(await value.arrayBuffer());
+  return 'the form holds no file';
+}
+
+export function createDemoServer(models: ServedModel[], lanes = decodeLanes()): Server {
   const ort = ortDir();
   const byId = new Map(models.map((m) => [m.id, m]));
   return createServer(async (req, res) => {
@@ -205,13 +241,18 @@ export function createDemoServer(models: ServedModel[]): Server {
       }
       if (path === '/api/prepare') {
         if (req.method !== 'POST') return send(res, 405, 'POST an image\n');
-        const body = await readBody(req, res, MAX_UPLOAD);
-        if (!body) return;
-        if (body.length === 0) return send(res, 400, 'empty upload\n');
+        const raw = await readBody(req, res, MAX_UPLOAD);
+        if (!raw) return;
+        const body = await uploadedImage(raw, req.headers['content-type']);
+        if (typeof body === 'string') return send(res, 400, `${body}\n`);
         try {
-          const { pixels } = await prepareImage(body, 'upload');
+          const { pixels } = await (await laneFor(lanes, body)).run(() => prepareImage(body, 'upload'));
           return json(res, { pixels: Array.from(pixels) });
         } catch (err) {
+          if (err instanceof LaneFull) {
+            res.setHeader('retry-after', '1');
+            return send(res, 503, `busy decoding large images (${err.message}); try again shortly\n`);
+          }
           if (err instanceof CnnlabError) return json(res, { error: err.message }, 400);
           throw err;
         }

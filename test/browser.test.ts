@@ -188,6 +188,33 @@ describe('the demo server', () => {
     assert.ok(models.every((m) => m.fineTuning));
   });
 
+  it('decodes huge images in a lane of their own: a flood gets 503 with Retry-After while an ordinary multipart upload is answered first', async () => {
+    // A 40-megapixel PNG of a few kilobytes, the worst case an upload cap in bytes lets through.
+    const huge = await sharp({ create: { width: 8000, height: 5000, channels: 3, background: '#fff' } }).png({ compressionLevel: 9 }).toBuffer();
+    assert.ok(huge.length < MAX_UPLOAD);
+    const small = await sharp(Buffer.from(mnist.test.images.subarray(0, 784).map((v) => 255 - v)), { raw: { width: 28, height: 28, channels: 1 } }).png().toBuffer();
+    let largeAnswered = 0;
+    const flood = Array.from({ length: 16 }, async () => {
+      const r = await fetch(`${base}/api/prepare`, { method: 'POST', body: huge });
+      await r.arrayBuffer();
+      if (r.status !== 503) largeAnswered++;
+      return { status: r.status, retryAfter: r.headers.get('retry-after') };
+    });
+    const form = new FormData();
+    form.append('image', new Blob([small], { type: 'image/png' }), 'seven.png');
+    const ordinary = await fetch(`${base}/api/prepare`, { method: 'POST', body: form });
+    const answeredBefore = largeAnswered;
+    assert.equal(ordinary.status, 200, await ordinary.clone().text());
+    assert.equal(((await ordinary.json()) as { pixels: number[] }).pixels.length, 784);
+    const results = await Promise.all(flood);
+    // A blank page decodes to 'the image is blank' (400): decoded all the same.
+    const decoded = results.filter((r) => r.status === 400).length;
+    assert.ok(results.every((r) => r.status === 400 || (r.status === 503 && r.retryAfter === '1')), JSON.stringify(results));
+    assert.ok(results.some((r) => r.status === 503), 'the queue of large images is bounded');
+    assert.ok(decoded >= 1 && decoded <= 5, `${decoded} large images decoded (one at a time, four waiting)`);
+    assert.ok(answeredBefore < decoded, `the ordinary upload waited for ${answeredBefore} of the ${decoded} large decodes`);
+  });
+
   it('keeps serving through 1,000 abusive requests', async () => {
     const png = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#fff' } })
       .composite([{ input: Buffer.from('<svg width="64" height="64"><rect x="28" y="8" width="8" height="48" fill="black"/></svg>'), top: 0, left: 0 }])
