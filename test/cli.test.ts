@@ -92,7 +92,10 @@ describe('set-up', () => {
   it('npx cnnlab prints no npm warning about the project’s own configuration', () => {
     const userconfig = join(mkdtempSync(join(tmpdir(), 'cnnlab-npmrc-')), 'npmrc');
     writeFileSync(userconfig, '');
-    const env = { ...process.env, npm_config_userconfig: userconfig, npm_config_update_notifier: 'false' };
+    // Only this project's configuration: npm hands its own (and the machine's user config, such as
+    // nodedir) to scripts as npm_config_* variables, which the npm started here would read again.
+    const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k)));
+    const env = { ...inherited, npm_config_userconfig: userconfig, npm_config_update_notifier: 'false' };
     const out = spawnSync('npm', ['exec', '--offline', '--', 'cnnlab', '--version'], { cwd: join(import.meta.dirname, '..'), encoding: 'utf8', env });
     assert.equal(out.status, 0, out.stderr);
     assert.equal(out.stdout.trim(), '0.1.0');
