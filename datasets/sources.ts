@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import cliProgress from 'cli-progress';
 import { CnnlabError, UsageError } from '../common/errors.ts';
+import { Rng } from '../common/rng.ts';
 import { readIdxFile } from './idx.ts';
 import { type DatasetName, type DatasetSpec, type SplitName, DATASETS } from './registry.ts';
 
@@ -228,6 +229,28 @@ export function pixelStats(images: Uint8Array): { mean: number; std: number } {
 }
 
 /** A view of the first `n` examples of a split (no copy). */
+/**
+ * Holds `count` examples out of a split, chosen by a permutation from `seed`: the validation
+ * set, and the rest in their original order for training.
+ */
+export function holdOut(split: Split, count: number, seed: number): { train: Split; val: Split } {
+  const chosen = Rng.seeded(seed).permutation(split.count).subarray(0, count).sort();
+  const held = new Uint8Array(split.count);
+  for (const i of chosen) held[i] = 1;
+  const pick = (which: number, n: number): Split => {
+    const images = new Uint8Array(n * PIXELS);
+    const labels = new Uint8Array(n);
+    let k = 0;
+    for (let i = 0; i < split.count; i++) {
+      if (held[i] !== which) continue;
+      images.set(split.images.subarray(i * PIXELS, (i + 1) * PIXELS), k * PIXELS);
+      labels[k++] = split.labels[i];
+    }
+    return { images, labels, count: n };
+  };
+  return { train: pick(0, split.count - count), val: pick(1, count) };
+}
+
 export function sliceSplit(split: Split, n: number): Split {
   const count = Math.min(n, split.count);
   return { images: split.images.subarray(0, count * PIXELS), labels: split.labels.subarray(0, count), count };

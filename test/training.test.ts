@@ -336,3 +336,50 @@ describe('augmentation', () => {
     assert.ok(flips > 160 && flips < 240, `${flips} of 400 flipped`);
   });
 });
+
+describe('validation split', () => {
+  it('holds out a seeded, disjoint set and keeps the rest in order', async () => {
+    const { holdOut, loadDataset } = await import('../datasets/sources.ts');
+    const mnist = await loadDataset('mnist', { env: {} });
+    const part = { images: mnist.train.images.subarray(0, 1000 * 784), labels: mnist.train.labels.subarray(0, 1000), count: 1000 };
+    const a = holdOut(part, 100, 7);
+    const b = holdOut(part, 100, 7);
+    assert.equal(a.train.count, 900);
+    assert.equal(a.val.count, 100);
+    assert.deepEqual(a.val.labels, b.val.labels);
+    assert.notDeepEqual(holdOut(part, 100, 8).val.labels, a.val.labels);
+    // Every image lands on exactly one side: the label counts add up, and training keeps the original order.
+    const count = (l: Uint8Array) => Array.from({ length: 10 }, (_, k) => l.filter((v) => v === k).length);
+    assert.deepEqual(count(a.train.labels).map((n, k) => n + count(a.val.labels)[k]), count(part.labels));
+    const key = (images: Uint8Array, i: number) => Buffer.from(images.subarray(i * 784, (i + 1) * 784)).toString('base64');
+    const index = new Map(Array.from({ length: part.count }, (_, i) => [key(part.images, i), i]));
+    const positions = Array.from({ length: a.train.count }, (_, i) => index.get(key(a.train.images, i))!);
+    assert.ok(positions.every((p, i) => i === 0 || p > positions[i - 1]), 'training images keep their order');
+    assert.ok(Array.from({ length: a.val.count }, (_, i) => index.get(key(a.val.images, i))!).every((p) => !positions.includes(p)), 'no image on both sides');
+  });
+
+  it('best.onnx is the epoch with the best validation accuracy, and the metrics carry it', async () => {
+    const dir = tmp();
+    const cfg = await config('partA', { 'limit-train': 500, epochs: 3, batch: 100, 'val-split': 300, opt: 'sgd', lr: 0.05 });
+    assert.equal(cfg.valSplit, 300);
+    assert.equal(cfg.flags['val-split'], 300);
+    await fit(cfg, { runDir: dir, resume: false, ...quiet });
+    const metrics = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.ok(metrics.every((m) => typeof m.valAcc === 'number' && typeof m.testAcc === 'number'));
+    const bestVal = metrics.reduce((a, m) => (m.valAcc >= a.valAcc ? m : a));
+    const { decodeGraph } = await import('../graph-builder/graph/onnx.ts');
+    const md = decodeGraph(readFileSync(join(dir, 'best.onnx'))).metadata;
+    assert.equal(md['cnnlab.epoch'], String(bestVal.epoch));
+    assert.equal(md['cnnlab.val_accuracy'], bestVal.valAcc.toFixed(4));
+  });
+
+  it('a run from before the split resumes without one; a new run defaults to 5,000 images', async () => {
+    const { readRunConfig } = await import('../training/config.ts');
+    const fresh = await config('partA', {});
+    assert.equal(fresh.valSplit, 5000);
+    const dir = tmp();
+    const { 'val-split': _, ...oldFlags } = fresh.flags;
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...fresh, flags: oldFlags }));
+    assert.equal((await readRunConfig(dir)).valSplit, 0);
+  });
+});

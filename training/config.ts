@@ -34,6 +34,8 @@ export interface RunConfig {
   normalization: { mean: number; std: number };
   shuffle: boolean;
   limitTrain?: number;
+  /** Training images held out for validation: a count, or a fraction below 1; 0 for none. */
+  valSplit: number;
   seed: number;
   ep: EpName;
   threads?: number;
@@ -46,6 +48,9 @@ export interface RunConfig {
   /** The flags it was resolved from; --resume resolves them again. */
   flags: TrainFlags;
 }
+
+/** Training images a new run holds out for validation (issue 17: 5,000 of MNIST's 60,000). */
+export const DEFAULT_VAL_SPLIT = 5000;
 
 /** K steps per session run; measured on the 2-core machine (see README, performance). */
 export const DEFAULT_STEPS_PER_RUN = 8;
@@ -86,6 +91,8 @@ export function resolveRunConfig(arch: Architecture, f: TrainFlags, archFile?: s
     },
   );
   const epochs = num(f, 'epochs') ?? r.epochs;
+  const valSplit = num(f, 'val-split') ?? DEFAULT_VAL_SPLIT;
+  if (valSplit >= 1 && !Number.isInteger(valSplit)) throw new UsageError(`--val-split: expected a whole number of images, or a fraction below 1, got ${valSplit}`);
   const augment = f.augment === false ? null : (r.augment ?? (f.augment ? DEFAULT_AUGMENT : null));
   const ep = (f.ep as EpName | undefined) ?? 'cpu';
   return {
@@ -108,6 +115,7 @@ export function resolveRunConfig(arch: Architecture, f: TrainFlags, archFile?: s
     normalization: parseNormalize(f.normalize) ?? normalizationFor({ ...arch, recipe: r }, dataset),
     shuffle: f.shuffle ?? r.shuffle,
     limitTrain: num(f, 'limit-train'),
+    valSplit,
     seed: num(f, 'seed') ?? 0,
     ep,
     threads: num(f, 'threads'),
@@ -115,7 +123,8 @@ export function resolveRunConfig(arch: Architecture, f: TrainFlags, archFile?: s
     stepsPerRun: num(f, 'steps-per-run') ?? DEFAULT_STEPS_PER_RUN,
     checkpointEvery: num(f, 'checkpoint-every') ?? 60,
     evalBatch: 1000,
-    flags: pickFlags(f),
+    // The default is written into the flags, so a run resumed under a later default keeps its split.
+    flags: { ...pickFlags(f), 'val-split': valSplit },
   };
 }
 
@@ -149,6 +158,8 @@ export async function readRunConfig(dir: string): Promise<RunConfig> {
   if (typeof saved !== 'object' || saved === null || typeof saved.architecture !== 'string' || typeof saved.flags !== 'object' || saved.flags === null) {
     throw new CnnlabError(`${path}: not a cnnlab run config (architecture and flags expected)`);
   }
+  // Runs from before the validation split trained on every training image.
+  if (saved.flags['val-split'] === undefined) saved.flags['val-split'] = 0;
   try {
     const arch = await loadRunArchitecture(saved as RunConfig);
     const cfg = resolveRunConfig(arch, saved.flags, saved.archFile, saved.modelFile);

@@ -1,7 +1,7 @@
 import cliProgress from 'cli-progress';
 import { CnnlabError, DivergedError } from '../common/errors.ts';
 import { Rng } from '../common/rng.ts';
-import { type Dataset, loadDataset, PIXELS, type Split, sliceSplit } from '../datasets/sources.ts';
+import { type Dataset, holdOut, loadDataset, PIXELS, type Split, sliceSplit } from '../datasets/sources.ts';
 import { modelMeta } from '../graph-builder/artifacts/build.ts';
 import type { Checkpoint } from '../graph-builder/artifacts/checkpoint.ts';
 import { type Artifacts, compile } from '../graph-builder/artifacts/compile.ts';
@@ -14,7 +14,7 @@ import { createRuntime, type Runtime, type Session } from '../runtime/ort.ts';
 import { type StepBatch, StepRunner } from '../runtime/step-runner.ts';
 import { augmentImage } from './augment.ts';
 import { loadRunArchitecture, type RunConfig } from './config.ts';
-import { type EpochMetrics, RunFolder } from './run-folder.ts';
+import { type EpochMetrics, rankOf, RunFolder } from './run-folder.ts';
 import { hyperAt, scheduleOf, type ScheduleSettings } from './schedule.ts';
 
 export { CHECKPOINT, type EpochMetrics, readMetrics } from './run-folder.ts';
@@ -122,6 +122,8 @@ interface OpenRun {
   arch: Architecture;
   built: Artifacts;
   train: Split;
+  /** Held-out training images (empty where the run holds none out). */
+  val: Split;
   test: Split;
   sched: ScheduleSettings;
   stepsPerEpoch: number;
@@ -158,7 +160,10 @@ async function openRun(cfg: RunConfig, opts: FitOptions, log: (line: string) => 
   const arch = await loadRunArchitecture(cfg);
   const data = await loadDataset(cfg.dataset, { dataDir: cfg.dataDir });
   checkFitsDataset(arch, data);
-  const train = cfg.limitTrain ? sliceSplit(data.train, cfg.limitTrain) : data.train;
+  const held = cfg.valSplit < 1 ? Math.round(cfg.valSplit * data.train.count) : cfg.valSplit;
+  if (held >= data.train.count) throw new CnnlabError(`--val-split ${cfg.valSplit}: holds out ${held} of the ${data.train.count} training images, leaving none to train on`, 2);
+  const { train: rest, val } = held > 0 ? holdOut(data.train, held, mixSeed(cfg.seed, 3)) : { train: data.train, val: sliceSplit(data.train, 0) };
+  const train = cfg.limitTrain ? sliceSplit(rest, cfg.limitTrain) : rest;
   const fullSteps = Math.floor(train.count / cfg.batch);
   const remainder = train.count % cfg.batch;
   const stepsPerEpoch = fullSteps + (remainder ? 1 : 0);
@@ -182,7 +187,7 @@ async function openRun(cfg: RunConfig, opts: FitOptions, log: (line: string) => 
   const history = folder.open(cfg, opts.resume ? { step: runner.step, meta: start.meta } : undefined);
   const sched = scheduleOf(cfg, stepsPerEpoch);
   const resumeSums = opts.resume ? epochSumsOf(start.meta) : undefined;
-  return { cfg, arch, built, train, test: data.test, sched, stepsPerEpoch, fullSteps, remainder, rt, runner, evalSession, folder, history, resumeSums };
+  return { cfg, arch, built, train, val, test: data.test, sched, stepsPerEpoch, fullSteps, remainder, rt, runner, evalSession, folder, history, resumeSums };
 }
 
 /** An imported model must take the dataset's images and score its classes. */
@@ -276,6 +281,7 @@ function diverged(r: OpenRun, step: number, epoch: number, loss: number, lr: num
 async function finishEpoch(r: OpenRun, epoch: number, pass: EpochPass, best: number): Promise<EpochMetrics> {
   const params = paramsOf(r.runner.tensors(), r.arch);
   const ev = await evaluate(r.rt, r.evalSession, params, r.arch, r.test, r.cfg.evalBatch);
+  const vl = r.val.count ? await evaluate(r.rt, r.evalSession, params, r.arch, r.val, r.cfg.evalBatch) : undefined;
   const m: EpochMetrics = {
     epoch: epoch + 1,
     step: r.runner.step,
@@ -283,14 +289,16 @@ async function finishEpoch(r: OpenRun, epoch: number, pass: EpochPass, best: num
     trainAcc: pass.seen ? pass.correct / pass.seen : NaN,
     testLoss: ev.loss,
     testAcc: ev.accuracy,
+    ...(vl ? { valLoss: vl.loss, valAcc: vl.accuracy } : {}),
     seconds: pass.seconds,
     imagesPerSecond: pass.seen / pass.seconds,
     lr: pass.lastLr,
   };
   r.folder.recordEpoch(m);
-  const model = r.built.inference(params, { 'cnnlab.run': r.folder.dir, 'cnnlab.test_accuracy': m.testAcc.toFixed(4), 'cnnlab.epoch': String(m.epoch) });
+  const val: Record<string, string> = m.valAcc === undefined ? {} : { 'cnnlab.val_accuracy': m.valAcc.toFixed(4) };
+  const model = r.built.inference(params, { 'cnnlab.run': r.folder.dir, 'cnnlab.test_accuracy': m.testAcc.toFixed(4), ...val, 'cnnlab.epoch': String(m.epoch) });
   r.folder.writeModel('last.onnx', model);
-  if (m.testAcc >= best) r.folder.writeModel('best.onnx', model);
+  if (rankOf(m) >= best) r.folder.writeModel('best.onnx', model);
   saveCheckpoint(r);
   return m;
 }
@@ -311,11 +319,11 @@ export async function fit(cfg: RunConfig, opts: FitOptions): Promise<FitResult> 
         log(`stopped at step ${r.runner.step} (epoch ${epoch + 1}, ${at}/${r.stepsPerEpoch}); checkpoint saved. Resume with --resume --out ${opts.runDir}`);
         return { epochs, interrupted: true, runtime: r.rt.ep };
       }
-      const m = await finishEpoch(r, epoch, pass, epochs.reduce((b, e) => Math.max(b, e.testAcc), 0));
+      const m = await finishEpoch(r, epoch, pass, epochs.reduce((b, e) => Math.max(b, rankOf(e)), 0));
       epochs.push(m);
       lastSave.at = Date.now();
       log(
-        `epoch ${String(m.epoch).padStart(2)}/${cfg.epochs}  train loss ${m.trainLoss.toFixed(4)} acc ${pct(m.trainAcc)}  test loss ${m.testLoss.toFixed(4)} acc ${pct(m.testAcc)}  ${m.seconds.toFixed(1)} s (${Math.round(m.imagesPerSecond)} img/s)`,
+        `epoch ${String(m.epoch).padStart(2)}/${cfg.epochs}  train loss ${m.trainLoss.toFixed(4)} acc ${pct(m.trainAcc)}  ${m.valAcc === undefined ? '' : `val acc ${pct(m.valAcc)}  `}test loss ${m.testLoss.toFixed(4)} acc ${pct(m.testAcc)}  ${m.seconds.toFixed(1)} s (${Math.round(m.imagesPerSecond)} img/s)`,
       );
     }
   } finally {

@@ -49,6 +49,7 @@ export const TRAIN_FLAGS = {
   threads: { type: 'number', range: { lo: 1, hi: 256, int: true }, recipe: false, describe: 'threads (cpu: intra-op, wasm: workers)' },
   'device-id': { type: 'number', range: { lo: 0, hi: 64, int: true }, recipe: false, describe: 'CUDA device' },
   'steps-per-run': { type: 'number', range: { lo: 1, hi: 100000, int: true }, recipe: false, describe: 'K: training steps per session run (one Loop)' },
+  'val-split': { type: 'number', range: { lo: 0, hi: 1e6 }, recipe: true, describe: 'training images held out for validation: a count, or a fraction below 1 (default 5000 for a new run; 0: none); best.onnx is the best validation epoch' },
   seed: { type: 'number', range: { lo: 0, hi: 0xffffffff, int: true }, recipe: true, describe: 'seed of initialisation, shuffling, dropout and augmentation' },
   'limit-train': { type: 'number', range: { lo: 1, hi: MAX_INT, int: true }, recipe: true, describe: 'train on the first N training images only' },
   shuffle: { type: 'boolean', recipe: true, describe: "shuffle each epoch (--no-shuffle; default: the preset's)" },

@@ -6,6 +6,7 @@ import * as vega from 'vega';
 import * as vl from 'vega-lite';
 import { CnnlabError } from '../common/errors.ts';
 import { type EpochMetrics, readMetrics } from './fit.ts';
+import { chosenEpoch } from './run-folder.ts';
 import { readSweepManifest, type TrialStatus } from './sweep.ts';
 
 export interface ReportEntry {
@@ -78,7 +79,8 @@ async function renderSvg(spec: vl.TopLevelSpec): Promise<string> {
 
 const escape = (s: string) => s.replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c]!);
 const slug = (s: string) => s.replace(/[^A-Za-z0-9]+/g, '-').replace(/^-|-$/g, '').toLowerCase();
-const best = (e: ReportEntry) => (e.epochs.length ? Math.max(...e.epochs.map((m) => m.testAcc)) : -1);
+/** The test accuracy of the epoch best.onnx holds (by validation where the run has it). */
+const best = (e: ReportEntry) => chosenEpoch(e.epochs)?.testAcc ?? -1;
 
 export interface ReportFiles {
   html: string;

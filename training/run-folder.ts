@@ -14,9 +14,20 @@ export interface EpochMetrics {
   trainAcc: number;
   testLoss: number;
   testAcc: number;
+  /** On the held-out validation images, where the run has them. */
+  valLoss?: number;
+  valAcc?: number;
   seconds: number;
   imagesPerSecond: number;
   lr: number;
+}
+
+/** How an epoch ranks: by validation accuracy where the run holds images out, else by test accuracy. */
+export const rankOf = (m: EpochMetrics) => m.valAcc ?? m.testAcc;
+
+/** The epoch best.onnx holds: the best by rankOf, the later one on a tie. */
+export function chosenEpoch(epochs: EpochMetrics[]): EpochMetrics | undefined {
+  return epochs.reduce<EpochMetrics | undefined>((best, m) => (!best || rankOf(m) >= rankOf(best) ? m : best), undefined);
 }
 
 /** The epochs a run folder's metrics.jsonl records. */
@@ -92,7 +103,8 @@ export class RunFolder {
   /** Appends an epoch to metrics.jsonl and its scalars to the TensorBoard log. */
   recordEpoch(m: EpochMetrics): void {
     appendWhole(join(this.dir, 'metrics.jsonl'), `${JSON.stringify(m)}\n`);
-    this.events().scalars(m.step, { 'loss/train': m.trainLoss, 'accuracy/train': m.trainAcc, 'loss/test': m.testLoss, 'accuracy/test': m.testAcc, lr: m.lr });
+    const val: Record<string, number> = m.valAcc === undefined ? {} : { 'loss/val': m.valLoss!, 'accuracy/val': m.valAcc };
+    this.events().scalars(m.step, { 'loss/train': m.trainLoss, 'accuracy/train': m.trainAcc, ...val, 'loss/test': m.testLoss, 'accuracy/test': m.testAcc, lr: m.lr });
   }
 
   writeModel(file: string, bytes: Uint8Array): void {

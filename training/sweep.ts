@@ -8,6 +8,7 @@ import { PRESETS } from '../graph-builder/dsl/presets.ts';
 import { readRunConfig, recipeDifferences, recipeOf, resolveRunConfig, type RunConfig } from './config.ts';
 import { type FlagName, parseFlagValue, RECIPE_FLAGS, type TrainFlags } from './flags.ts';
 import { CHECKPOINT, fit, type FitOptions } from './fit.ts';
+import { chosenEpoch } from './run-folder.ts';
 import { type Observation, randomPoint, type Space, suggestTpe } from './tpe.ts';
 import { Rng } from '../common/rng.ts';
 
@@ -240,7 +241,8 @@ export async function runSweep(o: SweepOptions): Promise<SweepManifest> {
         return { arch: o.arch, base: o.base, trials: [...records.values()] };
       }
       record.status = 'done';
-      record.best = Math.max(...result.epochs.map((m) => m.testAcc));
+      // The test accuracy of the epoch best.onnx holds (chosen by validation where the run has it).
+      record.best = chosenEpoch(result.epochs)?.testAcc;
       record.parameters = p.parameters;
     } catch (err) {
       if (!(err instanceof CnnlabError)) throw err;
