@@ -169,3 +169,43 @@ describe('predict and eval on a trained model', () => {
     }
   });
 });
+
+describe('export', () => {
+  it('writes a run’s parameters as safetensors and npz, byte for byte the model’s, under the layer table’s names', async () => {
+    const { mkdtempSync, readFileSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { unzipSync } = await import('fflate');
+    const { exportModel } = await import('../inference/export.ts');
+    const { buildInferenceModel } = await import('../graph-builder/artifacts/inference.ts');
+    const { loadArchitecture } = await import('../graph-builder/dsl/arch.ts');
+    const { initParams } = await import('../graph-builder/dsl/init.ts');
+    const arch = await loadArchitecture('eva-best');
+    const params = initParams(arch.model, 3);
+    const dir = mkdtempSync(join(tmpdir(), 'cnnlab-export-'));
+    const model = join(dir, 'best.onnx');
+    writeFileSync(model, buildInferenceModel(arch.model, params, { architecture: arch.id, dataset: 'mnist', classes: [...'0123456789'], mean: 0.13, std: 0.31 }));
+    const r = exportModel(model, 'safetensors', join(dir, 'best.safetensors'));
+    assert.equal(r.tensors, arch.model.params.length);
+    const st = readFileSync(join(dir, 'best.safetensors'));
+    const n = Number(st.readBigUInt64LE(0));
+    assert.equal((8 + n) % 8, 0);
+    const header = JSON.parse(st.subarray(8, 8 + n).toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+    assert.equal((header.__metadata__ as unknown as Record<string, string>)['cnnlab.architecture'], 'eva-best');
+    exportModel(model, 'npz', join(dir, 'best.npz'));
+    const files = unzipSync(readFileSync(join(dir, 'best.npz')));
+    for (const p of arch.model.params) {
+      const h = header[p.name];
+      assert.equal(h.dtype, 'F32');
+      assert.deepEqual(h.shape, p.shape);
+      const bytes = st.subarray(8 + n + h.data_offsets[0], 8 + n + h.data_offsets[1]);
+      assert.deepEqual(new Float32Array(new Uint8Array(bytes).buffer), params.get(p.name), p.name);
+      const npy = files[`${p.name}.npy`];
+      const len = new DataView(npy.buffer, npy.byteOffset).getUint16(8, true);
+      const npyHeader = new TextDecoder().decode(npy.subarray(10, 10 + len));
+      assert.equal((10 + len) % 64, 0);
+      assert.match(npyHeader, new RegExp(`'descr': '<f4', 'fortran_order': False, 'shape': \\(${p.shape.join(', ')}${p.shape.length === 1 ? ',' : ''}\\)`));
+      assert.deepEqual(new Float32Array(npy.slice(10 + len).buffer), params.get(p.name), `${p.name}.npy`);
+    }
+  });
+});

@@ -1,6 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { datasetsCommand } from './datasets.ts';
 import { evalCommands } from './eval.ts';
+import { exportCommands } from './export.ts';
 import { graphCommands } from './graph.ts';
 import { predictCommands } from './predict.ts';
 import { serveCommands } from './serve.ts';
@@ -8,4 +9,4 @@ import { sweepCommands } from './sweep.ts';
 import { trainCommands } from './train.ts';
 import { transferCommands } from './transfer.ts';
 
-export const commands: CommandModule[] = [datasetsCommand, ...graphCommands, ...trainCommands, ...evalCommands, ...predictCommands, ...serveCommands, ...transferCommands, ...sweepCommands];
+export const commands: CommandModule[] = [datasetsCommand, ...graphCommands, ...trainCommands, ...evalCommands, ...exportCommands, ...predictCommands, ...serveCommands, ...transferCommands, ...sweepCommands];
