@@ -383,3 +383,27 @@ describe('validation split', () => {
     assert.equal((await readRunConfig(dir)).valSplit, 0);
   });
 });
+
+describe('TensorBoard log', () => {
+  it('holds every step’s loss and lr, and per epoch the weight histograms and a grid of misclassified test images', async () => {
+    const { readEvents } = await import('../training/tensorboard.ts');
+    const dir = tmp();
+    const cfg = await config('partA', { 'limit-train': 300, epochs: 2, batch: 100, 'val-split': 0 });
+    await fit(cfg, { runDir: dir, resume: false, ...quiet });
+    const file = readdirSync(dir).find((f) => f.startsWith('events.out.tfevents'))!;
+    const values = readEvents(readFileSync(join(dir, file))).flatMap((e) => (e.summary?.value ?? []).map((v) => ({ step: e.step, ...v }) as { step: number; tag?: string; histo?: unknown; image?: unknown }));
+    assert.deepEqual(values.filter((v) => v.tag === 'step/loss').map((v) => v.step), [1, 2, 3, 4, 5, 6]);
+    assert.equal(values.filter((v) => v.tag === 'step/lr').length, 6);
+    const histos = values.filter((v) => v.tag === 'conv1.weight');
+    assert.deepEqual(histos.map((v) => v.step), [3, 6]);
+    const h = histos[0].histo as { num: number; bucket: number[]; bucketLimit: number[]; min: number; max: number };
+    assert.equal(h.num, 32 * 25);
+    assert.equal(h.bucket.reduce((a, b) => a + b, 0), 32 * 25);
+    assert.ok(h.bucketLimit[h.bucketLimit.length - 1] > h.max);
+    const images = values.filter((v) => v.tag === 'misclassified/test');
+    assert.equal(images.length, 2);
+    const img = images[0].image as { width: number; height: number; encodedImageString: Uint8Array };
+    assert.deepEqual([...img.encodedImageString.subarray(1, 4)], [...Buffer.from('PNG')]);
+    assert.ok(img.width > 0 && img.height > 0);
+  });
+});

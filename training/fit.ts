@@ -1,4 +1,7 @@
 import cliProgress from 'cli-progress';
+import sharp from 'sharp';
+import { renderGrid } from '../datasets/grid.ts';
+import { datasetSpec } from '../datasets/registry.ts';
 import { CnnlabError, DivergedError } from '../common/errors.ts';
 import { Rng } from '../common/rng.ts';
 import { type Dataset, holdOut, loadDataset, PIXELS, type Split, sliceSplit } from '../datasets/sources.ts';
@@ -88,15 +91,18 @@ function assemble(cfg: RunConfig, split: Split, order: Uint32Array, epochStep: n
 export interface Evaluation {
   loss: number;
   accuracy: number;
+  /** The predicted class of each example, where asked for. */
+  predicted?: Uint8Array;
 }
 
 /** Runs the eval graph over a split in batches; parameters come from the carried tensors. */
-export async function evaluate(rt: Runtime, session: Session, params: ParamSet, arch: Architecture, split: Split, batch: number): Promise<Evaluation> {
+export async function evaluate(rt: Runtime, session: Session, params: ParamSet, arch: Architecture, split: Split, batch: number, withPredictions = false): Promise<Evaluation> {
   const { Tensor } = rt.ort;
   const feeds: Record<string, InstanceType<typeof Tensor>> = {};
   for (const p of arch.model.params) feeds[p.name] = new Tensor('float32', params.get(p.name)!, p.shape);
   let loss = 0;
   let correct = 0;
+  const predicted = withPredictions ? new Uint8Array(split.count) : undefined;
   for (let start = 0; start < split.count; start += batch) {
     const n = Math.min(batch, split.count - start);
     feeds.images = new Tensor('uint8', split.images.subarray(start * PIXELS, (start + n) * PIXELS), [n, 28, 28]);
@@ -104,8 +110,9 @@ export async function evaluate(rt: Runtime, session: Session, params: ParamSet, 
     const out = await session.run(feeds);
     loss += out.loss_sum.data[0] as number;
     correct += out.correct.data[0] as number;
+    if (predicted) predicted.set(Array.from(out.predicted.data as BigInt64Array, Number), start);
   }
-  return { loss: loss / split.count, accuracy: correct / split.count };
+  return { loss: loss / split.count, accuracy: correct / split.count, predicted };
 }
 
 export function paramsOf(tensors: Checkpoint['tensors'], arch: Architecture): ParamSet {
@@ -251,6 +258,7 @@ async function trainEpoch(r: OpenRun, epoch: number, bar: cliProgress.SingleBar 
     const pending = runner.run(batch);
     next = epochStep + batch.K < stepsPerEpoch ? chunkAt(epochStep + batch.K) : undefined;
     const out = await pending;
+    r.folder.recordSteps(stepBefore, out.losses, batch.inputs.lr);
     for (let k = 0; k < batch.K; k++) {
       if (!Number.isFinite(out.losses[k])) throw diverged(r, stepBefore + k + 1, epoch, out.losses[k], batch.inputs.lr[k]);
       pass.lossSum += out.losses[k] * batch.B;
@@ -277,10 +285,24 @@ function diverged(r: OpenRun, step: number, epoch: number, loss: number, lr: num
   return new DivergedError(`training diverged at step ${step} (epoch ${epoch + 1}): the loss is ${loss} with lr ${lr.toPrecision(3)}; lower --lr. The last good checkpoint is ${kept}`, step);
 }
 
+/** Up to 32 misclassified test images with their true and predicted classes, as a PNG. */
+async function misclassifiedGrid(r: OpenRun, predicted: Uint8Array, epoch: number): Promise<{ png: Uint8Array; width: number; height: number } | undefined> {
+  const classes = datasetSpec(r.cfg.dataset).classes;
+  const tiles = [];
+  for (let i = 0; i < r.test.count && tiles.length < 32; i++) {
+    if (predicted[i] === r.test.labels[i]) continue;
+    tiles.push({ pixels: r.test.images.subarray(i * PIXELS, (i + 1) * PIXELS), caption: `${classes[r.test.labels[i]].slice(0, 9)} → ${classes[predicted[i]].slice(0, 9)}`, alert: true });
+  }
+  if (!tiles.length) return undefined;
+  const png = await renderGrid(tiles, { columns: 8, scale: 2, title: `epoch ${epoch}: misclassified test images (true → predicted)` });
+  const { width = 0, height = 0 } = await sharp(png).metadata();
+  return { png, width, height };
+}
+
 /** Evaluates the epoch's parameters, records the epoch, exports last.onnx (and best.onnx), saves the checkpoint. */
 async function finishEpoch(r: OpenRun, epoch: number, pass: EpochPass, best: number): Promise<EpochMetrics> {
   const params = paramsOf(r.runner.tensors(), r.arch);
-  const ev = await evaluate(r.rt, r.evalSession, params, r.arch, r.test, r.cfg.evalBatch);
+  const ev = await evaluate(r.rt, r.evalSession, params, r.arch, r.test, r.cfg.evalBatch, true);
   const vl = r.val.count ? await evaluate(r.rt, r.evalSession, params, r.arch, r.val, r.cfg.evalBatch) : undefined;
   const m: EpochMetrics = {
     epoch: epoch + 1,
@@ -295,6 +317,8 @@ async function finishEpoch(r: OpenRun, epoch: number, pass: EpochPass, best: num
     lr: pass.lastLr,
   };
   r.folder.recordEpoch(m);
+  const weights = new Map(r.arch.model.params.filter((p) => p.trainable).map((p) => [p.name, params.get(p.name)!]));
+  r.folder.recordEpochImages(m.step, weights, await misclassifiedGrid(r, ev.predicted!, m.epoch));
   const val: Record<string, string> = m.valAcc === undefined ? {} : { 'cnnlab.val_accuracy': m.valAcc.toFixed(4) };
   const model = r.built.inference(params, { 'cnnlab.run': r.folder.dir, 'cnnlab.test_accuracy': m.testAcc.toFixed(4), ...val, 'cnnlab.epoch': String(m.epoch) });
   r.folder.writeModel('last.onnx', model);

@@ -107,6 +107,17 @@ export class RunFolder {
     this.events().scalars(m.step, { 'loss/train': m.trainLoss, 'accuracy/train': m.trainAcc, ...val, 'loss/test': m.testLoss, 'accuracy/test': m.testAcc, lr: m.lr });
   }
 
+  /** Each step's training loss and learning rate (steps first, first + 1, ...). */
+  recordSteps(first: number, losses: ArrayLike<number>, lrs: ArrayLike<number>): void {
+    for (let k = 0; k < losses.length; k++) this.events().scalars(first + k + 1, { 'step/loss': losses[k], 'step/lr': lrs[k] });
+  }
+
+  /** An epoch's weight histograms and its grid of misclassified test images. */
+  recordEpochImages(step: number, weights: Map<string, Float32Array>, misclassified?: { png: Uint8Array; width: number; height: number }): void {
+    this.events().histograms(step, weights);
+    if (misclassified) this.events().image(step, 'misclassified/test', misclassified.png, misclassified.width, misclassified.height);
+  }
+
   writeModel(file: string, bytes: Uint8Array): void {
     writeFileAtomic(join(this.dir, file), bytes);
   }
