@@ -1,13 +1,13 @@
 import { ensureDir } from '../common/files.ts';
 import { createHash } from 'node:crypto';
-import { existsSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import cliProgress from 'cli-progress';
 import { CnnlabError, UsageError } from '../common/errors.ts';
 import { Rng } from '../common/rng.ts';
-import { readIdxFile } from './idx.ts';
+import { maybeGunzip, readIdxFile } from './idx.ts';
 import { type DatasetName, type DatasetSpec, type SplitName, DATASETS } from './registry.ts';
 
 export const IMAGE_SIZE = 28;
@@ -185,6 +185,20 @@ function whereWeLooked(spec: DatasetSpec, opts: LookupOptions): string {
 const loaded = new Map<string, { train: Split; test: Split }>();
 
 /** Loads both splits of a dataset, looking it up as documented in the README. */
+/**
+ * Which built-in dataset a folder's IDX files are, by the sha256 of their decompressed train
+ * labels: a folder given for one dataset that holds another's files is one line saying so,
+ * rather than data trained under the wrong name, classes and normalisation.
+ */
+function checkIdentity(spec: DatasetSpec, dir: string): void {
+  const file = idxPath(dir, spec.files.train.labels.name)!;
+  const digest = createHash('sha256').update(maybeGunzip(readFileSync(file), file)).digest('hex');
+  if (digest === spec.files.train.labels.sha256) return;
+  const other = Object.values(DATASETS).find((d) => d.files.train.labels.sha256 === digest);
+  if (other) throw new CnnlabError(`${dir}: holds ${other.name}'s IDX files, not ${spec.name}'s; pass --dataset ${other.name}`, 2);
+  process.stderr.write(`cnnlab: ${dir}: IDX files of no built-in dataset (their checksums differ); read as ${spec.name} (its ${spec.classes.length} classes and normalisation)\n`);
+}
+
 export async function loadDataset(which: DatasetName | DatasetSpec, opts: LookupOptions = {}): Promise<Dataset> {
   const spec = typeof which === 'string' ? DATASETS[which] : which;
   const env = opts.env ?? process.env;
@@ -207,6 +221,7 @@ export async function loadDataset(which: DatasetName | DatasetSpec, opts: Lookup
   const key = `${spec.name}:${found.dir}`;
   let splits = loaded.get(key);
   if (!splits) {
+    if (found.kind === 'data-dir' || found.kind === 'env') checkIdentity(spec, found.dir);
     splits = { train: readSplit(spec, found.dir, 'train'), test: readSplit(spec, found.dir, 'test') };
     loaded.set(key, splits);
   }

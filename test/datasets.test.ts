@@ -220,3 +220,12 @@ describe('the real datasets', () => {
     }
   });
 });
+
+describe('a --data-dir is what it says', () => {
+  it('a folder of Fashion-MNIST files given as mnist is one line naming the dataset it holds', async () => {
+    const fashion = '/usr/share/datasets/fashion-mnist';
+    await assert.rejects(loadDataset('mnist', { dataDir: fashion, env: {} }), (err: unknown) => err instanceof CnnlabError && err.message === `${fashion}: holds fashion-mnist's IDX files, not mnist's; pass --dataset fashion-mnist`);
+    const ok = await loadDataset('fashion-mnist', { dataDir: fashion, env: {} });
+    assert.equal(ok.train.count, 60000);
+  });
+});
