@@ -17,8 +17,13 @@ import { decodeModel } from '../graph-builder/graph/onnx.ts';
 import { defaultOptimizer } from '../graph-builder/optimizers.ts';
 import { type LoadedModel, loadInferenceModel } from './model.ts';
 import sharp from 'sharp';
+import { encodeSafetensors } from '../graph-builder/export/safetensors.ts';
 import { DecodeLane, LaneFull } from './decode-lane.ts';
 import { prepareImage } from './preprocess.ts';
+
+/** Test images the page shows (the gallery) and measures itself on; training images it replays. */
+const SAMPLES = 500;
+const REPLAY = 300;
 
 /** Uploads larger than this are refused (413): a drawing or a photo of a digit is far smaller. */
 export const MAX_UPLOAD = 5 * 1024 * 1024;
@@ -32,6 +37,9 @@ interface ServedModel {
   /** The graph the page predicts with, where it is not the served file (a foreign model's interface differs). */
   page?: Uint8Array;
   samples: Uint8Array;
+  /** Training images the page's fine-tuning replays beside the user's examples, so it does not forget. */
+  replay: Uint8Array;
+  replayLabels: Uint8Array;
   sampleLabels: Uint8Array;
 }
 
@@ -90,7 +98,15 @@ export async function loadServedModels(targets: (string | undefined)[]): Promise
       file: model.path,
       normalization: norm,
     };
-    const served: ServedModel = { id: String(i), model, card, samples: data.test.images.subarray(0, 64 * PIXELS), sampleLabels: data.test.labels.subarray(0, 64) };
+    const served: ServedModel = {
+      id: String(i),
+      model,
+      card,
+      samples: data.test.images.subarray(0, SAMPLES * PIXELS),
+      sampleLabels: data.test.labels.subarray(0, SAMPLES),
+      replay: data.train.images.subarray(0, REPLAY * PIXELS),
+      replayLabels: data.train.labels.subarray(0, REPLAY),
+    };
     const forward = pageModel(model);
     const params: ParamSet = new Map(decodeModel(model.bytes).initializers.filter((t) => t.dtype === 'float32').map((t) => [t.name, t.data as Float32Array]));
     if (forward && forward.params.every((p) => params.get(p.name)?.length === p.shape.reduce((a, b) => a * b, 1))) {
@@ -228,6 +244,8 @@ export function createDemoServer(models: ServedModel[], lanes = decodeLanes()): 
             return send(res, 200, served.page ?? served.model.bytes, 'application/octet-stream');
           case 'samples':
             return json(res, { labels: Array.from(served.sampleLabels), pixels: Buffer.from(served.samples).toString('base64') });
+          case 'replay':
+            return json(res, { labels: Array.from(served.replayLabels), pixels: Buffer.from(served.replay).toString('base64') });
           case 'train_step.onnx':
           case 'inference_inputs.onnx':
           case 'train_state.bin':
@@ -238,6 +256,28 @@ export function createDemoServer(models: ServedModel[], lanes = decodeLanes()): 
             return json(res, served.train.iface);
         }
         return send(res, 404, 'not found\n');
+      }
+      const w = /^\/api\/models\/(\d+)\/weights\.safetensors$/.exec(path);
+      if (w) {
+        if (req.method !== 'POST') return send(res, 405, 'POST the fine-tuned parameters\n');
+        const served = byId.get(w[1]);
+        if (!served?.train) return send(res, 404, 'fine-tuning is not available for this model\n');
+        const kept = served.train.iface.carried.filter((c) => c.role === 'param' || c.role === 'buffer');
+        const size = kept.reduce((a, c) => a + 4 * c.shape.reduce((x, y) => x * y, 1), 0);
+        const body = await readBody(req, res, size);
+        if (!body) return;
+        if (body.length !== size) return send(res, 400, `expected ${size} bytes of float32 parameters, got ${body.length}\n`);
+        const data = new Float32Array(new Uint8Array(body).buffer);
+        let at = 0;
+        const tensors = kept.map((c) => {
+          const n = c.shape.reduce((x, y) => x * y, 1);
+          const t = { name: c.name, shape: c.shape, data: data.subarray(at, at + n) };
+          at += n;
+          return t;
+        });
+        const bytes = encodeSafetensors(tensors, { 'cnnlab.architecture': served.model.architecture, 'cnnlab.classes': JSON.stringify(served.model.classes), 'cnnlab.fine_tuned': 'in the demo page' });
+        res.setHeader('content-disposition', `attachment; filename="${served.model.architecture.replace(/[^A-Za-z0-9._=-]+/g, '_')}-fine-tuned.safetensors"`);
+        return send(res, 200, bytes, 'application/octet-stream');
       }
       if (path === '/api/prepare') {
         if (req.method !== 'POST') return send(res, 405, 'POST an image\n');

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -90,10 +90,18 @@ async function fineTune(label: string, steps: number, lr: number): Promise<PageS
   return pageState();
 }
 
+const SEVEN = [[70, 60], [210, 60], [200, 90], [170, 150], [140, 230]];
+const ONE = [[150, 50], [145, 120], [140, 240]];
+const ZERO = [[140, 50], [90, 90], [80, 160], [120, 230], [180, 220], [205, 140], [190, 70], [140, 50]];
+
 async function drawSeven(): Promise<void> {
+  return draw(SEVEN);
+}
+
+/** One stroke through the points on the drawing pad. */
+async function draw(pts: number[][]): Promise<void> {
   await page.click('#clear');
   const box = (await page.locator('#pad').boundingBox())!;
-  const pts = [[70, 60], [210, 60], [200, 90], [170, 150], [140, 230]];
   await page.mouse.move(box.x + pts[0][0], box.y + pts[0][1]);
   await page.mouse.down();
   for (const [x, y] of pts.slice(1)) await page.mouse.move(box.x + x, box.y + y, { steps: 8 });
@@ -141,10 +149,45 @@ describe('the demo page in Chromium', () => {
     assert.ok(s.losses[14] < s.losses[0] * 0.5, `loss ${s.losses[0]} -> ${s.losses[14]}`);
     assert.ok(s.probabilities![1] > before[1] + 0.3, `p(1) ${before[1]} -> ${s.probabilities![1]}`);
     assert.equal(await page.locator('#top').textContent(), '1');
-    assert.match((await page.locator('#tune-status').textContent())!, /15 steps on 1 example\(s\) in \d+ ms; loss/);
+    assert.match((await page.locator('#tune-status').textContent())!, /15 steps on 1 example\(s\) with 24 replayed training images in \d+ ms; loss/);
     await page.screenshot({ path: join(SCREENSHOTS, 'fine-tune.png'), fullPage: true });
     await page.click('#reset');
     await page.waitForFunction(() => document.getElementById('top')!.textContent === '7');
+  });
+
+  it('fine-tuning replays training images: teaching three drawings keeps the test accuracy (measured with and without replay)', async (t) => {
+    type Page = { cnnlab: { sampleAccuracy: () => Promise<number>; state: { noReplay?: boolean } } };
+    const accuracy = () => page.evaluate(() => (window as unknown as Page).cnnlab.sampleAccuracy());
+    // Three drawings, each taught as its digit in its own round of 10 steps at the page's default lr.
+    const teach = async () => {
+      for (const [pts, label] of [[SEVEN, '7'], [ONE, '1'], [ZERO, '0']] as const) {
+        await draw(pts as unknown as number[][]);
+        await fineTune(label, 10, 0.01);
+      }
+    };
+    const before = await accuracy();
+    await teach();
+    const withReplay = await accuracy();
+    await page.click('#reset');
+    await page.evaluate(() => ((window as unknown as Page).cnnlab.state.noReplay = true));
+    await teach();
+    const without = await accuracy();
+    await page.evaluate(() => ((window as unknown as Page).cnnlab.state.noReplay = false));
+    await page.click('#reset');
+    t.diagnostic(`test accuracy on 500 samples: ${(100 * before).toFixed(1)}% before, ${(100 * withReplay).toFixed(1)}% after teaching 3 drawings with replay, ${(100 * without).toFixed(1)}% without`);
+    assert.ok(withReplay >= before - 0.05, `with replay: ${before} -> ${withReplay}`);
+    assert.ok(withReplay >= without, `replay ${withReplay} vs none ${without}`);
+  });
+
+  it('offers the fine-tuned weights as a safetensors download', async () => {
+    const download = page.waitForEvent('download');
+    await page.click('#download');
+    const file = await (await download).path();
+    const bytes = readFileSync(file);
+    const n = Number(bytes.readBigUInt64LE(0));
+    const header = JSON.parse(bytes.subarray(8, 8 + n).toString('utf8')) as Record<string, { shape: number[] }>;
+    assert.deepEqual(header['conv1.weight'].shape, [10, 1, 5, 5]);
+    assert.equal((header.__metadata__ as unknown as Record<string, string>)['cnnlab.architecture'], 'jhu-net');
   });
 
   it('switches to the Fashion-MNIST model', async () => {

@@ -166,7 +166,7 @@ describe('reproduce reuses only runs of the same recipe', () => {
     const out = mkdtempSync(join(tmpdir(), 'cnnlab-repro-'));
     const dir = join(out, 'ntnu', 'baseline-mnist-e1');
     (await import('node:fs')).mkdirSync(dir, { recursive: true });
-    const cfg = resolveRunConfig(await loadArchitecture('baseline'), { dataset: 'mnist', epochs: 1, lr: 0.5 });
+    const cfg = resolveRunConfig(await loadArchitecture('baseline'), { dataset: 'mnist', epochs: 1, lr: 0.5, 'val-split': 0 });
     writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
     const r = cnnlab('reproduce', 'ntnu', '--epochs', '1', '--out', out);
     assert.equal(r.status, 2, r.stderr);

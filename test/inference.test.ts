@@ -118,7 +118,7 @@ describe('image preparation', () => {
 describe('predict and eval on a trained model', () => {
   const run = join(dir, 'run');
   before(async () => {
-    const cfg = resolveRunConfig(await loadArchitecture('baseline'), { 'limit-train': 12000, epochs: 2, batch: 100, shuffle: true, threads: 2 });
+    const cfg = resolveRunConfig(await loadArchitecture('baseline'), { 'limit-train': 12000, epochs: 2, batch: 100, shuffle: true, threads: 2, 'val-split': 0 });
     await fit(cfg, { runDir: run, resume: false, progress: false, log: () => {} });
   });
 

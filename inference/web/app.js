@@ -299,11 +299,12 @@ async function renderGallery(m) {
 async function loadTuning(m) {
   if (state.tune && state.tune.model === m.id) return state.tune;
   setTune('loading the train-step graph…');
-  const [stepBytes, inferenceBytes, stateBytes, iface] = await Promise.all([
+  const [stepBytes, inferenceBytes, stateBytes, iface, replay] = await Promise.all([
     fetchBytes(`/api/models/${m.id}/train_step.onnx`),
     fetchBytes(`/api/models/${m.id}/inference_inputs.onnx`),
     fetchBytes(`/api/models/${m.id}/train_state.bin`),
     fetch(`/api/models/${m.id}/train_interface`).then((r) => r.json()),
+    fetch(`/api/models/${m.id}/replay`).then((r) => r.json()),
   ]);
   state.tune = {
     model: m.id,
@@ -313,17 +314,72 @@ async function loadTuning(m) {
     carried: await readCheckpoint(stateBytes),
     iface,
     paramNames: iface.carried.filter((c) => c.role === 'param' || c.role === 'buffer').map((c) => c.name),
+    replay: { labels: replay.labels, pixels: Uint8Array.from(atob(replay.pixels), (c) => c.charCodeAt(0)) },
     tuned: false,
   };
   setTune('');
   return state.tune;
 }
 
+/** Slots of each fine-tuning batch the examples fill (at least); replayed training images fill three times as many. */
+const EXAMPLE_SLOTS = 8;
+const REPLAY_RATIO = 3;
+
+/** Accuracy of the current weights (fine-tuned or not) on the served test samples. */
+async function sampleAccuracy() {
+  const m = state.current;
+  const { labels, pixels } = await (await fetch(`/api/models/${m.id}/samples`)).json();
+  const bytes = Uint8Array.from(atob(pixels), (c) => c.charCodeAt(0));
+  const n = labels.length;
+  const image = new ort.Tensor('float32', Float32Array.from(bytes, (v) => v / 255), [n, 1, 28, 28]);
+  let out;
+  if (state.tune?.tuned) {
+    const feeds = { image };
+    for (const p of state.tune.paramNames) feeds[p] = state.tune.carried[p];
+    out = await state.tune.inference.run(feeds);
+  } else {
+    out = await state.session.run({ image });
+  }
+  const p = out.probabilities.data;
+  const K = m.classes.length;
+  let correct = 0;
+  for (let i = 0; i < n; i++) {
+    let arg = 0;
+    for (let k = 1; k < K; k++) if (p[i * K + k] > p[i * K + arg]) arg = k;
+    correct += arg === labels[i] ? 1 : 0;
+  }
+  return correct / n;
+}
+
+/** The fine-tuned parameters as safetensors, made by the server's encoder from the page's tensors. */
+async function downloadWeights() {
+  const m = state.current;
+  const t = await loadTuning(m);
+  const parts = t.paramNames.map((name) => t.carried[name].data);
+  const body = new Uint8Array(parts.reduce((a, d) => a + d.byteLength, 0));
+  let at = 0;
+  for (const d of parts) {
+    body.set(new Uint8Array(d.buffer, d.byteOffset, d.byteLength), at);
+    at += d.byteLength;
+  }
+  const res = await fetch(`/api/models/${m.id}/weights.safetensors`, { method: 'POST', body });
+  if (!res.ok) throw new Error(`download: ${res.status} ${await res.text()}`);
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(await res.blob());
+  a.download = (res.headers.get('content-disposition') ?? '').match(/filename="(.+)"/)?.[1] ?? 'weights.safetensors';
+  a.click();
+  URL.revokeObjectURL(a.href);
+}
+
 function setTune(text) {
   $('tune-status').textContent = text;
 }
 
-/** K steps on all examples (one batch), lr from the page, momentum 0.9, fresh dropout seeds. */
+/**
+ * K steps, each on one batch: the examples (repeated) fill a quarter of it and training images
+ * drawn at random the rest, so teaching a drawing does not make the model forget what it knew.
+ * lr from the page, momentum 0.9, fresh dropout seeds.
+ */
 async function train() {
   const m = state.current;
   if (!m.fineTuning || state.examples.length === 0 || state.busy) return;
@@ -333,14 +389,23 @@ async function train() {
     const t = await loadTuning(m);
     const K = Math.max(1, Math.min(200, Number($('steps').value) || 10));
     const lr = Number($('lr').value) || 0.01;
-    const B = state.examples.length;
+    const half = Math.max(EXAMPLE_SLOTS, state.examples.length);
+    // state.noReplay: the measurement in the browser test compares fine-tuning without it.
+    const replayed = state.noReplay ? 0 : Math.min(REPLAY_RATIO * half, t.replay.labels.length);
+    const B = half + replayed;
     const images = new Uint8Array(K * B * 784);
     const labels = new Uint8Array(K * B);
     for (let k = 0; k < K; k++) {
-      state.examples.forEach((ex, j) => {
+      for (let j = 0; j < half; j++) {
+        const ex = state.examples[j % state.examples.length];
         for (let i = 0; i < 784; i++) images[(k * B + j) * 784 + i] = Math.round(ex.pixels[i] * 255);
         labels[k * B + j] = ex.label;
-      });
+      }
+      for (let j = half; j < B; j++) {
+        const r = Math.floor(Math.random() * t.replay.labels.length);
+        images.set(t.replay.pixels.subarray(r * 784, (r + 1) * 784), (k * B + j) * 784);
+        labels[k * B + j] = t.replay.labels[r];
+      }
     }
     const data = {
       images,
@@ -356,7 +421,7 @@ async function train() {
     t.tuned = true;
     state.losses.push(...out.losses.data);
     drawLosses();
-    setTune(`${K} steps on ${B} example(s) in ${(performance.now() - t0).toFixed(0)} ms; loss ${out.losses.data[0].toFixed(3)} → ${out.losses.data[K - 1].toFixed(3)}`);
+    setTune(`${K} steps on ${state.examples.length} example(s) with ${replayed} replayed training images in ${(performance.now() - t0).toFixed(0)} ms; loss ${out.losses.data[0].toFixed(3)} → ${out.losses.data[K - 1].toFixed(3)}`);
     if (state.pixels) await predict(state.pixels);
   } catch (err) {
     setTune(err.message);
@@ -394,6 +459,7 @@ $('add').addEventListener('click', () => {
   $('examples').textContent = `${state.examples.length} example${state.examples.length === 1 ? '' : 's'}`;
 });
 $('train').addEventListener('click', train);
+$('download').addEventListener('click', () => downloadWeights().catch((err) => setTune(err.message)));
 $('reset').addEventListener('click', async () => {
   if (state.tune) {
     state.tune.carried = await readCheckpoint(state.tune.initial);
@@ -433,4 +499,6 @@ async function start() {
 
 window.cnnlab.ready = start();
 window.cnnlab.train = train;
+window.cnnlab.sampleAccuracy = sampleAccuracy;
+window.cnnlab.downloadWeights = downloadWeights;
 window.cnnlab.settled = settled;
