@@ -143,6 +143,30 @@ describe('predict and eval on a trained model', () => {
     assert.match(text.stdout, /p0\.png: 7 \d+\.\d% {3}\d \d+\.\d% {3}\d \d+\.\d%/);
   });
 
+  it('predict prepares photo-like pictures (shading, texture, noise, pencil, chalk, blur, rotation, a sheet on a table, transparency): at least 85% right', async (t) => {
+    const { PHOTO_KINDS, photo } = await import('./helpers/photo-corpus.ts');
+    const { createRuntime } = await import('../runtime/ort.ts');
+    const { openModelSession } = await import('../inference/model.ts');
+    const { predictPixels } = await import('../inference/predict.ts');
+    const model = loadInferenceModel(run);
+    const rt = await createRuntime({ ep: 'cpu', threads: 1 });
+    const session = await openModelSession(rt, model);
+    const right: Record<string, number> = {};
+    const wrong: string[] = [];
+    for (const [k, kind] of PHOTO_KINDS.entries()) {
+      right[kind] = 0;
+      for (let digit = 0; digit < 10; digit++) {
+        const { pixels } = await prepareImage(await photo(digit, kind, 100 * k + digit), `${kind} ${digit}`);
+        const label = (await predictPixels(rt, session, model, pixels, 1))[0].label;
+        if (label === digit) right[kind]++;
+        else wrong.push(`${kind}: ${digit} read as ${label}`);
+      }
+    }
+    const total = Object.values(right).reduce((a, b) => a + b, 0);
+    t.diagnostic(`photo-like corpus: ${total}/60 right; ${Object.entries(right).map(([k, n]) => `${k} ${n}/10`).join(', ')}; wrong: ${wrong.join(', ')}`);
+    assert.ok(total >= 51, JSON.stringify(right));
+  });
+
   it('eval: accuracy, per-class accuracy, confusion matrix and the misclassified grid', () => {
     const png = join(dir, 'wrong.png');
     const out = spawnSync(process.execPath, [CLI, 'eval', run, '--misclassified', png, '--json'], { encoding: 'utf8' });
