@@ -167,6 +167,16 @@ describe('predict and eval on a trained model', () => {
     assert.ok(total >= 51, JSON.stringify(right));
   });
 
+  it('predict --show-input writes what the model sees beside each image', async () => {
+    const file = join(dir, 'shown.png');
+    await userImage(0, file, 'png');
+    const out = spawnSync(process.execPath, [CLI, 'predict', file, '--model', run, '--show-input'], { encoding: 'utf8' });
+    assert.equal(out.status, 0, out.stderr);
+    assert.match(out.stdout, /\(input: .*shown\.input\.png\)/);
+    const meta = await sharp(join(dir, 'shown.input.png')).metadata();
+    assert.deepEqual([meta.width, meta.height], [112, 112]);
+  });
+
   it('eval: accuracy, per-class accuracy, confusion matrix and the misclassified grid', () => {
     const png = join(dir, 'wrong.png');
     const out = spawnSync(process.execPath, [CLI, 'eval', run, '--misclassified', png, '--json'], { encoding: 'utf8' });

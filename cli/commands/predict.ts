@@ -1,4 +1,6 @@
+import sharp from 'sharp';
 import type { Argv, CommandModule } from 'yargs';
+import { writeFileAtomic } from '../../common/files.ts';
 import { CnnlabError } from '../../common/errors.ts';
 import { describePreparation, loadInferenceModel, openModelSession } from '../../inference/model.ts';
 import { type ForeignArgs, foreignFromArgs, foreignOptions } from './model-options.ts';
@@ -11,6 +13,18 @@ interface PredictArgs extends ForeignArgs {
   model?: string;
   json: boolean;
   top: number;
+  'show-input': boolean;
+}
+
+/** The prepared 28x28 input as a PNG beside the image, 4x with hard pixel edges. */
+async function writeInput(file: string, pixels: Float32Array): Promise<string> {
+  const out = `${file.replace(/\.[^./\\]+$/, '')}.input.png`;
+  const png = await sharp(Buffer.from(pixels.map((v) => Math.round(v * 255))), { raw: { width: 28, height: 28, channels: 1 } })
+    .resize(112, 112, { kernel: 'nearest' })
+    .png()
+    .toBuffer();
+  writeFileAtomic(out, png);
+  return out;
 }
 
 const predict: CommandModule<object, PredictArgs> = {
@@ -21,7 +35,8 @@ const predict: CommandModule<object, PredictArgs> = {
       .positional('images', { type: 'string', array: true, demandOption: true })
       .option('model', { type: 'string', describe: 'a run folder or .onnx file (default: the newest run under runs/)' })
       .option('top', { type: 'number', default: 3, describe: 'how many classes to show' })
-      .option('json', { type: 'boolean', default: false }) as Argv<PredictArgs>,
+      .option('json', { type: 'boolean', default: false })
+      .option('show-input', { type: 'boolean', default: false, describe: 'write what the model sees (the prepared 28x28, shown 4x) beside each image as <image>.input.png' }) as Argv<PredictArgs>,
   handler: async (args) => {
     if (!Number.isInteger(args.top) || args.top < 1 || args.top > 10) throw new CnnlabError(`--top: expected 1..10, got ${args.top}`, 2);
     const model = loadInferenceModel(args.model, foreignFromArgs(args));
@@ -35,8 +50,9 @@ const predict: CommandModule<object, PredictArgs> = {
       try {
         const { pixels } = await prepareImage(file);
         const top = await predictPixels(rt, session, model, pixels, Math.min(args.top, model.classes.length));
-        results.push({ file, top });
-        if (!args.json) console.log(`${file}: ${top.map((t) => `${t.name} ${(100 * t.probability).toFixed(1)}%`).join('   ')}`);
+        const shown = args['show-input'] ? await writeInput(file, pixels) : undefined;
+        results.push({ file, top, ...(shown ? { input: shown } : {}) });
+        if (!args.json) console.log(`${file}: ${top.map((t) => `${t.name} ${(100 * t.probability).toFixed(1)}%`).join('   ')}${shown ? `  (input: ${shown})` : ''}`);
       } catch (err) {
         if (!(err instanceof CnnlabError)) throw err;
         failed++;
