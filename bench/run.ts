@@ -20,6 +20,11 @@ import { createRuntime, type Runtime } from '../runtime/ort.ts';
 import { StepRunner } from '../runtime/step-runner.ts';
 
 const args = new Set(process.argv.slice(2));
+if (args.has('--vs-pytorch')) {
+  // Side by side with PyTorch in one sitting (bench/vs-pytorch.ts).
+  await import('./vs-pytorch.ts');
+  process.exit(0);
+}
 const QUICK = args.has('--quick');
 const THREADS = cpus().length;
 
