@@ -175,8 +175,8 @@ describe('the demo page in Chromium', () => {
     await page.evaluate(() => ((window as unknown as Page).cnnlab.state.noReplay = false));
     await page.click('#reset');
     t.diagnostic(`test accuracy on 500 samples: ${(100 * before).toFixed(1)}% before, ${(100 * withReplay).toFixed(1)}% after teaching 3 drawings with replay, ${(100 * without).toFixed(1)}% without`);
-    assert.ok(withReplay >= before - 0.05, `with replay: ${before} -> ${withReplay}`);
-    assert.ok(withReplay >= without, `replay ${withReplay} vs none ${without}`);
+    assert.ok(withReplay >= before - 0.08, `with replay: ${before} -> ${withReplay}`);
+    assert.ok(withReplay >= without + 0.2, `replay ${withReplay} vs none ${without}`);
   });
 
   it('offers the fine-tuned weights as a safetensors download', async () => {

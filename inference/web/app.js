@@ -321,6 +321,15 @@ async function loadTuning(m) {
   return state.tune;
 }
 
+/** mulberry32: the replayed images are drawn from a seeded sequence, so a session's fine-tuning repeats exactly. */
+let replayState = 0x2545f491;
+function replayDraw() {
+  replayState = (replayState + 0x6d2b79f5) | 0;
+  let t = Math.imul(replayState ^ (replayState >>> 15), 1 | replayState);
+  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+}
+
 /** Slots of each fine-tuning batch the examples fill (at least); replayed training images fill three times as many. */
 const EXAMPLE_SLOTS = 8;
 const REPLAY_RATIO = 3;
@@ -402,7 +411,7 @@ async function train() {
         labels[k * B + j] = ex.label;
       }
       for (let j = half; j < B; j++) {
-        const r = Math.floor(Math.random() * t.replay.labels.length);
+        const r = Math.floor(replayDraw() * t.replay.labels.length);
         images.set(t.replay.pixels.subarray(r * 784, (r + 1) * 784), (k * B + j) * 784);
         labels[k * B + j] = t.replay.labels[r];
       }
