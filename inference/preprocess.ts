@@ -58,46 +58,34 @@ async function inkSource(input: string | Uint8Array, name: string): Promise<{ gr
   return { gray: { data, width, height }, alphaInk, darkInk: opaque > 0 && opaqueLum / opaque < 128 };
 }
 
-/** A box blur of radius r (two passes approximate a Gaussian): the slowly varying background. */
-function blur(g: Gray, r: number): Float32Array {
-  const { width: w, height: h } = g;
-  let src = g.data;
-  for (let pass = 0; pass < 2; pass++) {
-    const tmp = new Float32Array(w * h);
-    for (let y = 0; y < h; y++) {
-      let acc = 0;
-      let cnt = 0;
-      for (let x = -r; x < w; x++) {
-        if (x + r < w) {
-          acc += src[y * w + x + r];
-          cnt++;
-        }
-        if (x - r - 1 >= 0) {
-          acc -= src[y * w + x - r - 1];
-          cnt--;
-        }
-        if (x >= 0) tmp[y * w + x] = acc / cnt;
+/** A running mean of radius r along rows (step 1) or columns (step w) of a w x h image. */
+function boxPass(src: Float32Array, w: number, h: number, r: number, alongRows: boolean): Float32Array {
+  const out = new Float32Array(w * h);
+  const [lines, length] = alongRows ? [h, w] : [w, h];
+  const at = (line: number, i: number) => (alongRows ? line * w + i : i * w + line);
+  for (let line = 0; line < lines; line++) {
+    let acc = 0;
+    let cnt = 0;
+    for (let i = -r; i < length; i++) {
+      if (i + r < length) {
+        acc += src[at(line, i + r)];
+        cnt++;
       }
-    }
-    const out = new Float32Array(w * h);
-    for (let x = 0; x < w; x++) {
-      let acc = 0;
-      let cnt = 0;
-      for (let y = -r; y < h; y++) {
-        if (y + r < h) {
-          acc += tmp[(y + r) * w + x];
-          cnt++;
-        }
-        if (y - r - 1 >= 0) {
-          acc -= tmp[(y - r - 1) * w + x];
-          cnt--;
-        }
-        if (y >= 0) out[y * w + x] = acc / cnt;
+      if (i - r - 1 >= 0) {
+        acc -= src[at(line, i - r - 1)];
+        cnt--;
       }
+      if (i >= 0) out[at(line, i)] = acc / cnt;
     }
-    src = out;
   }
-  return src;
+  return out;
+}
+
+/** A box blur of radius r, twice (close to a Gaussian): the slowly varying background. */
+function blur(g: Gray, r: number): Float32Array {
+  let v = g.data;
+  for (let pass = 0; pass < 2; pass++) v = boxPass(boxPass(v, g.width, g.height, r, true), g.width, g.height, r, false);
+  return v;
 }
 
 /** Otsu's threshold of values in 0..255: the level that best separates two classes. */

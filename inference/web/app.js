@@ -64,18 +64,18 @@ function feedsFor(inputs, data, dims) {
 
 // ---- prediction ----
 
+/** Class probabilities of a batch of images with the current weights (fine-tuned, or the model's own). */
+async function probabilitiesOf(image) {
+  if (!state.tune?.tuned) return (await state.session.run({ image })).probabilities.data;
+  const feeds = { image };
+  for (const p of state.tune.paramNames) feeds[p] = state.tune.carried[p];
+  return (await state.tune.inference.run(feeds)).probabilities.data;
+}
+
 async function predict(pixels) {
   const m = state.current;
   const image = new ort.Tensor('float32', pixels, [1, 1, 28, 28]);
-  let out;
-  if (state.tune?.tuned) {
-    const feeds = { image };
-    for (const p of state.tune.paramNames) feeds[p] = state.tune.carried[p];
-    out = await state.tune.inference.run(feeds);
-  } else {
-    out = await state.session.run({ image });
-  }
-  const p = out.probabilities.data;
+  const p = await probabilitiesOf(image);
   state.pixels = pixels;
   state.probabilities = Array.from(p);
   renderBars(m.classes, state.probabilities);
@@ -341,15 +341,7 @@ async function sampleAccuracy() {
   const bytes = Uint8Array.from(atob(pixels), (c) => c.charCodeAt(0));
   const n = labels.length;
   const image = new ort.Tensor('float32', Float32Array.from(bytes, (v) => v / 255), [n, 1, 28, 28]);
-  let out;
-  if (state.tune?.tuned) {
-    const feeds = { image };
-    for (const p of state.tune.paramNames) feeds[p] = state.tune.carried[p];
-    out = await state.tune.inference.run(feeds);
-  } else {
-    out = await state.session.run({ image });
-  }
-  const p = out.probabilities.data;
+  const p = await probabilitiesOf(image);
   const K = m.classes.length;
   let correct = 0;
   for (let i = 0; i < n; i++) {
