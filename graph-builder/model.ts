@@ -64,7 +64,7 @@ export interface Model {
   /** Dropout sites by node name. */
   dropouts: Map<string, DropoutSite>;
   /** Where an imported model came from: its file and bytes (its trained form keeps their interface). */
-  source?: { file: string; bytes: Uint8Array; outputKind: OutputKind; output: string };
+  source?: { file: string; bytes: Uint8Array; metadata: Record<string, string>; outputKind: OutputKind; output: string };
 }
 
 /** The value a white pixel (255) has at the model's input: 1 (pixels 0..1) or 255 (raw 0..255). */

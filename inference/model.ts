@@ -1,9 +1,9 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CnnlabError } from '../common/errors.ts';
-import { PREPARATION_KEY } from '../graph-builder/artifacts/compile.ts';
-import type { ValueInfo } from '../graph-builder/graph/ir.ts';
-import { decodeGraph, type DecodedGraph, decodeModel } from '../graph-builder/graph/onnx.ts';
+import { PREPARATION_KEY, readPreparation } from '../graph-builder/artifacts/compile.ts';
+import type { Graph } from '../graph-builder/graph/ir.ts';
+import { decodeGraph, type DecodedGraph } from '../graph-builder/graph/onnx.ts';
 import type { Runtime, Session } from '../runtime/ort.ts';
 
 export type OutputKind = 'logits' | 'probabilities' | 'log-probabilities';
@@ -26,6 +26,8 @@ export interface LoadedModel {
   parameters: number;
   testAccuracy?: number;
   metadata: Record<string, string>;
+  /** The decoded graph (its initialisers are the weights the page fine-tunes). */
+  graph: Graph;
   /** The image input: its name, [C, H, W], and the batch size it was exported with, if fixed. */
   input: { name: string; shape: [number, number, number]; fixedBatch?: number };
   output: { name: string; kind: OutputKind; from: 'graph' | 'flag' | 'default' };
@@ -70,19 +72,17 @@ export function loadInferenceModel(target: string | undefined, opts: ForeignMode
   const size = statSync(path).size;
   if (size > MAX_MODEL_BYTES) throw new CnnlabError(`${path}: ${size} bytes is larger than any cnnlab model (limit ${MAX_MODEL_BYTES})`);
   const bytes = readFileSync(path);
-  let decoded;
   let full: DecodedGraph;
   try {
-    decoded = decodeModel(bytes);
     full = decodeGraph(bytes);
   } catch (err) {
     throw new CnnlabError(`${path}: not an ONNX model (${(err as Error).message.split('\n')[0]})`);
   }
-  const md = decoded.metadata;
-  const native = decoded.inputs.some((i) => i.name === 'image') && decoded.outputs.some((o) => o.name === 'probabilities') && md['cnnlab.architecture'] !== undefined && !md[PREPARATION_KEY];
-  const input = native ? { name: 'image', shape: [1, 28, 28] as [number, number, number] } : foreignInput(path, full, decoded.inputs);
-  const output = native ? { name: 'probabilities', kind: 'probabilities' as const, from: 'graph' as const } : foreignOutput(path, full, decoded.outputs, opts);
-  const classCount = native ? 10 : Number(decoded.outputs.find((o) => o.name === output.name)?.shape?.[1]);
+  const { metadata: md, graph } = full;
+  const native = graph.inputs.some((i) => i.name === 'image') && graph.outputs.some((o) => o.name === 'probabilities') && md['cnnlab.architecture'] !== undefined && !md[PREPARATION_KEY];
+  const input = native ? { name: 'image', shape: [1, 28, 28] as [number, number, number] } : foreignInput(path, graph);
+  const output = native ? { name: 'probabilities', kind: 'probabilities' as const, from: 'graph' as const } : foreignOutput(path, full, opts);
+  const classCount = native ? 10 : Number(graph.outputs.find((o) => o.name === output.name)?.shape?.[1]);
   let classes: string[] | undefined = opts.classes;
   if (!classes && md['cnnlab.classes']) {
     try {
@@ -103,9 +103,10 @@ export function loadInferenceModel(target: string | undefined, opts: ForeignMode
     architecture: md['cnnlab.architecture'] ?? `onnx:${path.split(/[\\/]/).pop()}`,
     dataset: md['cnnlab.dataset'] ?? 'unknown',
     classes,
-    parameters: Number(md['cnnlab.parameters'] ?? decoded.initializers.filter((t) => t.dtype === 'float32').reduce((a, t) => a + t.data.length, 0)),
+    parameters: Number(md['cnnlab.parameters'] ?? graph.initializers.filter((t) => t.dtype === 'float32').reduce((a, t) => a + t.data.length, 0)),
     testAccuracy: Number.isFinite(acc) ? acc : undefined,
     metadata: md,
+    graph,
     input,
     output,
     preparation: native ? { range: 1, mean: 0, std: 1, from: 'metadata' } : preparationOf(path, md, opts),
@@ -114,9 +115,9 @@ export function loadInferenceModel(target: string | undefined, opts: ForeignMode
 }
 
 /** The one float [N, C, H, W] input of a foreign model (C 1 or 3, H and W fixed). */
-function foreignInput(path: string, full: DecodedGraph, inputs: ValueInfo[]): LoadedModel['input'] {
-  const inits = new Set(full.graph.initializers.map((t) => t.name));
-  const real = inputs.filter((i) => !inits.has(i.name));
+function foreignInput(path: string, graph: Graph): LoadedModel['input'] {
+  const inits = new Set(graph.initializers.map((t) => t.name));
+  const real = graph.inputs.filter((i) => !inits.has(i.name));
   const list = real.slice(0, 4).map((i) => `${i.name} [${i.shape?.join(', ') ?? '?'}]`).join(', ') + (real.length > 4 ? ', ...' : '');
   if (real.length !== 1) throw new CnnlabError(`${path}: expected one image input, found ${real.length}${list ? ` (${list})` : ''}`);
   const [x] = real;
@@ -129,7 +130,8 @@ function foreignInput(path: string, full: DecodedGraph, inputs: ValueInfo[]): Lo
 }
 
 /** The class-score output and what it holds: from the graph's last op (LogSoftmax, Softmax), else --output-kind, else logits. */
-function foreignOutput(path: string, full: DecodedGraph, outputs: ValueInfo[], opts: ForeignModelOptions): LoadedModel['output'] {
+function foreignOutput(path: string, full: DecodedGraph, opts: ForeignModelOptions): LoadedModel['output'] {
+  const outputs = full.graph.outputs;
   if (outputs.length !== 1) throw new CnnlabError(`${path}: expected one output (class scores), found ${outputs.length}: ${outputs.map((o) => o.name).join(', ')}`);
   const [o] = outputs;
   if (o.shape && (o.shape.length !== 2 || typeof o.shape[1] !== 'number')) throw new CnnlabError(`${path}: output '${o.name}' is [${o.shape.join(', ')}]; expected class scores [N, classes]`);
@@ -143,17 +145,8 @@ function foreignOutput(path: string, full: DecodedGraph, outputs: ValueInfo[], o
 
 function preparationOf(path: string, md: Record<string, string>, opts: ForeignModelOptions): Preparation {
   if (opts.inputRange !== undefined || opts.normalize) return { range: opts.inputRange ?? 1, mean: opts.normalize?.mean ?? 0, std: opts.normalize?.std ?? 1, from: 'flags' };
-  const saved = md[PREPARATION_KEY];
-  if (saved) {
-    try {
-      const p = JSON.parse(saved) as Preparation;
-      if ((p.range === 1 || p.range === 255) && Number.isFinite(p.mean) && p.std > 0) return { range: p.range, mean: p.mean, std: p.std, from: 'metadata' };
-    } catch {
-      // reported below
-    }
-    throw new CnnlabError(`${path}: metadata ${PREPARATION_KEY} is not {"range":1|255,"mean":..,"std":..}`);
-  }
-  return { range: 1, mean: 0, std: 1, from: 'default' };
+  const saved = readPreparation(md, path);
+  return saved ? { ...saved, from: 'metadata' } : { range: 1, mean: 0, std: 1, from: 'default' };
 }
 
 /** One line on how a foreign model's inputs and outputs are read (eval and predict print it). */

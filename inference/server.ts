@@ -13,7 +13,6 @@ import { architectureFromMetadata } from '../graph-builder/dsl/arch.ts';
 import { importOnnxModel } from '../graph-builder/import/onnx-model.ts';
 import type { Model } from '../graph-builder/model.ts';
 import type { ParamSet } from '../graph-builder/dsl/init.ts';
-import { decodeModel } from '../graph-builder/graph/onnx.ts';
 import { defaultOptimizer } from '../graph-builder/optimizers.ts';
 import { type LoadedModel, loadInferenceModel } from './model.ts';
 import sharp from 'sharp';
@@ -108,7 +107,7 @@ export async function loadServedModels(targets: (string | undefined)[]): Promise
       replayLabels: data.train.labels.subarray(0, REPLAY),
     };
     const forward = pageModel(model);
-    const params: ParamSet = new Map(decodeModel(model.bytes).initializers.filter((t) => t.dtype === 'float32').map((t) => [t.name, t.data as Float32Array]));
+    const params: ParamSet = new Map(model.graph.initializers.filter((t) => t.dtype === 'float32').map((t) => [t.name, t.data as Float32Array]));
     if (forward && forward.params.every((p) => params.get(p.name)?.length === p.shape.reduce((a, b) => a * b, 1))) {
       const prep = model.native ? norm : { mean: model.preparation.mean, std: model.preparation.std, inputRange: model.preparation.range };
       const meta: ModelMeta = { architecture: model.architecture, dataset, classes: model.classes, ...prep };

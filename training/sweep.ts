@@ -180,21 +180,21 @@ async function plan(o: SweepOptions, trial: Trial): Promise<Planned> {
   }
 }
 
-/**
- * Whether a trial's folder already holds this trial: the same resolved recipe (architecture,
- * dataset, every flag that changes what it computes). 'fresh' where it holds nothing yet.
- */
-async function holds(p: Planned): Promise<'fresh' | 'same' | { saved: string[]; wanted: string[] }> {
+/** What a trial's folder holds: nothing yet, this trial (finished: its record), or another recipe (how it differs). */
+type Holding = { kind: 'fresh' } | { kind: 'same'; done?: TrialRecord } | { kind: 'other'; saved: string[]; wanted: string[] };
+
+/** Whether a trial's folder already holds this trial: the same resolved recipe (architecture, dataset, every flag that changes what it computes). */
+async function holds(p: Planned): Promise<Holding> {
   const statusPath = join(p.run, 'status.json');
-  const configPath = join(p.run, 'config.json');
   if (existsSync(statusPath)) {
     const done = readTrialRecord(statusPath);
-    if (p.cfg ? done.recipe === recipeOf(p.cfg) : done.status === 'invalid') return 'same';
-    return recipeDifferences(done.flags ?? {}, p.flags);
+    if (p.cfg ? done.recipe === recipeOf(p.cfg) : done.status === 'invalid') return { kind: 'same', done };
+    // A record from before trials kept their recipe says nothing of its flags.
+    return { kind: 'other', ...(done.flags ? recipeDifferences(done.flags, p.flags) : { saved: [], wanted: [] }) };
   }
-  if (!existsSync(configPath) || !p.cfg) return 'fresh';
+  if (!existsSync(join(p.run, 'config.json')) || !p.cfg) return { kind: 'fresh' };
   const saved = await readRunConfig(p.run);
-  return recipeOf(saved) === recipeOf(p.cfg) ? 'same' : recipeDifferences(saved.flags, p.flags);
+  return recipeOf(saved) === recipeOf(p.cfg) ? { kind: 'same' } : { kind: 'other', ...recipeDifferences(saved.flags, p.flags) };
 }
 
 /**
@@ -211,20 +211,21 @@ export async function runSweep(o: SweepOptions): Promise<SweepManifest> {
   const records = new Map<string, TrialRecord>((previous?.trials ?? []).map((t) => [t.id, t]));
   const planned = await Promise.all(o.trials.map((t) => plan(o, t)));
   const states = await Promise.all(planned.map(holds));
-  const clashes = planned.filter((_, i) => typeof states[i] === 'object');
+  const clashes = planned.flatMap((p, i) => (states[i].kind === 'other' ? [{ p, d: states[i] as Extract<Holding, { kind: 'other' }> }] : []));
   if (clashes.length && !o.force) {
-    const d = states[planned.indexOf(clashes[0])] as { saved: string[]; wanted: string[] };
+    const { p, d } = clashes[0];
     const what = d.saved.length ? ` was run with ${d.saved.join(', ')}; this sweep asks for ${d.wanted.join(', ')}` : ' was run with another recipe';
-    throw new UsageError(`${o.dir}: trial ${clashes[0].trial.id}${what}${clashes.length > 1 ? ` (and ${clashes.length - 1} more trials)` : ''}: use another --out, or --force to run them again`);
+    throw new UsageError(`${o.dir}: trial ${p.trial.id}${what}${clashes.length > 1 ? ` (and ${clashes.length - 1} more trials)` : ''}: use another --out, or --force to run them again`);
   }
   const save = () => writeFileAtomic(manifestPath, `${JSON.stringify({ arch: o.arch, base: o.base, trials: [...records.values()] }, null, 2)}\n`);
   const at = o.position ?? { index: 0, total: o.trials.length };
   for (const [k, p] of planned.entries()) {
     const { trial, run } = p;
     const counter = `[${at.index + k + 1}/${at.total}] ${trial.id}`;
-    if (typeof states[k] === 'object') rmSync(run, { recursive: true, force: true });
-    else if (existsSync(join(run, 'status.json'))) {
-      const done = readTrialRecord(join(run, 'status.json'));
+    const state = states[k];
+    if (state.kind === 'other') rmSync(run, { recursive: true, force: true });
+    else if (state.kind === 'same' && state.done) {
+      const done = state.done;
       records.set(trial.id, done);
       log(`${counter}: ${done.status}, skipped (same recipe)`);
       continue;

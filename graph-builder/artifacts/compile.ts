@@ -1,6 +1,6 @@
 import type { ParamSet } from '../dsl/init.ts';
 import type { LossKind } from '../losses.ts';
-import type { Model } from '../model.ts';
+import type { InputRange, Model } from '../model.ts';
 import type { OptimizerConfig } from '../optimizers.ts';
 import type { Checkpoint } from './checkpoint.ts';
 import { buildEvalModel } from './eval.ts';
@@ -40,6 +40,19 @@ export interface Artifacts {
  * (x - mean) / std, outside the graph (cnnlab's own models normalise inside theirs).
  */
 export const PREPARATION_KEY = 'cnnlab.preprocess';
+
+/** The preparation a model's metadata records (undefined where it records none); a malformed one is one line naming the file. */
+export function readPreparation(metadata: Record<string, string>, file: string): { range: InputRange; mean: number; std: number } | undefined {
+  const text = metadata[PREPARATION_KEY];
+  if (!text) return undefined;
+  try {
+    const p = JSON.parse(text) as { range: InputRange; mean: number; std: number };
+    if ((p.range === 1 || p.range === 255) && Number.isFinite(p.mean) && p.std > 0) return { range: p.range, mean: p.mean, std: p.std };
+  } catch {
+    // reported below
+  }
+  throw new CnnlabError(`${file}: metadata ${PREPARATION_KEY} is not {"range":1|255,"mean":..,"std":..}`);
+}
 
 /**
  * An imported model's trained form: its own file with the new parameter values and cnnlab's

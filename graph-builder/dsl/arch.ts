@@ -3,10 +3,9 @@ import { basename, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { tsImport } from 'tsx/esm/api';
 import { CnnlabError } from '../../common/errors.ts';
-import { PREPARATION_KEY } from '../artifacts/compile.ts';
-import { decodeGraph } from '../graph/onnx.ts';
+import { readPreparation } from '../artifacts/compile.ts';
 import { type ImportOptions, importOnnxModel } from '../import/onnx-model.ts';
-import type { InputRange, Model } from '../model.ts';
+import type { Model } from '../model.ts';
 import { LAYER_KINDS, type Layer, layerKind, type Sequential } from './layers.ts';
 import { PRESETS, type Recipe, resolvePreset } from './presets.ts';
 import { modelFromLayers } from './to-model.ts';
@@ -155,22 +154,9 @@ export function loadModelFile(file: string, opts: ImportOptions = {}): Architect
   }
   const model = importOnnxModel(bytes, file, opts);
   const recipe = { ...IMPORT_RECIPE };
-  const saved = decodePreparation(model.source!.bytes, file);
+  const saved = readPreparation(model.source!.metadata, file);
   if (saved) Object.assign(recipe, { normalize: { mean: saved.mean, std: saved.std }, inputRange: saved.range });
   return { id: model.id, model, recipe };
-}
-
-/** The input preparation a cnnlab-trained imported model records in its metadata, if any. */
-function decodePreparation(bytes: Uint8Array, file: string): { range: InputRange; mean: number; std: number } | undefined {
-  const text = decodeGraph(bytes).metadata[PREPARATION_KEY];
-  if (!text) return undefined;
-  try {
-    const p = JSON.parse(text) as { range: InputRange; mean: number; std: number };
-    if ((p.range === 1 || p.range === 255) && Number.isFinite(p.mean) && p.std > 0) return p;
-  } catch {
-    // reported below
-  }
-  throw new CnnlabError(`${file}: metadata ${PREPARATION_KEY} is not {"range":1|255,"mean":..,"std":..}`);
 }
 
 /** A preset spelling (`partB`, `mads:filters=64`) or, with `archFile`, a user's file, or with `modelFile`, an ONNX model. */

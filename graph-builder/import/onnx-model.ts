@@ -290,7 +290,7 @@ export function importOnnxModel(bytes: Uint8Array, file: string, opts: ImportOpt
     shapes: im.shapes,
     layers,
     dropouts,
-    source: { file, bytes, outputKind: kind, output },
+    source: { file, bytes, metadata: decoded.metadata, outputKind: kind, output },
   };
 }
 
