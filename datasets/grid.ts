@@ -1,5 +1,5 @@
 import sharp from 'sharp';
-import { IMAGE_SIZE, PIXELS } from './sources.ts';
+import { IMAGE_SIZE, PIXELS, type Split } from './sources.ts';
 
 export interface Tile {
   /** 28x28 grayscale pixels, 0..255. */
@@ -14,6 +14,16 @@ export interface GridOptions {
   /** Pixel upscaling factor for each 28x28 image. */
   scale?: number;
   title?: string;
+}
+
+/** Tiles of the first `limit` examples of a split whose prediction is wrong, captioned `true → predicted`. */
+export function misclassifiedTiles(split: Split, predicted: ArrayLike<number>, classes: readonly string[], limit: number): Tile[] {
+  const tiles: Tile[] = [];
+  for (let i = 0; i < split.count && tiles.length < limit; i++) {
+    if (predicted[i] === split.labels[i]) continue;
+    tiles.push({ pixels: split.images.subarray(i * PIXELS, (i + 1) * PIXELS), caption: `${classes[split.labels[i]].slice(0, 9)} → ${classes[predicted[i]].slice(0, 9)}`, alert: true });
+  }
+  return tiles;
 }
 
 function escapeXml(s: string): string {

@@ -4,14 +4,14 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { CnnlabError } from '../common/errors.ts';
 import { type DatasetName, DATASET_NAMES } from '../datasets/registry.ts';
-import { loadDataset, PIXELS } from '../datasets/sources.ts';
+import { loadDataset, sliceSplit, type Split } from '../datasets/sources.ts';
 import { compile } from '../graph-builder/artifacts/compile.ts';
 import { encodeCheckpoint } from '../graph-builder/artifacts/checkpoint.ts';
 import { buildInferenceModel, type ModelMeta } from '../graph-builder/artifacts/inference.ts';
 import type { TrainStepInterface } from '../graph-builder/artifacts/train-step.ts';
 import { architectureFromMetadata } from '../graph-builder/dsl/arch.ts';
 import { importOnnxModel } from '../graph-builder/import/onnx-model.ts';
-import type { Model } from '../graph-builder/model.ts';
+import { elementCount, type Model } from '../graph-builder/model.ts';
 import type { ParamSet } from '../graph-builder/dsl/init.ts';
 import { defaultOptimizer } from '../graph-builder/optimizers.ts';
 import { type LoadedModel, loadInferenceModel } from './model.ts';
@@ -35,11 +35,10 @@ interface ServedModel {
   train?: { step: Uint8Array; inference: Uint8Array; state: Uint8Array; iface: TrainStepInterface };
   /** The graph the page predicts with, where it is not the served file (a foreign model's interface differs). */
   page?: Uint8Array;
-  samples: Uint8Array;
+  /** Test images the page shows and measures itself on. */
+  samples: Split;
   /** Training images the page's fine-tuning replays beside the user's examples, so it does not forget. */
-  replay: Uint8Array;
-  replayLabels: Uint8Array;
-  sampleLabels: Uint8Array;
+  replay: Split;
 }
 
 const WEB_DIR = join(import.meta.dirname, 'web');
@@ -101,14 +100,12 @@ export async function loadServedModels(targets: (string | undefined)[]): Promise
       id: String(i),
       model,
       card,
-      samples: data.test.images.subarray(0, SAMPLES * PIXELS),
-      sampleLabels: data.test.labels.subarray(0, SAMPLES),
-      replay: data.train.images.subarray(0, REPLAY * PIXELS),
-      replayLabels: data.train.labels.subarray(0, REPLAY),
+      samples: sliceSplit(data.test, SAMPLES),
+      replay: sliceSplit(data.train, REPLAY),
     };
     const forward = pageModel(model);
     const params: ParamSet = new Map(model.graph.initializers.filter((t) => t.dtype === 'float32').map((t) => [t.name, t.data as Float32Array]));
-    if (forward && forward.params.every((p) => params.get(p.name)?.length === p.shape.reduce((a, b) => a * b, 1))) {
+    if (forward && forward.params.every((p) => params.get(p.name)?.length === elementCount(p.shape))) {
       const prep = model.native ? norm : { mean: model.preparation.mean, std: model.preparation.std, inputRange: model.preparation.range };
       const meta: ModelMeta = { architecture: model.architecture, dataset, classes: model.classes, ...prep };
       // Fine-tuning on a handful of drawings: plain SGD with momentum; the page feeds lr per step.
@@ -242,9 +239,10 @@ export function createDemoServer(models: ServedModel[], lanes = decodeLanes()): 
           case 'inference.onnx':
             return send(res, 200, served.page ?? served.model.bytes, 'application/octet-stream');
           case 'samples':
-            return json(res, { labels: Array.from(served.sampleLabels), pixels: Buffer.from(served.samples).toString('base64') });
-          case 'replay':
-            return json(res, { labels: Array.from(served.replayLabels), pixels: Buffer.from(served.replay).toString('base64') });
+          case 'replay': {
+            const split = m[2] === 'samples' ? served.samples : served.replay;
+            return json(res, { labels: Array.from(split.labels), pixels: Buffer.from(split.images).toString('base64') });
+          }
           case 'train_step.onnx':
           case 'inference_inputs.onnx':
           case 'train_state.bin':
@@ -262,14 +260,14 @@ export function createDemoServer(models: ServedModel[], lanes = decodeLanes()): 
         const served = byId.get(w[1]);
         if (!served?.train) return send(res, 404, 'fine-tuning is not available for this model\n');
         const kept = served.train.iface.carried.filter((c) => c.role === 'param' || c.role === 'buffer');
-        const size = kept.reduce((a, c) => a + 4 * c.shape.reduce((x, y) => x * y, 1), 0);
+        const size = kept.reduce((a, c) => a + 4 * elementCount(c.shape), 0);
         const body = await readBody(req, res, size);
         if (!body) return;
         if (body.length !== size) return send(res, 400, `expected ${size} bytes of float32 parameters, got ${body.length}\n`);
         const data = new Float32Array(new Uint8Array(body).buffer);
         let at = 0;
         const tensors = kept.map((c) => {
-          const n = c.shape.reduce((x, y) => x * y, 1);
+          const n = elementCount(c.shape);
           const t = { name: c.name, shape: c.shape, data: data.subarray(at, at + n) };
           at += n;
           return t;

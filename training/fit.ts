@@ -1,6 +1,6 @@
 import cliProgress from 'cli-progress';
 import sharp from 'sharp';
-import { renderGrid } from '../datasets/grid.ts';
+import { misclassifiedTiles, renderGrid } from '../datasets/grid.ts';
 import { datasetSpec } from '../datasets/registry.ts';
 import { CnnlabError, DivergedError } from '../common/errors.ts';
 import { Rng } from '../common/rng.ts';
@@ -287,12 +287,7 @@ function diverged(r: OpenRun, step: number, epoch: number, loss: number, lr: num
 
 /** Up to 32 misclassified test images with their true and predicted classes, as a PNG. */
 async function misclassifiedGrid(r: OpenRun, predicted: Uint8Array, epoch: number): Promise<{ png: Uint8Array; width: number; height: number } | undefined> {
-  const classes = datasetSpec(r.cfg.dataset).classes;
-  const tiles = [];
-  for (let i = 0; i < r.test.count && tiles.length < 32; i++) {
-    if (predicted[i] === r.test.labels[i]) continue;
-    tiles.push({ pixels: r.test.images.subarray(i * PIXELS, (i + 1) * PIXELS), caption: `${classes[r.test.labels[i]].slice(0, 9)} → ${classes[predicted[i]].slice(0, 9)}`, alert: true });
-  }
+  const tiles = misclassifiedTiles(r.test, predicted, datasetSpec(r.cfg.dataset).classes, 32);
   if (!tiles.length) return undefined;
   const png = await renderGrid(tiles, { columns: 8, scale: 2, title: `epoch ${epoch}: misclassified test images (true → predicted)` });
   const { width = 0, height = 0 } = await sharp(png).metadata();

@@ -2,9 +2,9 @@ import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { UsageError } from '../../common/errors.ts';
-import { renderGrid } from '../../datasets/grid.ts';
+import { misclassifiedTiles, renderGrid } from '../../datasets/grid.ts';
 import { DATASET_NAMES, type DatasetName, datasetSpec } from '../../datasets/registry.ts';
-import { loadDataset, PIXELS } from '../../datasets/sources.ts';
+import { loadDataset } from '../../datasets/sources.ts';
 import { confusionTable, evaluateInference } from '../../inference/evaluate.ts';
 import { describePreparation, loadInferenceModel, openModelSession } from '../../inference/model.ts';
 import { type ForeignArgs, foreignFromArgs, foreignOptions } from './model-options.ts';
@@ -50,15 +50,9 @@ const evalCommand: CommandModule<object, EvalArgs> = {
     const r = await evaluateInference(rt, session, model, split);
     const classes = model.classes.length === spec.classes.length && !args.classes ? spec.classes : model.classes;
     const seconds = (performance.now() - t0) / 1000;
-    const wrong: number[] = [];
-    for (let i = 0; i < split.count && wrong.length < args.n; i++) if (r.predicted[i] !== split.labels[i]) wrong.push(i);
+    const tiles = misclassifiedTiles(split, r.predicted, classes, args.n);
     const png = args.misclassified ?? join(dirname(model.path), 'misclassified.png');
-    if (wrong.length) {
-      const tiles = wrong.map((i) => ({
-        pixels: split.images.subarray(i * PIXELS, (i + 1) * PIXELS),
-        caption: `${classes[split.labels[i]].slice(0, 9)} → ${classes[r.predicted[i]].slice(0, 9)}`,
-        alert: true,
-      }));
+    if (tiles.length) {
       writeFileSync(png, await renderGrid(tiles, { columns: 8, title: `${model.architecture} on ${dataset} ${args.split}: misclassified (true → predicted)` }));
     }
     if (args.json) {
@@ -70,7 +64,7 @@ const evalCommand: CommandModule<object, EvalArgs> = {
     console.log('per-class accuracy');
     classes.forEach((c, k) => console.log(`  ${classCaption(classes, k).padEnd(14)} ${(100 * r.perClass[k]).toFixed(2).padStart(6)}%`));
     console.log(`\nconfusion matrix\n${confusionTable(r, classes)}`);
-    if (wrong.length) console.log(`\nwrote ${png} (${wrong.length} misclassified images)`);
+    if (tiles.length) console.log(`\nwrote ${png} (${tiles.length} misclassified images)`);
   },
 };
 
