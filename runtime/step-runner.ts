@@ -1,3 +1,4 @@
+import { elementCount } from '../graph-builder/model.ts';
 import type { Checkpoint, CkptTensor } from '../graph-builder/artifacts/checkpoint.ts';
 import type { StepInputs, TrainStepInterface } from '../graph-builder/artifacts/train-step.ts';
 import type { Runtime, Session, Tensor } from './ort.ts';
@@ -19,7 +20,7 @@ export function feedsFor(ort: Runtime['ort'], inputs: TrainStepInterface['inputs
   for (const i of inputs) {
     const shape = i.shape.map((d) => (typeof d === 'number' ? d : dims[d]));
     const values = data[i.name];
-    const count = shape.reduce((a, b) => a * b, 1);
+    const count = elementCount(shape);
     if (!values || shape.some((d) => d === undefined) || values.length !== count) {
       throw new Error(`train step input ${i.name}: expected ${i.dtype} [${shape.join(', ')}] (${count} values), got ${values ? values.length : 'nothing'}`);
     }

@@ -1,6 +1,6 @@
 import type { ParamSet } from '../dsl/init.ts';
 import type { LossKind } from '../losses.ts';
-import type { InputRange, Model } from '../model.ts';
+import { elementCount, type InputRange, type Model } from '../model.ts';
 import type { OptimizerConfig } from '../optimizers.ts';
 import type { Checkpoint } from './checkpoint.ts';
 import { buildEvalModel } from './eval.ts';
@@ -91,7 +91,7 @@ export function initialCheckpoint(iface: TrainStepInterface, params: ParamSet, m
   const tensors: Checkpoint['tensors'] = new Map();
   for (const c of iface.carried) {
     if (c.role === 'step') tensors.set(c.name, { dtype: 'int64', dims: [], data: BigInt64Array.of(0n) });
-    else if (c.role === 'state') tensors.set(c.name, { dtype: 'float32', dims: c.shape, data: new Float32Array(c.shape.reduce((a, b) => a * b, 1)) });
+    else if (c.role === 'state') tensors.set(c.name, { dtype: 'float32', dims: c.shape, data: new Float32Array(elementCount(c.shape)) });
     else tensors.set(c.name, { dtype: 'float32', dims: c.shape, data: params.get(c.name)!.slice() });
   }
   return { meta, tensors };
