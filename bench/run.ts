@@ -3,6 +3,7 @@
  * bench.json. Warm-up runs are excluded; each figure is the median of repeated measurements,
  * with the spread (min..max). A benchmark, not a test: nothing here passes or fails.
  */
+import { DATASETS } from '../datasets/registry.ts';
 import { writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { loadDataset } from '../datasets/sources.ts';
@@ -77,7 +78,7 @@ const fashionSeconds = (performance.now() - fashionStart) / 1000;
 async function trainThroughput(rt: Runtime, name: string, B: number, K: number, opt?: OptimizerName): Promise<Stat> {
   const arch = await loadArchitecture(name);
   const spec = trainSpecFor(arch, opt ? { opt, momentum: opt === 'sgd' ? 0.9 : 0 } : {});
-  const built = buildTrainStepModel(arch.model, { optimizer: spec.optimizer, loss: spec.loss, meta: modelMeta(arch, 'mnist') });
+  const built = buildTrainStepModel(arch.model, { optimizer: spec.optimizer, loss: spec.loss, meta: modelMeta(arch, DATASETS.mnist) });
   const runner = await StepRunner.create(rt, built.bytes, built.iface, initialCheckpoint(built.iface, initParams(arch.model, 0), {}));
   let offset = 0;
   const batch = () => {

@@ -7,6 +7,7 @@
  * Set-up (see ../shared/anchors/README.md): apt-get install python3-torch python3-numpy, and
  * ../shared/anchors/get_openblas.sh; without PyTorch it says so in one line and exits 0.
  */
+import { DATASETS } from '../datasets/registry.ts';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -60,7 +61,7 @@ async function cnnlabRow(r: Row): Promise<number> {
   const data = await loadDataset(r.dataset, { env: {} });
   const arch = await loadArchitecture(r.arch);
   const spec = trainSpecFor(arch, { opt: r.opt, momentum: 0 });
-  const built = compile(arch.model, { optimizer: spec.optimizer, loss: spec.loss, meta: modelMeta(arch, r.dataset) });
+  const built = compile(arch.model, { optimizer: spec.optimizer, loss: spec.loss, meta: modelMeta(arch, DATASETS[r.dataset]) });
   const rt = await createRuntime({ ep: 'cpu', threads });
   const runner = await StepRunner.create(rt, built.trainStep, built.iface, built.initialCheckpoint(initParams(arch.model, 0)));
   const K = 8;

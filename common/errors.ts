@@ -5,7 +5,8 @@
 export class CnnlabError extends Error {
   readonly exitCode: number;
   constructor(message: string, exitCode = 1) {
-    super(message);
+    // Names read from a file (an ONNX value name, a dimension) may hold control characters: escaped, the message stays one line.
+    super(message.replace(/[\u0000-\u001f\u007f]/g, (c) => JSON.stringify(c).slice(1, -1)));
     this.name = 'CnnlabError';
     this.exitCode = exitCode;
   }

@@ -1,9 +1,12 @@
 import sharp from 'sharp';
-import { IMAGE_SIZE, PIXELS, type Split } from './sources.ts';
+import type { ImageShape } from './registry.ts';
+import { exampleAt, exampleSize, IDX_SHAPE, type Split } from './sources.ts';
 
 export interface Tile {
-  /** 28x28 grayscale pixels, 0..255. */
+  /** Planar pixels [C, H, W], 0..255 (grey or RGB). */
   pixels: Uint8Array;
+  /** Default 1x28x28. */
+  shape?: ImageShape;
   caption: string;
   /** Caption drawn in red (e.g. a misclassified example). */
   alert?: boolean;
@@ -11,7 +14,7 @@ export interface Tile {
 
 export interface GridOptions {
   columns?: number;
-  /** Pixel upscaling factor for each 28x28 image. */
+  /** Pixel upscaling factor for each image. */
   scale?: number;
   title?: string;
 }
@@ -21,7 +24,7 @@ export function misclassifiedTiles(split: Split, predicted: ArrayLike<number>, c
   const tiles: Tile[] = [];
   for (let i = 0; i < split.count && tiles.length < limit; i++) {
     if (predicted[i] === split.labels[i]) continue;
-    tiles.push({ pixels: split.images.subarray(i * PIXELS, (i + 1) * PIXELS), caption: `${classes[split.labels[i]].slice(0, 9)} → ${classes[predicted[i]].slice(0, 9)}`, alert: true });
+    tiles.push({ pixels: exampleAt(split, i), shape: split.shape, caption: `${classes[split.labels[i]].slice(0, 9)} → ${classes[predicted[i]].slice(0, 9)}`, alert: true });
   }
   return tiles;
 }
@@ -38,7 +41,8 @@ export async function renderGrid(tiles: Tile[], opts: GridOptions = {}): Promise
   const scale = opts.scale ?? 4;
   const columns = Math.max(1, Math.min(opts.columns ?? 8, tiles.length));
   const rows = Math.max(1, Math.ceil(tiles.length / columns));
-  const img = IMAGE_SIZE * scale;
+  const shapes = tiles.map((t) => t.shape ?? IDX_SHAPE);
+  const img = Math.max(1, ...shapes.map((sh) => Math.max(sh[1], sh[2]))) * scale;
   const captionH = 22;
   const pad = 8;
   const cellW = Math.max(img, 120) + pad;
@@ -48,14 +52,15 @@ export async function renderGrid(tiles: Tile[], opts: GridOptions = {}): Promise
   const height = titleH + rows * cellH + pad;
   const rgb = new Uint8Array(width * height * 3).fill(255);
   tiles.forEach((tile, t) => {
-    if (tile.pixels.length !== PIXELS) throw new Error(`tile ${t}: expected ${PIXELS} pixels, got ${tile.pixels.length}`);
-    const x0 = pad + (t % columns) * cellW + (cellW - pad - img) / 2;
+    const [c, h, w] = shapes[t];
+    if (tile.pixels.length !== exampleSize(shapes[t])) throw new Error(`tile ${t}: expected ${exampleSize(shapes[t])} pixels (${shapes[t].join('x')}), got ${tile.pixels.length}`);
+    const x0 = pad + (t % columns) * cellW + Math.floor((cellW - pad - w * scale) / 2);
     const y0 = titleH + pad + Math.floor(t / columns) * cellH;
-    for (let y = 0; y < img; y++) {
-      for (let x = 0; x < img; x++) {
-        const v = tile.pixels[Math.floor(y / scale) * IMAGE_SIZE + Math.floor(x / scale)];
+    for (let y = 0; y < h * scale; y++) {
+      for (let x = 0; x < w * scale; x++) {
+        const p = Math.floor(y / scale) * w + Math.floor(x / scale);
         const o = ((y0 + y) * width + x0 + x) * 3;
-        rgb[o] = rgb[o + 1] = rgb[o + 2] = v;
+        for (let ch = 0; ch < 3; ch++) rgb[o + ch] = tile.pixels[Math.min(ch, c - 1) * h * w + p];
       }
     }
   });

@@ -1,5 +1,5 @@
 import { type AttrValue, attr, type GraphBuilder, type Node } from './graph/ir.ts';
-import type { DropoutSite, InputRange, Model } from './model.ts';
+import type { DropoutSite, InputRange, Model, Shape } from './model.ts';
 
 /** A BatchNormalization node of the forward graph, its values mapped into the graph being built. */
 export interface BatchNormSite {
@@ -59,7 +59,7 @@ function batchNormSite(model: Model, node: Node, value: (v: string) => string): 
 }
 
 /**
- * Emits the model's forward graph into `b`, from `x` (the model's input: [N,1,28,28],
+ * Emits the model's forward graph into `b`, from `x` (the model's input: [N,C,H,W],
  * normalised), and returns the class scores. Parameters become `opts.param(name)`; in training
  * graphs Dropout and BatchNormalization are lowered by the hooks and MaxPool keeps its Indices
  * output, which the MaxPool gradient routes through.
@@ -94,12 +94,15 @@ export function emitForward(b: GraphBuilder, model: Model, x: string, opts: Forw
   return value(model.output);
 }
 
-/** uint8 images [N,28,28] (0..255) as float32 [N,1,28,28] in 0..1, the inference graph's input form. */
-export function emitImageFromBytes(b: GraphBuilder, bytes: string, range: InputRange = 1): string {
+/**
+ * uint8 images (0..255; [N,H,W] grey or [N,C,H,W], see byteImageDims) as float32 [N,C,H,W] in
+ * 0..1, the inference graph's input form.
+ */
+export function emitImageFromBytes(b: GraphBuilder, bytes: string, inputShape: Shape, range: InputRange = 1): string {
   // range 255: a model that takes raw 0..255 pixels.
   const pixels = range === 255 ? b.cast(bytes, 'float32', 'pixels') : b.op('Div', [b.cast(bytes, 'float32', 'pixels_f'), b.scalar(255)], {}, 'pixels');
-  const image = b.op('Unsqueeze', [pixels, b.constI([1])], {}, 'image_nchw');
-  b.note(image, 'float32', ['N', 1, 28, 28]);
+  const image = inputShape[0] === 1 ? b.op('Unsqueeze', [pixels, b.constI([1])], {}, 'image_nchw') : pixels;
+  b.note(image, 'float32', ['N', ...inputShape]);
   return image;
 }
 

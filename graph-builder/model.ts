@@ -75,6 +75,12 @@ export type OutputKind = 'logits' | 'probabilities' | 'log-probabilities';
 
 export const elementCount = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
+/** One example's uint8 layout in the train and eval graphs: [H, W] for grey (MNIST's IDX form), else [C, H, W]. */
+export function byteImageDims(model: Pick<Model, 'inputShape'>): number[] {
+  const [c, ...hw] = model.inputShape;
+  return c === 1 ? hw : [...model.inputShape];
+}
+
 /** The nodes of the forward graph that read parameter `name`. */
 export function paramsRead(model: Model, nodes: readonly Node[]): ParamSpec[] {
   const names = new Set(nodes.flatMap((n) => n.inputs));

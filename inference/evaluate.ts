@@ -1,4 +1,4 @@
-import { PIXELS, type Split } from '../datasets/sources.ts';
+import { exampleSize, type Split } from '../datasets/sources.ts';
 import { CnnlabError } from '../common/errors.ts';
 import type { Runtime, Session } from '../runtime/ort.ts';
 import { classify, type LoadedModel } from './model.ts';
@@ -24,10 +24,11 @@ export async function evaluateInference(rt: Runtime, session: Session, model: Lo
   let loss = 0;
   for (let start = 0; start < split.count; start += batch) {
     const n = Math.min(batch, split.count - start);
-    const pixels = new Float32Array(n * PIXELS);
-    const src = split.images.subarray(start * PIXELS, (start + n) * PIXELS);
+    const size = exampleSize(split.shape);
+    const pixels = new Float32Array(n * size);
+    const src = split.images.subarray(start * size, (start + n) * size);
     for (let i = 0; i < pixels.length; i++) pixels[i] = src[i] / 255;
-    const p = await classify(rt, session, model, pixels, n);
+    const p = await classify(rt, session, model, pixels, n, split.shape);
     for (let i = 0; i < n; i++) {
       let arg = 0;
       for (let k = 1; k < K; k++) if (p[i * K + k] > p[i * K + arg]) arg = k;

@@ -80,9 +80,9 @@ export function loadInferenceModel(target: string | undefined, opts: ForeignMode
   }
   const { metadata: md, graph } = full;
   const native = graph.inputs.some((i) => i.name === 'image') && graph.outputs.some((o) => o.name === 'probabilities') && md['cnnlab.architecture'] !== undefined && !md[PREPARATION_KEY];
-  const input = native ? { name: 'image', shape: [1, 28, 28] as [number, number, number] } : foreignInput(path, graph);
+  const input = foreignInput(path, graph);
   const output = native ? { name: 'probabilities', kind: 'probabilities' as const, from: 'graph' as const } : foreignOutput(path, full, opts);
-  const classCount = native ? 10 : Number(graph.outputs.find((o) => o.name === output.name)?.shape?.[1]);
+  const classCount = Number(graph.outputs.find((o) => o.name === output.name)?.shape?.[1]);
   let classes: string[] | undefined = opts.classes;
   if (!classes && md['cnnlab.classes']) {
     try {
@@ -160,13 +160,15 @@ export function describePreparation(m: LoadedModel): string | undefined {
 }
 
 /**
- * Class probabilities [n x classes] of n images given as 28x28 pixels in 0..1: prepared as the
- * model wants them (channels repeated for RGB), run in batches of a fixed export batch where
- * there is one (the last padded), and turned into probabilities from logits or log-probabilities.
+ * Class probabilities [n x classes] of n images given as planar [C, H, W] pixels in 0..1
+ * (`shape`, default MNIST's 1x28x28): prepared as the model wants them (a grey channel repeated
+ * for an RGB model), run in batches of a fixed export batch where there is one (the last
+ * padded), and turned into probabilities from logits or log-probabilities.
  */
-export async function classify(rt: Runtime, session: Session, m: LoadedModel, pixels: Float32Array, n: number): Promise<Float32Array> {
+export async function classify(rt: Runtime, session: Session, m: LoadedModel, pixels: Float32Array, n: number, shape: readonly [number, number, number] = [1, 28, 28]): Promise<Float32Array> {
   const [c, h, w] = m.input.shape;
-  if (h * w !== pixels.length / n) throw new CnnlabError(`${m.path}: input '${m.input.name}' takes ${h}x${w} images; these are 28x28`);
+  const [c0, h0, w0] = shape;
+  if (h0 !== h || w0 !== w || (c0 !== c && c0 !== 1)) throw new CnnlabError(`${m.path}: input '${m.input.name}' takes ${m.input.shape.join('x')} images; these are ${shape.join('x')}`);
   const { range, mean, std } = m.preparation;
   const chunk = m.input.fixedBatch ?? n;
   const K = m.classes.length;
@@ -175,9 +177,10 @@ export async function classify(rt: Runtime, session: Session, m: LoadedModel, pi
     const count = Math.min(chunk, n - start);
     const x = new Float32Array(chunk * c * h * w);
     for (let i = 0; i < count; i++) {
-      for (let j = 0; j < h * w; j++) {
-        const v = (pixels[(start + i) * h * w + j] * range - mean) / std;
-        for (let ch = 0; ch < c; ch++) x[(i * c + ch) * h * w + j] = v;
+      for (let ch = 0; ch < c; ch++) {
+        const from = ((start + i) * c0 + (c0 === 1 ? 0 : ch)) * h * w;
+        const to = (i * c + ch) * h * w;
+        for (let j = 0; j < h * w; j++) x[to + j] = (pixels[from + j] * range - mean) / std;
       }
     }
     const out = await session.run({ [m.input.name]: new rt.ort.Tensor('float32', x, [chunk, c, h, w]) });

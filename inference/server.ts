@@ -1,10 +1,12 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { CnnlabError } from '../common/errors.ts';
-import { type DatasetName, DATASET_NAMES } from '../datasets/registry.ts';
-import { loadDataset, sliceSplit, type Split } from '../datasets/sources.ts';
+import { FOLDER_PREFIX, isDatasetName } from '../datasets/registry.ts';
+import { openDataset } from '../datasets/open.ts';
+import { readJsonFile } from '../common/json.ts';
+import { type Dataset, sliceSplit, type Split } from '../datasets/sources.ts';
 import { compile } from '../graph-builder/artifacts/compile.ts';
 import { encodeCheckpoint } from '../graph-builder/artifacts/checkpoint.ts';
 import { buildInferenceModel, type ModelMeta } from '../graph-builder/artifacts/inference.ts';
@@ -78,12 +80,28 @@ function pageModel(loaded: LoadedModel): Model | undefined {
   }
 }
 
+/**
+ * The data the page shows samples of and replays while fine-tuning: the model's built-in
+ * dataset, or the image folder its run was trained on (from the run's config.json), else MNIST.
+ */
+async function pageData(model: LoadedModel): Promise<{ dataset: string; data: Dataset }> {
+  if (isDatasetName(model.dataset)) return { dataset: model.dataset, data: await openDataset({ dataset: model.dataset }) };
+  const run = model.metadata['cnnlab.run'];
+  const config = run ? join(run, 'config.json') : undefined;
+  if (model.dataset.startsWith(FOLDER_PREFIX) && config && existsSync(config)) {
+    const dataDir = (readJsonFile(config, 1024 * 1024) as { dataDir?: string }).dataDir;
+    if (dataDir) return { dataset: model.dataset, data: await openDataset({ dataset: model.dataset, dataDir }) };
+  }
+  if (model.dataset.startsWith(FOLDER_PREFIX)) throw new CnnlabError(`${model.path}: trained on ${model.dataset}, whose folder the page needs for its samples and replay; serve it from its run folder`);
+  return { dataset: 'mnist', data: await openDataset({ dataset: 'mnist' }) };
+}
+
 export async function loadServedModels(targets: (string | undefined)[]): Promise<ServedModel[]> {
   const out: ServedModel[] = [];
   for (const [i, target] of targets.entries()) {
     const model = loadInferenceModel(target);
-    const dataset = (DATASET_NAMES.includes(model.dataset as DatasetName) ? model.dataset : 'mnist') as DatasetName;
-    const data = await loadDataset(dataset);
+    if (model.input.shape.join('x') !== '1x28x28') throw new CnnlabError(`${model.path}: the demo page draws 1x28x28 images; this model takes ${model.input.shape.join('x')} (eval and predict take it as it is)`);
+    const { dataset, data } = await pageData(model);
     const norm = JSON.parse(model.metadata['cnnlab.normalization'] ?? '{"mean":0,"std":1}') as { mean: number; std: number };
     const card = {
       id: String(i),

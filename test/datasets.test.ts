@@ -7,10 +7,12 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import sharp from 'sharp';
+import { createHash } from 'node:crypto';
+import { zipSync } from 'fflate';
 import { CnnlabError } from '../common/errors.ts';
 import { renderGrid } from '../datasets/grid.ts';
 import { encodeIdx, parseIdx, readIdxFile } from '../datasets/idx.ts';
-import { DATASETS, type DatasetSpec } from '../datasets/registry.ts';
+import { DATASETS, type DatasetSpec, type IdxFileSpec } from '../datasets/registry.ts';
 import { loadDataset, locate, pixelStats } from '../datasets/sources.ts';
 
 function tmp(): string {
@@ -185,8 +187,8 @@ describe('the real datasets', () => {
     assert.deepEqual(Array.from(ds.train.labels.subarray(0, 10)), [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]);
     assert.deepEqual(Array.from(ds.test.labels.subarray(0, 10)), [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]);
     const stats = pixelStats(ds.train.images);
-    assert.ok(Math.abs(stats.mean - DATASETS.mnist.mean) < 1e-9);
-    assert.ok(Math.abs(stats.std - DATASETS.mnist.std) < 1e-9);
+    assert.ok(Math.abs(stats.mean - DATASETS.mnist.mean!) < 1e-9);
+    assert.ok(Math.abs(stats.std - DATASETS.mnist.std!) < 1e-9);
   });
 
   it('Fashion-MNIST: counts and first labels', async () => {
@@ -195,8 +197,8 @@ describe('the real datasets', () => {
     assert.equal(ds.test.count, 10000);
     assert.deepEqual(Array.from(ds.train.labels.subarray(0, 10)), [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]);
     const stats = pixelStats(ds.train.images);
-    assert.ok(Math.abs(stats.mean - DATASETS['fashion-mnist'].mean) < 1e-9);
-    assert.ok(Math.abs(stats.std - DATASETS['fashion-mnist'].std) < 1e-9);
+    assert.ok(Math.abs(stats.mean - DATASETS['fashion-mnist'].mean!) < 1e-9);
+    assert.ok(Math.abs(stats.std - DATASETS['fashion-mnist'].std!) < 1e-9);
   });
 
   it('renders a labelled grid PNG of the right size', async () => {
@@ -227,5 +229,92 @@ describe('a --data-dir is what it says', () => {
     await assert.rejects(loadDataset('mnist', { dataDir: fashion, env: {} }), (err: unknown) => err instanceof CnnlabError && err.message === `${fashion}: holds fashion-mnist's IDX files, not mnist's; pass --dataset fashion-mnist`);
     const ok = await loadDataset('fashion-mnist', { dataDir: fashion, env: {} });
     assert.equal(ok.train.count, 60000);
+  });
+});
+
+/** Serves `files` (path -> bytes) on loopback for the duration of `fn`. */
+async function serving(files: Map<string, Uint8Array>, fn: (base: string) => Promise<void>): Promise<void> {
+  const server = createServer((req, res) => {
+    const body = files.get(req.url ?? '');
+    if (!body) return void res.writeHead(404).end();
+    res.writeHead(200, { 'content-length': body.length }).end(body);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    await fn(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
+  } finally {
+    server.close();
+  }
+}
+
+const digest = (algorithm: 'sha256' | 'md5', bytes: Uint8Array) => createHash(algorithm).update(bytes).digest('hex');
+
+describe('KMNIST and EMNIST by name', () => {
+  it('every built-in dataset has a checksum for each of its four files and a class per label', () => {
+    for (const spec of Object.values(DATASETS)) {
+      for (const split of ['train', 'test'] as const) {
+        for (const f of [spec.files[split].images, spec.files[split].labels]) assert.match(f.check.digest, f.check.algorithm === 'md5' ? /^[0-9a-f]{32}$/ : /^[0-9a-f]{64}$/, `${spec.name} ${f.name}`);
+      }
+    }
+    assert.equal(DATASETS.kmnist.classes.length, 10);
+    assert.equal(DATASETS['emnist-digits'].classes.length, 10);
+    assert.deepEqual(DATASETS['emnist-letters'].classes.slice(0, 3), ['A', 'B', 'C']);
+    assert.equal(DATASETS['emnist-letters'].classes.length, 26);
+  });
+
+  it('KMNIST: each .gz is checked against its published sha256; the pixel statistics are measured', async () => {
+    const base = DATASETS.kmnist;
+    const gz = new Map<string, Buffer>();
+    for (const [split, count] of [['train', 30], ['test', 10]] as const) {
+      gz.set(base.files[split].images.name, gzipSync(encodeIdx('images', [count, 28, 28], randomImages(count, count + 3))));
+      gz.set(base.files[split].labels.name, gzipSync(encodeIdx('labels', [count], Uint8Array.from({ length: count }, (_, i) => i % 10))));
+    }
+    const file = (f: IdxFileSpec) => ({ name: f.name, check: { of: 'gzip' as const, algorithm: 'sha256' as const, digest: digest('sha256', gz.get(f.name)!) } });
+    const files = { train: { images: file(base.files.train.images), labels: file(base.files.train.labels) }, test: { images: file(base.files.test.images), labels: file(base.files.test.labels) } };
+    const spec: DatasetSpec = { ...base, files, packagedDir: () => undefined };
+    const served = new Map([...gz].map(([name, bytes]) => [`/${name}.gz`, bytes as Uint8Array]));
+    served.set('/t10k-labels-idx1-ubyte.gz', gzipSync(Buffer.from('tampered')));
+    await serving(served, async (url) => {
+      const env = { HOME: tmp(), CNNLAB_DOWNLOAD_BASE: url };
+      await assert.rejects(loadDataset(spec, { env, progress: false }), /t10k-labels-idx1-ubyte\.gz: checksum mismatch: sha256 [0-9a-f]{64}, expected [0-9a-f]{64}/);
+      served.set('/t10k-labels-idx1-ubyte.gz', gz.get('t10k-labels-idx1-ubyte')!);
+      const ds = await loadDataset(spec, { env, progress: false });
+      assert.equal(ds.source.kind, 'download');
+      assert.equal(ds.train.count, 30);
+      const stats = pixelStats(ds.train.images);
+      assert.equal(ds.info.mean, stats.mean);
+      assert.equal(ds.info.std, stats.std);
+    });
+  });
+
+  it('EMNIST letters: the archive is checked, the split unpacked and checked, labels from 1 read as 0, images transposed to rows', async () => {
+    const base = DATASETS['emnist-letters'];
+    const count = 26;
+    // Stored column by column: pixel (row 0, column 5) of image i sits at index 5 * 28 + 0 of the file.
+    const stored = new Uint8Array(count * 784);
+    for (let i = 0; i < count; i++) stored[i * 784 + 5 * 28] = 10 + i;
+    const gz = new Map<string, Uint8Array>();
+    for (const split of ['train', 'test'] as const) {
+      gz.set(base.files[split].images.name, gzipSync(encodeIdx('images', [count, 28, 28], stored)));
+      gz.set(base.files[split].labels.name, gzipSync(encodeIdx('labels', [count], Uint8Array.from({ length: count }, (_, i) => i + 1))));
+    }
+    const file = (f: IdxFileSpec) => ({ name: f.name, check: { of: 'gzip' as const, algorithm: 'md5' as const, digest: digest('md5', gz.get(f.name)!) } });
+    const files = { train: { images: file(base.files.train.images), labels: file(base.files.train.labels) }, test: { images: file(base.files.test.images), labels: file(base.files.test.labels) } };
+    const entries = Object.fromEntries([...gz].map(([name, bytes]) => [`gzip/${name}.gz`, bytes]));
+    const zip = zipSync({ ...entries, 'gzip/emnist-mnist-train-labels-idx1-ubyte.gz': gzipSync(Buffer.from('another split')) });
+    const spec: DatasetSpec = { ...base, files, archive: { file: 'gzip.zip', prefix: 'gzip/', check: { of: 'gzip', algorithm: 'md5', digest: digest('md5', zip) } }, packagedDir: () => undefined };
+    const served = new Map<string, Uint8Array>([['/gzip.zip', Buffer.concat([zip, Buffer.from('x')])]]);
+    await serving(served, async (url) => {
+      const env = { HOME: tmp(), CNNLAB_DOWNLOAD_BASE: url };
+      await assert.rejects(loadDataset(spec, { env, progress: false }), /gzip\.zip: checksum mismatch: md5 [0-9a-f]{32}, expected/);
+      served.set('/gzip.zip', zip);
+      const ds = await loadDataset(spec, { env, progress: false });
+      assert.deepEqual(Array.from(ds.train.labels.subarray(0, 4)), [0, 1, 2, 3]);
+      for (let i = 0; i < count; i++) {
+        assert.equal(ds.train.images[i * 784 + 5], 10 + i, `image ${i}: row 0, column 5`);
+        assert.equal(ds.train.images[i * 784 + 5 * 28], 0);
+      }
+      assert.equal((await loadDataset(spec, { env })).source.kind, 'cache');
+    });
   });
 });

@@ -1,3 +1,4 @@
+import { DATASETS } from '../datasets/registry.ts';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -127,7 +128,8 @@ describe('shape errors name the layer, what it expects and what it receives', ()
     ['conv after flatten', () => analyse(sequential(flatten(), conv2d(1, 4, 3))), /^layer 2 conv2d\(1 -> 4, 3x3\) expects a CxHxW feature map, receives 784 features/],
     ['kernel larger than the map', () => analyse(sequential(maxPool2d(8), conv2d(1, 4, 5))), /^layer 2 conv2d\(1 -> 4, 5x5\) receives 3x3 maps, smaller than its 5x5 kernel with padding 0$/],
     ['bad dropout', () => analyse(sequential(dropout(1.5), flatten(), linear(784, 10))), /^layer 1 dropout\(1.5\): p must be in 0..1, got 1.5$/],
-    ['wrong output size', () => analyse(sequential(flatten(), linear(784, 12), relu())), /^the model ends in 12 \(relu\(\), layer 3\); it must end in 10 class scores/],
+    ['wrong output size', () => modelFromLayers(sequential(flatten(), linear(784, 12), relu()), 'test', 10), /^the model ends in 12 \(relu\(\), layer 3\); it must end in 10 class scores/],
+    ['one output', () => analyse(sequential(flatten(), linear(784, 1))), /^the model ends in 1 \(linear\(784 -> 1\), layer 2\); it must end in class scores \(at least 2\)/],
   ];
   for (const [name, fn, pattern] of cases) {
     it(name, () => {
@@ -196,7 +198,7 @@ describe('artifacts', () => {
   it('build-graph writes a loadable inference.onnx with metadata and a manifest', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cnnlab-build-'));
     const arch = await loadArchitecture('partB');
-    const manifest = buildArtifacts(arch, { outDir: dir, seed: 0, dataset: 'mnist', train: trainSpecFor(arch) });
+    const manifest = buildArtifacts(arch, { outDir: dir, seed: 0, dataset: DATASETS.mnist, train: trainSpecFor(arch) });
     assert.equal(manifest.trainableParameters, 3274634);
     const onDisk = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8'));
     assert.deepEqual(onDisk.artifacts.inference.outputs, ['logits', 'probabilities']);

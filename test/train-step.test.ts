@@ -1,3 +1,4 @@
+import { DATASETS } from '../datasets/registry.ts';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as ort from 'onnxruntime-node';
@@ -56,7 +57,7 @@ function split(b: StepBatch): StepBatch[] {
 
 async function runner(arch: Architecture, optimizer: OptimizerConfig, ep: Exclude<EpName, 'auto' | 'cuda'>, seed = 0): Promise<StepRunner> {
   const spec = trainSpecFor(arch);
-  const { bytes, iface } = buildTrainStepModel(arch.model, { optimizer, loss: spec.loss, meta: modelMeta(arch, 'mnist') });
+  const { bytes, iface } = buildTrainStepModel(arch.model, { optimizer, loss: spec.loss, meta: modelMeta(arch, DATASETS.mnist) });
   const rt = await createRuntime({ ep, threads: ep === 'cpu' ? 2 : 1 });
   return StepRunner.create(rt, bytes, iface, initialCheckpoint(iface, initParams(arch.model, seed), {}));
 }
@@ -121,7 +122,7 @@ describe('the train-step graph', () => {
     const batch = batchOf(0, 1, 20, 0.01, 0, 1);
     await r.run(batch);
     const t = r.tensors();
-    const meta = modelMeta(arch, 'mnist');
+    const meta = modelMeta(arch, DATASETS.mnist);
     const xs = Array.from(batch.inputs.images, (v) => (v / 255 - meta.mean) / meta.std);
     const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
     const unbiased = xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1);
@@ -213,7 +214,7 @@ async function wholeModelErrors(name: string, rules?: Record<string, GradRule>, 
   const arch = await loadArchitecture(name);
   const a = arch.model;
   const spec = trainSpecFor(arch);
-  const meta = modelMeta(arch, 'mnist');
+  const meta = modelMeta(arch, DATASETS.mnist);
   const B = 16;
   const b = new GraphBuilder('grad');
   for (const p of a.params) b.input(p.name, 'float32', p.shape);
@@ -221,7 +222,7 @@ async function wholeModelErrors(name: string, rules?: Record<string, GradRule>, 
   const labelsU8 = b.input('labels', 'uint8', [B]);
   const seed = b.input('seed', 'int64', []);
   b.reserve('loss');
-  const image = emitImageFromBytes(b, images);
+  const image = emitImageFromBytes(b, images, [1, 28, 28]);
   const labels = b.op('Cast', [labelsU8], { to: attr.int(7) });
   const r = emitLossAndGradients(b, a, { loss: spec.loss, meta }, { image, labels, seed, param: (n) => n }, rules);
   b.expose(r.loss, 'loss', 'float32', []);
@@ -297,7 +298,7 @@ describe('whole-model gradients match finite differences', () => {
 describe('the eval graph', () => {
   it('counts correct predictions and sums the loss in eval mode', async () => {
     const arch = await loadArchitecture('jhu-net:bn=bn-dropout');
-    const meta = modelMeta(arch, 'mnist');
+    const meta = modelMeta(arch, DATASETS.mnist);
     const session = await ort.InferenceSession.create(buildEvalModel(arch.model, 'nll', meta));
     const params = initParams(arch.model, 0);
     const feeds: Record<string, ort.Tensor> = {

@@ -149,7 +149,7 @@ describe('the train command', () => {
       [['--batch', '0'], /--batch: expected a whole number in 1\.\.65536, got 0/],
       [['--lr', 'fast'], /--lr: expected a number in 0\.\.10, got NaN/],
       [['--opt', 'lion'], /^cnnlab: --opt: expected one of sgd, adam, adamw, rmsprop, got "lion"$/m],
-      [['--dataset', 'cifar'], /^cnnlab: --dataset: expected one of mnist, fashion-mnist, got "cifar"$/m],
+      [['--dataset', 'cifar'], /^cnnlab: --dataset: expected one of mnist, fashion-mnist, kmnist, emnist-digits, emnist-letters, got "cifar"$/m],
       [['--epochs'], /^cnnlab: --epochs: expected a value after it$/m],
       [['--lr', '--batch', '5'], /^cnnlab: --lr: expected a value after it$/m],
       [['--schedule', 'linear'], /--schedule: expected one of .*constant.*onecycle/],
@@ -341,7 +341,7 @@ describe('validation split', () => {
   it('holds out a seeded, disjoint set and keeps the rest in order', async () => {
     const { holdOut, loadDataset } = await import('../datasets/sources.ts');
     const mnist = await loadDataset('mnist', { env: {} });
-    const part = { images: mnist.train.images.subarray(0, 1000 * 784), labels: mnist.train.labels.subarray(0, 1000), count: 1000 };
+    const part = { images: mnist.train.images.subarray(0, 1000 * 784), labels: mnist.train.labels.subarray(0, 1000), count: 1000, shape: mnist.train.shape };
     const a = holdOut(part, 100, 7);
     const b = holdOut(part, 100, 7);
     assert.equal(a.train.count, 900);

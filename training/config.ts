@@ -1,7 +1,8 @@
 import { join } from 'node:path';
 import { CnnlabError, UsageError } from '../common/errors.ts';
 import { readJsonFile } from '../common/json.ts';
-import type { DatasetName } from '../datasets/registry.ts';
+import { type DataRef, datasetClasses, datasetName, isFolderRef, knownStats, openDataset } from '../datasets/open.ts';
+import type { DatasetInfo } from '../datasets/registry.ts';
 import { normalizationFor, type TrainSpec, trainSpecFor } from '../graph-builder/artifacts/build.ts';
 import { type Architecture, loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import type { OptimizerName, Recipe, ScheduleName } from '../graph-builder/dsl/presets.ts';
@@ -19,7 +20,8 @@ export interface RunConfig {
   modelFile?: string;
   /** The value a white pixel has at the model's input. */
   inputRange: InputRange;
-  dataset: DatasetName;
+  /** A built-in dataset's name, or `folder:<name>` for image folders in dataDir. */
+  dataset: string;
   dataDir?: string;
   epochs: number;
   batch: number;
@@ -66,12 +68,22 @@ function num(f: TrainFlags, k: FlagName): number | undefined {
   return spec.type === 'number' ? checkNumber(f[k] as number | undefined, `--${k}`, spec.range) : undefined;
 }
 
-/** Resolves a run's configuration; every invalid flag is a one-line UsageError naming it. */
+/** The data a set of flags names (the preset's dataset where they name none). */
+export function dataRefOf(f: TrainFlags, arch?: Architecture): DataRef {
+  return { dataset: f.dataset ?? (f['data-dir'] && isFolderRef({ dataDir: f['data-dir'] }) ? undefined : arch?.recipe.dataset), dataDir: f['data-dir'] };
+}
+
+/**
+ * Resolves a run's configuration; every invalid flag is a one-line UsageError naming it.
+ * A recipe that normalises by the dataset's own statistics needs them known: built in for
+ * MNIST and Fashion-MNIST, measured by `withMeasuredStats` (into --normalize) for the rest.
+ */
 export function resolveRunConfig(arch: Architecture, f: TrainFlags, archFile?: string, modelFile?: string): RunConfig {
   const r = arch.recipe;
   checkFlags(f);
   for (const k of ['input-range', 'output-kind'] as const) if (f[k] !== undefined && !modelFile) throw new UsageError(`--${k}: applies to an imported model (--model model.onnx)`);
-  const dataset = (f.dataset as DatasetName | undefined) ?? r.dataset;
+  const ref = dataRefOf(f, arch);
+  const dataset = datasetName(ref, r.dataset);
   const optimizer = (f.opt as OptimizerName | undefined) ?? r.optimizer;
   const sameOptimizer = optimizer === r.optimizer;
   const adamLike = optimizer === 'adam' || optimizer === 'adamw';
@@ -112,7 +124,7 @@ export function resolveRunConfig(arch: Architecture, f: TrainFlags, archFile?: s
     gamma: num(f, 'gamma') ?? 0.1,
     onecycle: r.onecycle ?? DEFAULT_ONECYCLE,
     augment,
-    normalization: parseNormalize(f.normalize) ?? normalizationFor({ ...arch, recipe: r }, dataset),
+    normalization: parseNormalize(f.normalize) ?? normalizationFor({ ...arch, recipe: r }, { name: dataset, title: dataset, classes: [], ...knownStats(dataset) }),
     shuffle: f.shuffle ?? r.shuffle,
     limitTrain: num(f, 'limit-train'),
     valSplit,
@@ -137,9 +149,34 @@ function parseNormalize(value: string | undefined): { mean: number; std: number 
 }
 
 /** The architecture a run config names: a preset, a DSL file, or an imported ONNX model. */
-export function loadRunArchitecture(cfg: Pick<RunConfig, 'architecture' | 'archFile' | 'modelFile' | 'flags'>): Promise<Architecture> {
+export function loadRunArchitecture(cfg: Pick<RunConfig, 'architecture' | 'archFile' | 'modelFile' | 'flags' | 'dataset'>): Promise<Architecture> {
   const model = cfg.modelFile ? { file: cfg.modelFile, outputKind: cfg.flags['output-kind'] as OutputKind | undefined } : undefined;
-  return loadArchitecture(cfg.archFile || cfg.modelFile ? undefined : cfg.architecture, cfg.archFile, {}, model);
+  const classes = cfg.modelFile ? undefined : runClasses(cfg).length;
+  return loadArchitecture(cfg.archFile || cfg.modelFile ? undefined : cfg.architecture, cfg.archFile, {}, model, classes);
+}
+
+/**
+ * A new run's flags with the training set's pixel mean and std written in as --normalize, where
+ * the recipe normalises by them and the registry does not know them (image folders, KMNIST,
+ * EMNIST): measured once on the data as the model sees it, then fixed for the run, its resume
+ * and its sweep identity.
+ */
+export async function withMeasuredStats(arch: Architecture, f: TrainFlags): Promise<TrainFlags> {
+  if (f.normalize !== undefined || arch.recipe.normalize !== 'dataset') return f;
+  const ref = dataRefOf(f, arch);
+  if (knownStats(datasetName(ref, arch.recipe.dataset))) return f;
+  const data = await openDataset(ref, arch.model.inputShape);
+  return { ...f, normalize: `${data.info.mean.toPrecision(6)},${data.info.std.toPrecision(6)}` };
+}
+
+/** The class names of a run's data (an image folder's are listed from it, without reading images). */
+function runClasses(cfg: Pick<RunConfig, 'dataset' | 'flags'>): readonly string[] {
+  return datasetClasses({ dataset: cfg.dataset, dataDir: cfg.flags['data-dir'] });
+}
+
+/** What a run's model records of its data (name, classes, normalisation). */
+export function datasetInfoOf(cfg: RunConfig): DatasetInfo {
+  return { name: cfg.dataset, title: cfg.dataset, classes: runClasses(cfg), ...cfg.normalization };
 }
 
 /** PyTorch's default learning rates, for an optimiser that replaces the preset's. */

@@ -1,22 +1,22 @@
 import cliProgress from 'cli-progress';
 import sharp from 'sharp';
 import { misclassifiedTiles, renderGrid } from '../datasets/grid.ts';
-import { datasetSpec } from '../datasets/registry.ts';
 import { CnnlabError, DivergedError } from '../common/errors.ts';
 import { Rng } from '../common/rng.ts';
-import { type Dataset, holdOut, loadDataset, PIXELS, type Split, sliceSplit } from '../datasets/sources.ts';
+import { openDataset } from '../datasets/open.ts';
+import { type Dataset, exampleAt, exampleSize, holdOut, type Split, sliceSplit } from '../datasets/sources.ts';
 import { modelMeta } from '../graph-builder/artifacts/build.ts';
 import type { Checkpoint } from '../graph-builder/artifacts/checkpoint.ts';
 import { type Artifacts, compile } from '../graph-builder/artifacts/compile.ts';
 import type { Architecture } from '../graph-builder/dsl/arch.ts';
 import { checkTrainable } from '../graph-builder/import/onnx-model.ts';
 import { initParams, type ParamSet } from '../graph-builder/dsl/init.ts';
-import { featureParams } from '../graph-builder/model.ts';
+import { byteImageDims, featureParams } from '../graph-builder/model.ts';
 import { HASH_MODULUS } from '../graph-builder/train-mode.ts';
 import { createRuntime, type Runtime, type Session } from '../runtime/ort.ts';
 import { type StepBatch, StepRunner } from '../runtime/step-runner.ts';
 import { augmentImage } from './augment.ts';
-import { loadRunArchitecture, type RunConfig } from './config.ts';
+import { datasetInfoOf, loadRunArchitecture, type RunConfig } from './config.ts';
 import { type EpochMetrics, rankOf, RunFolder } from './run-folder.ts';
 import { hyperAt, scheduleOf, type ScheduleSettings } from './schedule.ts';
 
@@ -63,7 +63,8 @@ export function epochOrder(cfg: RunConfig, n: number, epoch: number): Uint32Arra
 
 /** Batches for global steps [first, first + count), all of size B, from the epoch's order. */
 function assemble(cfg: RunConfig, split: Split, order: Uint32Array, epochStep: number, globalStep: number, count: number, B: number, sched: ScheduleSettings): StepBatch {
-  const images = new Uint8Array(count * B * PIXELS);
+  const size = exampleSize(split.shape);
+  const images = new Uint8Array(count * B * size);
   const labels = new Uint8Array(count * B);
   const lr = new Float32Array(count);
   const momentum = new Float32Array(count);
@@ -78,9 +79,9 @@ function assemble(cfg: RunConfig, split: Split, order: Uint32Array, epochStep: n
     momentum[k] = h.momentum;
     for (let j = 0; j < B; j++) {
       const src = order[base + k * cfg.batch + j];
-      const dst = (k * B + j) * PIXELS;
-      const pixels = split.images.subarray(src * PIXELS, (src + 1) * PIXELS);
-      if (cfg.augment) augmentImage(pixels, images.subarray(dst, dst + PIXELS), cfg.augment, rng);
+      const dst = (k * B + j) * size;
+      const pixels = exampleAt(split, src);
+      if (cfg.augment) augmentImage(pixels, images.subarray(dst, dst + size), cfg.augment, rng, split.shape);
       else images.set(pixels, dst);
       labels[k * B + j] = split.labels[src];
     }
@@ -105,7 +106,8 @@ export async function evaluate(rt: Runtime, session: Session, params: ParamSet, 
   const predicted = withPredictions ? new Uint8Array(split.count) : undefined;
   for (let start = 0; start < split.count; start += batch) {
     const n = Math.min(batch, split.count - start);
-    feeds.images = new Tensor('uint8', split.images.subarray(start * PIXELS, (start + n) * PIXELS), [n, 28, 28]);
+    const size = exampleSize(split.shape);
+    feeds.images = new Tensor('uint8', split.images.subarray(start * size, (start + n) * size), [n, ...byteImageDims(arch.model)]);
     feeds.labels = new Tensor('uint8', split.labels.subarray(start, start + n), [n]);
     const out = await session.run(feeds);
     loss += out.loss_sum.data[0] as number;
@@ -132,6 +134,7 @@ interface OpenRun {
   /** Held-out training images (empty where the run holds none out). */
   val: Split;
   test: Split;
+  classes: readonly string[];
   sched: ScheduleSettings;
   stepsPerEpoch: number;
   fullSteps: number;
@@ -165,7 +168,7 @@ async function openRun(cfg: RunConfig, opts: FitOptions, log: (line: string) => 
   const folder = new RunFolder(opts.runDir);
   if (opts.resume && !folder.hasCheckpoint()) throw new CnnlabError(`--resume: ${folder.checkpointPath} not found; start the run without --resume`, 2);
   const arch = await loadRunArchitecture(cfg);
-  const data = await loadDataset(cfg.dataset, { dataDir: cfg.dataDir });
+  const data = await openDataset({ dataset: cfg.dataset, dataDir: cfg.dataDir }, arch.model.inputShape);
   checkFitsDataset(arch, data);
   const held = cfg.valSplit < 1 ? Math.round(cfg.valSplit * data.train.count) : cfg.valSplit;
   if (held >= data.train.count) throw new CnnlabError(`--val-split ${cfg.valSplit}: holds out ${held} of the ${data.train.count} training images, leaving none to train on`, 2);
@@ -176,7 +179,7 @@ async function openRun(cfg: RunConfig, opts: FitOptions, log: (line: string) => 
   const stepsPerEpoch = fullSteps + (remainder ? 1 : 0);
   if (stepsPerEpoch === 0) throw new CnnlabError(`--batch ${cfg.batch}: larger than the ${train.count} training images`, 2);
 
-  const meta = { ...modelMeta(arch, cfg.dataset), ...cfg.normalization, inputRange: cfg.inputRange };
+  const meta = { ...modelMeta(arch, datasetInfoOf(cfg)), inputRange: cfg.inputRange };
   if (arch.model.source) checkTrainable(arch.model);
   const frozen = cfg.freeze === 'features' ? featureParams(arch.model) : undefined;
   const built = compile(arch.model, { optimizer: cfg.train.optimizer, loss: cfg.train.loss, smoothing: cfg.train.smoothing, meta, frozen });
@@ -194,15 +197,16 @@ async function openRun(cfg: RunConfig, opts: FitOptions, log: (line: string) => 
   const history = folder.open(cfg, opts.resume ? { step: runner.step, meta: start.meta } : undefined);
   const sched = scheduleOf(cfg, stepsPerEpoch);
   const resumeSums = opts.resume ? epochSumsOf(start.meta) : undefined;
-  return { cfg, arch, built, train, val, test: data.test, sched, stepsPerEpoch, fullSteps, remainder, rt, runner, evalSession, folder, history, resumeSums };
+  return { cfg, arch, built, train, val, test: data.test, classes: data.info.classes, sched, stepsPerEpoch, fullSteps, remainder, rt, runner, evalSession, folder, history, resumeSums };
 }
 
-/** An imported model must take the dataset's images and score its classes. */
+/** The model must take the dataset's images and score its classes (image folders are converted to its input). */
 function checkFitsDataset(arch: Architecture, data: Dataset): void {
   const m = arch.model;
   const where = m.source?.file ?? arch.id;
-  if (m.inputShape.join('x') !== '1x28x28') throw new CnnlabError(`${where}: input '${m.input}' takes ${m.inputShape.join('x')} images; ${data.spec.name} has 1x28x28`);
-  if (m.classes !== data.spec.classes.length) throw new CnnlabError(`${where}: output scores ${m.classes} classes; ${data.spec.name} has ${data.spec.classes.length}`);
+  const shape = data.train.shape.join('x');
+  if (m.inputShape.join('x') !== shape) throw new CnnlabError(`${where}: input '${m.input}' takes ${m.inputShape.join('x')} images; ${data.info.name} has ${shape} (an image folder given with --data-dir is converted to any input)`);
+  if (m.classes !== data.info.classes.length) throw new CnnlabError(`${where}: output scores ${m.classes} classes; ${data.info.name} has ${data.info.classes.length}`);
 }
 
 /** Saves the checkpoint; mid-epoch, with the epoch's sums so far (`pass`). */
@@ -287,7 +291,7 @@ function diverged(r: OpenRun, step: number, epoch: number, loss: number, lr: num
 
 /** Up to 32 misclassified test images with their true and predicted classes, as a PNG. */
 async function misclassifiedGrid(r: OpenRun, predicted: Uint8Array, epoch: number): Promise<{ png: Uint8Array; width: number; height: number } | undefined> {
-  const tiles = misclassifiedTiles(r.test, predicted, datasetSpec(r.cfg.dataset).classes, 32);
+  const tiles = misclassifiedTiles(r.test, predicted, r.classes, 32);
   if (!tiles.length) return undefined;
   const png = await renderGrid(tiles, { columns: 8, scale: 2, title: `epoch ${epoch}: misclassified test images (true → predicted)` });
   const { width = 0, height = 0 } = await sharp(png).metadata();

@@ -38,7 +38,7 @@ export const TRAIN_FLAGS = {
   nesterov: { type: 'boolean', graph: true, recipe: true, describe: 'Nesterov momentum (SGD)' },
   'label-smoothing': { type: 'number', range: { lo: 0, hi: 1, hiOpen: true }, graph: true, recipe: true, describe: 'label smoothing for cross-entropy, 0..1' },
   dataset: { type: 'string', choices: DATASET_NAMES, recipe: true, describe: "dataset (default: the preset's)" },
-  'data-dir': { type: 'string', recipe: false, describe: 'folder holding the dataset’s four IDX files' },
+  'data-dir': { type: 'string', recipe: false, describe: 'the dataset’s four IDX files, or image folders train/<class>/ and test/<class>/ (PNG, JPEG, WebP, ... of any size)' },
   epochs: { type: 'number', range: { lo: 1, hi: 10000, int: true }, recipe: true, describe: "epochs (default: the preset's)" },
   batch: { type: 'number', range: { lo: 1, hi: 65536, int: true }, recipe: true, describe: "batch size (default: the preset's)" },
   schedule: { type: 'string', choices: SCHEDULE_NAMES, recipe: true, describe: 'learning-rate schedule' },

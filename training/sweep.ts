@@ -5,7 +5,8 @@ import { readJsonFile } from '../common/json.ts';
 import { writeFileAtomic } from '../common/files.ts';
 import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { PRESETS } from '../graph-builder/dsl/presets.ts';
-import { readRunConfig, recipeDifferences, recipeOf, resolveRunConfig, type RunConfig } from './config.ts';
+import { readRunConfig, recipeDifferences, recipeOf, resolveRunConfig, type RunConfig, withMeasuredStats } from './config.ts';
+import { datasetClasses } from '../datasets/open.ts';
 import { type FlagName, parseFlagValue, RECIPE_FLAGS, type TrainFlags } from './flags.ts';
 import { CHECKPOINT, fit, type FitOptions } from './fit.ts';
 import { chosenEpoch } from './run-folder.ts';
@@ -171,8 +172,10 @@ async function plan(o: SweepOptions, trial: Trial): Promise<Planned> {
   const run = join(o.dir, trial.id);
   try {
     const { flags, options } = splitSettings(o.arch, trial.settings);
-    const all = { ...o.base, ...flags };
-    const arch = await loadArchitecture(o.model || o.archFile ? undefined : o.arch, o.archFile, options, o.model ? { file: o.model } : undefined);
+    const given = { ...o.base, ...flags };
+    const classes = o.model ? undefined : datasetClasses({ dataset: given.dataset, dataDir: given['data-dir'] }).length;
+    const arch = await loadArchitecture(o.model || o.archFile ? undefined : o.arch, o.archFile, options, o.model ? { file: o.model } : undefined, classes);
+    const all = await withMeasuredStats(arch, given);
     return { trial, run, flags: all, cfg: resolveRunConfig(arch, all, o.archFile, o.model), parameters: arch.model.trainableCount };
   } catch (err) {
     if (!(err instanceof CnnlabError)) throw err;

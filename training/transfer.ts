@@ -41,6 +41,7 @@ export async function transfer(o: TransferOptions): Promise<TransferRow[]> {
   const model = loadInferenceModel(o.from);
   const arch = await loadRunArchitecture(source);
   const data = await loadDataset(o.to);
+  if (data.info.classes.length !== model.classes.length) throw new CnnlabError(`--to ${o.to}: has ${data.info.classes.length} classes; ${o.from} scores ${model.classes.length} (transfer moves a model between datasets with the same number of classes)`, 2);
   const rt = await createRuntime({ ep: source.ep === 'wasm' ? 'wasm' : 'cpu', threads: source.threads });
   const session = await openModelSession(rt, model);
   const zero = await evaluateInference(rt, session, model, data.test);

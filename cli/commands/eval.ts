@@ -3,8 +3,8 @@ import { dirname, join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { UsageError } from '../../common/errors.ts';
 import { misclassifiedTiles, renderGrid } from '../../datasets/grid.ts';
-import { DATASET_NAMES, type DatasetName, datasetSpec } from '../../datasets/registry.ts';
-import { loadDataset } from '../../datasets/sources.ts';
+import { isFolderRef, openDataset } from '../../datasets/open.ts';
+import { DATASET_NAMES, isDatasetName } from '../../datasets/registry.ts';
 import { confusionTable, evaluateInference } from '../../inference/evaluate.ts';
 import { describePreparation, loadInferenceModel, openModelSession } from '../../inference/model.ts';
 import { type ForeignArgs, foreignFromArgs, foreignOptions } from './model-options.ts';
@@ -29,7 +29,7 @@ const evalCommand: CommandModule<object, EvalArgs> = {
     foreignOptions(y)
       .positional('model', { type: 'string', describe: 'a run folder or an .onnx file (default: the newest run under runs/)' })
       .option('dataset', { type: 'string', choices: DATASET_NAMES, describe: 'dataset (default: the one the model was trained on)' })
-      .option('data-dir', { type: 'string', describe: 'folder holding the dataset’s IDX files' })
+      .option('data-dir', { type: 'string', describe: 'the dataset’s IDX files, or image folders train/<class>/ and test/<class>/ (converted to the model’s input)' })
       .option('split', { type: 'string', choices: ['test', 'train'], default: 'test' })
       .option('misclassified', { type: 'string', describe: 'PNG of misclassified images (default: misclassified.png beside the model)' })
       .option('n', { type: 'number', default: 48, describe: 'how many misclassified images to show' })
@@ -40,15 +40,17 @@ const evalCommand: CommandModule<object, EvalArgs> = {
     const model = loadInferenceModel(args.model, foreignFromArgs(args));
     const said = describePreparation(model);
     if (said && !args.json) console.log(said);
-    const dataset = (args.dataset ?? (DATASET_NAMES.includes(model.dataset as DatasetName) ? model.dataset : 'mnist')) as DatasetName;
-    const spec = datasetSpec(dataset);
-    const data = await loadDataset(dataset, { dataDir: args['data-dir'] });
+    const folder = args['data-dir'] !== undefined && isFolderRef({ dataDir: args['data-dir'] });
+    if (!folder && !args.dataset && model.dataset.startsWith('folder:')) throw new UsageError(`${model.path}: trained on image folders (${model.dataset}); pass them with --data-dir DIR`);
+    const data = await openDataset({ dataset: folder ? undefined : (args.dataset ?? (isDatasetName(model.dataset) ? model.dataset : 'mnist')), dataDir: args['data-dir'] }, model.input.shape);
+    const dataset = data.info.name;
+    if (data.info.classes.length !== model.classes.length) throw new UsageError(`${model.path}: scores ${model.classes.length} classes; ${dataset} has ${data.info.classes.length}`);
     const split = args.split === 'train' ? data.train : data.test;
     const rt = await createRuntime({ ep: args.ep as EpName });
     const session = await openModelSession(rt, model);
     const t0 = performance.now();
     const r = await evaluateInference(rt, session, model, split);
-    const classes = model.classes.length === spec.classes.length && !args.classes ? spec.classes : model.classes;
+    const classes = args.classes ? model.classes : data.info.classes;
     const seconds = (performance.now() - t0) / 1000;
     const tiles = misclassifiedTiles(split, r.predicted, classes, args.n);
     const png = args.misclassified ?? join(dirname(model.path), 'misclassified.png');

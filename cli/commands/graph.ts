@@ -1,6 +1,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { UsageError } from '../../common/errors.ts';
-import { DATASET_NAMES, type DatasetName } from '../../datasets/registry.ts';
+import { datasetClasses, knownStats } from '../../datasets/open.ts';
+import { DATASET_NAMES, type DatasetName, DATASETS } from '../../datasets/registry.ts';
 import { buildArtifacts, type TrainSpec, trainSpecFor } from '../../graph-builder/artifacts/build.ts';
 import { type Architecture, loadArchitecture } from '../../graph-builder/dsl/arch.ts';
 import type { OutputKind } from '../../graph-builder/model.ts';
@@ -28,10 +29,16 @@ export function archOptions<T>(y: Argv<T>): Argv<T & ArchArgs> {
     .option('model', { type: 'string', describe: 'an ONNX classifier to train or fine-tune (exported by PyTorch or other tools)' }) as Argv<T & ArchArgs>;
 }
 
-export function archFromArgs(args: ArchArgs): Promise<Architecture> {
+/** The model the arguments name; `classes`: the dataset's class count, which a preset's or file's head is made to fit. */
+export function archFromArgs(args: ArchArgs, classes?: number): Promise<Architecture> {
   const given = [args.arch && 'a preset', args['arch-file'] && '--arch-file', args.model && '--model'].filter(Boolean);
   if (given.length > 1) throw new UsageError(`name one model: ${given.join(' and ')} were given`);
-  return loadArchitecture(args.arch, args['arch-file'], {}, args.model ? { file: args.model, outputKind: args['output-kind'] as OutputKind | undefined } : undefined);
+  return loadArchitecture(args.arch, args['arch-file'], {}, args.model ? { file: args.model, outputKind: args['output-kind'] as OutputKind | undefined } : undefined, classes);
+}
+
+/** The class count of the data that --dataset and --data-dir name (every preset's own dataset has ten). */
+export function classesFor(args: { dataset?: string; 'data-dir'?: string }): number {
+  return datasetClasses({ dataset: args.dataset, dataDir: args['data-dir'] }).length;
 }
 
 export function seedOption(value: number): number {
@@ -87,7 +94,8 @@ interface BuildArgs extends ArchArgs, OptimizerArgs {
 
 /** Writes an architecture's artifacts and says what it wrote (build-graph and import). */
 function writeArtifacts(arch: Architecture, args: BuildArgs): void {
-  const dataset = (args.dataset as DatasetName | undefined) ?? arch.recipe.dataset;
+  const name = (args.dataset as DatasetName | undefined) ?? arch.recipe.dataset;
+  const dataset = { ...DATASETS[name], ...knownStats(name) };
   const outDir = args.out ?? `out/${arch.id.replace(/[^A-Za-z0-9._=-]+/g, '_')}`;
   const manifest = buildArtifacts(arch, { outDir, seed: seedOption(args.seed), dataset, train: trainSpecFromArgs(arch, args) });
   console.log(summaryTable(arch.model, arch.id));
@@ -107,7 +115,7 @@ const buildGraph: CommandModule<object, BuildArgs> = {
   command: 'build-graph [arch]',
   describe: 'write the ONNX artifacts (inference, and training graphs) and a manifest',
   builder: (y) => buildOptions(archOptions(y)) as Argv<BuildArgs>,
-  handler: async (args) => writeArtifacts(await archFromArgs(args), args),
+  handler: async (args) => writeArtifacts(await archFromArgs(args, classesFor(args)), args),
 };
 
 interface ImportArgs extends BuildArgs {

@@ -2,7 +2,9 @@ import sharp from 'sharp';
 import type { Argv, CommandModule } from 'yargs';
 import { writeFileAtomic } from '../../common/files.ts';
 import { CnnlabError } from '../../common/errors.ts';
-import { describePreparation, loadInferenceModel, openModelSession } from '../../inference/model.ts';
+import { describePreparation, type LoadedModel, loadInferenceModel, openModelSession } from '../../inference/model.ts';
+import { imageToPlanes } from '../../datasets/folder.ts';
+import { FOLDER_PREFIX } from '../../datasets/registry.ts';
 import { type ForeignArgs, foreignFromArgs, foreignOptions } from './model-options.ts';
 import { predictPixels } from '../../inference/predict.ts';
 import { prepareImage } from '../../inference/preprocess.ts';
@@ -16,15 +18,37 @@ interface PredictArgs extends ForeignArgs {
   'show-input': boolean;
 }
 
-/** The prepared 28x28 input as a PNG beside the image, 4x with hard pixel edges. */
-async function writeInput(file: string, pixels: Float32Array): Promise<string> {
+/** The prepared input as a PNG beside the image, 4x with hard pixel edges. */
+async function writeInput(file: string, pixels: Float32Array, [c, h, w]: readonly [number, number, number]): Promise<string> {
   const out = `${file.replace(/\.[^./\\]+$/, '')}.input.png`;
-  const png = await sharp(Buffer.from(pixels.map((v) => Math.round(v * 255))), { raw: { width: 28, height: 28, channels: 1 } })
-    .resize(112, 112, { kernel: 'nearest' })
+  const interleaved = Buffer.alloc(c * h * w);
+  for (let ch = 0; ch < c; ch++) for (let p = 0; p < h * w; p++) interleaved[p * c + ch] = Math.round(pixels[ch * h * w + p] * 255);
+  const png = await sharp(interleaved, { raw: { width: w, height: h, channels: c as 1 | 3 } })
+    .resize(4 * w, 4 * h, { kernel: 'nearest' })
     .png()
     .toBuffer();
   writeFileAtomic(out, png);
   return out;
+}
+
+/**
+ * What the model sees of an image file: MNIST's preparation of a photographed digit for a
+ * 1x28x28 model trained on the built-in datasets; for a model trained on image folders (or
+ * taking another input), the same conversion its training images went through.
+ */
+async function prepareFor(model: LoadedModel, file: string): Promise<{ pixels: Float32Array; shape: readonly [number, number, number] }> {
+  const shape = model.input.shape;
+  if (model.dataset.startsWith(FOLDER_PREFIX) || shape.join('x') !== '1x28x28') {
+    let planes: Uint8Array;
+    try {
+      planes = await imageToPlanes(file, shape);
+    } catch (err) {
+      if (err instanceof CnnlabError) throw err;
+      throw new CnnlabError(`${file}: not an image sharp can read (${(err as Error).message.split('\n')[0]})`);
+    }
+    return { pixels: Float32Array.from(planes, (v) => v / 255), shape };
+  }
+  return { pixels: (await prepareImage(file)).pixels, shape: [1, 28, 28] };
 }
 
 const predict: CommandModule<object, PredictArgs> = {
@@ -48,9 +72,9 @@ const predict: CommandModule<object, PredictArgs> = {
     let failed = 0;
     for (const file of args.images) {
       try {
-        const { pixels } = await prepareImage(file);
-        const top = await predictPixels(rt, session, model, pixels, Math.min(args.top, model.classes.length));
-        const shown = args['show-input'] ? await writeInput(file, pixels) : undefined;
+        const { pixels, shape } = await prepareFor(model, file);
+        const top = await predictPixels(rt, session, model, pixels, Math.min(args.top, model.classes.length), shape);
+        const shown = args['show-input'] ? await writeInput(file, pixels, shape) : undefined;
         results.push({ file, top, ...(shown ? { input: shown } : {}) });
         if (!args.json) console.log(`${file}: ${top.map((t) => `${t.name} ${(100 * t.probability).toFixed(1)}%`).join('   ')}${shown ? `  (input: ${shown})` : ''}`);
       } catch (err) {

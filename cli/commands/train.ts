@@ -4,13 +4,13 @@ import type { Argv, CommandModule } from 'yargs';
 import { UsageError } from '../../common/errors.ts';
 import { loadArchitecture } from '../../graph-builder/dsl/arch.ts';
 import { readCheckpoint } from '../../graph-builder/artifacts/checkpoint.ts';
-import { readRunConfig, recipeDifferences, recipeOf, resolveRunConfig, resumeConfig, type RunConfig } from '../../training/config.ts';
+import { readRunConfig, recipeDifferences, recipeOf, resolveRunConfig, resumeConfig, type RunConfig, withMeasuredStats } from '../../training/config.ts';
 import { FLAG_NAMES, pickFlags, type TrainFlags } from '../../training/flags.ts';
 import { fit } from '../../training/fit.ts';
 import { chosenEpoch } from '../../training/run-folder.ts';
 import { type ReproduceGroup, type ReproduceRow, reproduceTable, SEED_RESULTS } from '../../training/reproduce.ts';
 import { EP_NAMES } from '../../runtime/ort.ts';
-import { type ArchArgs, archFromArgs, archOptions, flagOptions } from './graph.ts';
+import { type ArchArgs, archFromArgs, archOptions, classesFor, flagOptions } from './graph.ts';
 
 export interface TrainArgs extends ArchArgs, TrainFlags {
   out?: string;
@@ -24,7 +24,8 @@ export function trainOptions<T>(y: Argv<T>): Argv<T & TrainFlags> {
 
 /** runs/<arch>-<dataset>, or -2, -3, ... when taken. */
 export function defaultRunDir(cfg: RunConfig): string {
-  const base = `runs/${cfg.architecture.replace(/^(file|onnx):/, '').replace(/\.(onnx|json|ts|js)$/, '').replace(/[^A-Za-z0-9._=-]+/g, '_')}-${cfg.dataset}`;
+  const clean = (s: string) => s.replace(/^(file|onnx|folder):/, '').replace(/\.(onnx|json|ts|js)$/, '').replace(/[^A-Za-z0-9._=-]+/g, '_');
+  const base = `runs/${clean(cfg.architecture)}-${clean(cfg.dataset)}`;
   if (!existsSync(base)) return base;
   for (let i = 2; ; i++) if (!existsSync(`${base}-${i}`)) return `${base}-${i}`;
 }
@@ -96,8 +97,8 @@ const train: CommandModule<object, TrainArgs> = {
       cfg = resumed.cfg;
       for (const note of resumed.notes) console.log(note);
     } else {
-      const arch = await archFromArgs(args);
-      cfg = resolveRunConfig(arch, args, args['arch-file'], args.model);
+      const arch = await archFromArgs(args, classesFor(args));
+      cfg = resolveRunConfig(arch, await withMeasuredStats(arch, args), args['arch-file'], args.model);
       out ??= defaultRunDir(cfg);
       if (existsSync(`${out}/checkpoint.ckpt`)) throw new UsageError(`--out ${out}: a run is already there; add --resume to continue it or choose another folder`);
       checkWritable(out);

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import { UsageError } from '../../common/errors.ts';
-import { DATASETS, type DatasetName } from '../../datasets/registry.ts';
+import { CnnlabError, UsageError } from '../../common/errors.ts';
+import type { DatasetInfo } from '../../datasets/registry.ts';
 import { type Architecture, LAYERS_KEY } from '../dsl/arch.ts';
 import { initParams, type ParamSet } from '../dsl/init.ts';
 import { encodeCheckpoint } from './checkpoint.ts';
@@ -50,13 +50,13 @@ export function trainSpecFor(arch: Architecture, o: TrainSpecOverrides = {}): Tr
 export interface BuildOptions {
   outDir: string;
   seed: number;
-  dataset: DatasetName;
+  dataset: DatasetInfo;
   train: TrainSpec;
 }
 
 export interface Manifest {
   architecture: string;
-  dataset: DatasetName;
+  dataset: string;
   seed: number;
   opset: number;
   irVersion: number;
@@ -71,15 +71,18 @@ export interface Manifest {
   checkpoint: string;
 }
 
-export function normalizationFor(arch: Architecture, dataset: DatasetName): { mean: number; std: number } {
+/** The recipe's normalisation: fixed constants, or the training set's own statistics ('dataset'). */
+export function normalizationFor(arch: Architecture, data: DatasetInfo): { mean: number; std: number } {
   const n = arch.recipe.normalize;
-  return n === 'dataset' ? { mean: DATASETS[dataset].mean, std: DATASETS[dataset].std } : n;
+  if (n !== 'dataset') return n;
+  if (data.mean === undefined || data.std === undefined) throw new CnnlabError(`${data.name}: its pixel mean and std are measured when it is read; read it first (cnnlab datasets stats) or pass --normalize MEAN,STD`);
+  return { mean: data.mean, std: data.std };
 }
 
-export function modelMeta(arch: Architecture, dataset: DatasetName, extra?: Record<string, string>): ModelMeta {
+export function modelMeta(arch: Architecture, data: DatasetInfo, extra?: Record<string, string>): ModelMeta {
   // A model from an architecture file carries its layers, so the demo page can fine-tune it without the file.
   const layers: Record<string, string> = arch.id.startsWith('file:') && arch.layers ? { [LAYERS_KEY]: JSON.stringify(arch.layers.layers) } : {};
-  return { architecture: arch.id, dataset, classes: DATASETS[dataset].classes, ...normalizationFor(arch, dataset), inputRange: arch.recipe.inputRange, extra: { ...layers, ...extra } };
+  return { architecture: arch.id, dataset: data.name, classes: data.classes, ...normalizationFor(arch, data), inputRange: arch.recipe.inputRange, extra: { ...layers, ...extra } };
 }
 
 /** Writes the artifacts of one architecture into `outDir` and returns the manifest. */
@@ -97,7 +100,7 @@ export function buildArtifacts(arch: Architecture, opts: BuildOptions, params: P
   const carriedNames = train.iface.carried.map((c) => c.name);
   const manifest: Manifest = {
     architecture: arch.id,
-    dataset: opts.dataset,
+    dataset: opts.dataset.name,
     seed: opts.seed,
     opset: OPSET,
     irVersion: IR_VERSION,

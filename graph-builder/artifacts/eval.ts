@@ -1,4 +1,4 @@
-import type { Model } from '../model.ts';
+import { byteImageDims, type Model } from '../model.ts';
 import { emitForward, emitImageFromBytes, emitNormalize } from '../forward.ts';
 import { attr, GraphBuilder } from '../graph/ir.ts';
 import { encodeModel } from '../graph/onnx.ts';
@@ -8,20 +8,20 @@ import { type ModelMeta, metadataProps } from './inference.ts';
 /**
  * The eval graph: eval mode (no dropout, BatchNorm from running statistics), parameters as
  * inputs so a training run evaluates its current weights without rebuilding anything.
- * Inputs: every parameter and buffer, `images` uint8 [B,28,28], `labels` uint8 [B].
+ * Inputs: every parameter and buffer, `images` uint8 [B,H,W] (grey) or [B,C,H,W], `labels` uint8 [B].
  * Outputs: `loss_sum` (summed over the batch), `correct`, `predicted` int64 [B].
  */
 export function buildEvalModel(a: Model, loss: LossKind, meta: ModelMeta): Uint8Array {
   const b = new GraphBuilder('cnnlab_eval');
   for (const p of a.params) b.input(p.name, 'float32', p.shape);
-  const images = b.input('images', 'uint8', ['B', 28, 28]);
+  const images = b.input('images', 'uint8', ['B', ...byteImageDims(a)]);
   const labelsU8 = b.input('labels', 'uint8', ['B']);
   const names = ['loss_sum', 'correct', 'predicted'];
   for (const n of names) b.reserve(n);
-  const image = emitImageFromBytes(b, images, meta.inputRange);
+  const image = emitImageFromBytes(b, images, a.inputShape, meta.inputRange);
   const scores = emitForward(b, a, emitNormalize(b, image, meta.mean, meta.std), { param: (n) => n });
   const labels = b.cast(labelsU8, 'int64', 'labels_i64');
-  const out = emitLoss(b, scores, labels, { kind: loss, reduction: 'sum' });
+  const out = emitLoss(b, scores, labels, { kind: loss, reduction: 'sum', classes: a.classes });
   b.expose(out.loss, 'loss_sum', 'float32', []);
   b.expose(out.correct, 'correct', 'float32', []);
   b.expose(out.predicted, 'predicted', 'int64', ['B']);

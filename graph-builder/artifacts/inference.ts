@@ -24,18 +24,18 @@ export function metadataProps(a: Model, meta: ModelMeta): Record<string, string>
     'cnnlab.classes': JSON.stringify(meta.classes),
     'cnnlab.normalization': JSON.stringify({ mean: meta.mean, std: meta.std }),
     'cnnlab.parameters': String(a.trainableCount),
-    'cnnlab.input': 'image: float32 [N,1,28,28], pixels 0..1 (white on black), normalised inside the graph',
+    'cnnlab.input': `image: float32 [N,${a.inputShape.join(',')}], pixels 0..1${a.inputShape[0] === 1 ? '' : ' (RGB)'}, normalised inside the graph`,
     ...meta.extra,
   };
 }
 
 /**
- * The inference graph: `image` [N,1,28,28] in 0..1 → `logits` and `probabilities` [N,10].
+ * The inference graph: `image` [N,C,H,W] in 0..1 → `logits` and `probabilities` [N,classes].
  * Parameters are initialisers named after the layers, so the model reads well in Netron.
  */
 export function buildInferenceModel(a: Model, params: ParamSet | 'inputs', meta: ModelMeta): Uint8Array {
   const b = new GraphBuilder('cnnlab_inference');
-  const image = b.input('image', 'float32', ['N', 1, 28, 28]);
+  const image = b.input('image', 'float32', ['N', ...a.inputShape]);
   b.reserve('logits');
   b.reserve('probabilities');
   for (const p of a.params) {
@@ -49,10 +49,10 @@ export function buildInferenceModel(a: Model, params: ParamSet | 'inputs', meta:
     b.initializer({ name: p.name, dtype: 'float32', dims: p.shape, data });
   }
   const scaled = meta.inputRange === 255 ? b.op('Mul', [image, b.scalar(255)], {}, 'pixels_0_255') : image;
-  if (scaled !== image) b.note(scaled, 'float32', ['N', 1, 28, 28]);
+  if (scaled !== image) b.note(scaled, 'float32', ['N', ...a.inputShape]);
   const x = emitNormalize(b, scaled, meta.mean, meta.std);
   const scores = emitForward(b, a, x, { param: (name) => name });
-  b.expose(scores, 'logits', 'float32', ['N', 10]);
-  b.expose(b.op('Softmax', [scores], { axis: attr.int(1) }, 'softmax'), 'probabilities', 'float32', ['N', 10]);
+  b.expose(scores, 'logits', 'float32', ['N', a.classes]);
+  b.expose(b.op('Softmax', [scores], { axis: attr.int(1) }, 'softmax'), 'probabilities', 'float32', ['N', a.classes]);
   return encodeModel(b.graph, { docString: `cnnlab ${meta.architecture} inference graph`, metadata: metadataProps(a, meta) });
 }

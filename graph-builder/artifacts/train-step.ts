@@ -1,6 +1,6 @@
 import { emitBackward } from '../autodiff/backward.ts';
 import type { GradRule } from '../autodiff/rule.ts';
-import type { Model } from '../model.ts';
+import { byteImageDims, type Model } from '../model.ts';
 import { emitForward, emitImageFromBytes, emitNormalize } from '../forward.ts';
 import { attr, type Dim, type DType, GraphBuilder } from '../graph/ir.ts';
 import { encodeModel } from '../graph/onnx.ts';
@@ -58,7 +58,7 @@ export function trainStepInterface(a: Model, opt: OptimizerConfig): TrainStepInt
   return {
     carried,
     inputs: [
-      { name: 'images', dtype: 'uint8', shape: ['K', 'B', 28, 28], describe: 'K batches of B images, pixels 0..255' },
+      { name: 'images', dtype: 'uint8', shape: ['K', 'B', ...byteImageDims(a)], describe: 'K batches of B images, pixels 0..255' },
       { name: 'labels', dtype: 'uint8', shape: ['K', 'B'], describe: 'their labels' },
       { name: 'lr', dtype: 'float32', shape: ['K'], describe: 'learning rate of each step' },
       { name: 'momentum', dtype: 'float32', shape: ['K'], describe: 'momentum (SGD, RMSprop) or beta1 (Adam, AdamW) of each step' },
@@ -72,7 +72,7 @@ export function trainStepInterface(a: Model, opt: OptimizerConfig): TrainStepInt
 }
 
 export interface StepValues {
-  /** Normalised-to-0..1 images [N,1,28,28] (float32) and int64 labels [N]. */
+  /** Normalised-to-0..1 images [N,C,H,W] (float32) and int64 labels [N]. */
   image: string;
   labels: string;
   /** int64 scalar: the seed of this step's dropout masks. */
@@ -89,7 +89,7 @@ export function emitLossAndGradients(b: GraphBuilder, a: Model, opts: Omit<Train
   const x = emitNormalize(b, v.image, opts.meta.mean, opts.meta.std);
   const mode = trainMode(v.seed);
   const scores = emitForward(b, a, x, { param: v.param, train: mode.hooks });
-  const { loss, correct } = emitLoss(b, scores, v.labels, { kind: opts.loss, smoothing: opts.smoothing, reduction: 'mean' });
+  const { loss, correct } = emitLoss(b, scores, v.labels, { kind: opts.loss, smoothing: opts.smoothing, reduction: 'mean', classes: a.classes });
   const trainable = a.params.filter((p) => p.trainable && !opts.frozen?.has(p.name)).map((p) => v.param(p.name));
   const grads = emitBackward(b, loss, trainable, rules);
   return { loss, correct, grads, bufferUpdates: mode.bufferUpdates };
@@ -118,7 +118,7 @@ export function buildTrainStepModel(a: Model, opts: TrainGraphOptions): { bytes:
   const at = (name: string) => inner.get(name)!;
 
   const pick = (outer: string, hint: string) => b.op('Gather', [outer, iter], { axis: attr.int(0) }, hint);
-  const image = emitImageFromBytes(b, pick('images', 'batch_images'), opts.meta.inputRange);
+  const image = emitImageFromBytes(b, pick('images', 'batch_images'), a.inputShape, opts.meta.inputRange);
   const labels = b.cast(pick('labels', 'batch_labels_u8'), 'int64', 'batch_labels');
   const lr = pick('lr', 'step_lr');
   const momentum = pick('momentum', 'step_momentum');

@@ -8,7 +8,7 @@ import { type ImportOptions, importOnnxModel } from '../import/onnx-model.ts';
 import type { Model } from '../model.ts';
 import { LAYER_KINDS, type Layer, layerKind, type Sequential } from './layers.ts';
 import { PRESETS, type Recipe, resolvePreset } from './presets.ts';
-import { modelFromLayers } from './to-model.ts';
+import { modelFromLayers, withClasses } from './to-model.ts';
 
 /** A model ready for the graph builder, where it came from and its default recipe. */
 export interface Architecture {
@@ -53,14 +53,20 @@ function layersFromValue(value: unknown, file: string): { layers: Sequential; re
   const layers = Array.isArray(value) ? value : o.layers;
   if (!Array.isArray(layers)) throw new CnnlabError(`${file}: expected { "layers": [...] } or a list of layers`);
   const recipe = !Array.isArray(value) && typeof o.recipe === 'object' ? (o.recipe as Partial<Recipe>) : undefined;
-  return { layers: { layers: layers.map((l, i) => layerFromJson(l, `${file}: layer ${i + 1}`)) }, recipe };
+  const input = Array.isArray(value) || o.input === undefined ? undefined : o.input;
+  if (input !== undefined && !(Array.isArray(input) && input.length === 3 && input.every((d) => typeof d === 'number'))) {
+    throw new CnnlabError(`${file}: "input" must be [C, H, W] (e.g. [3, 32, 32]), got ${JSON.stringify(input)}`);
+  }
+  const seq: Sequential = { layers: layers.map((l, i) => layerFromJson(l, `${file}: layer ${i + 1}`)) };
+  if (input) seq.input = input as [number, number, number];
+  return { layers: seq, recipe };
 }
 
 /**
  * Loads a user's model: a JSON spec, or a TypeScript/JavaScript module whose default export
  * (or `model` export) is a Model built with the DSL, optionally with a `recipe` export.
  */
-export async function loadArchFile(file: string): Promise<Architecture> {
+export async function loadArchFile(file: string, classes?: number): Promise<Architecture> {
   const path = resolve(file);
   let value: unknown;
   let recipe: Partial<Recipe> | undefined;
@@ -97,13 +103,14 @@ export async function loadArchFile(file: string): Promise<Architecture> {
   }
   const parsed = layersFromValue(value, basename(file));
   const id = `file:${basename(file)}`;
+  const layers = classes ? withClasses(parsed.layers, classes) : parsed.layers;
   let model: Model;
   try {
-    model = modelFromLayers(parsed.layers, id);
+    model = modelFromLayers(layers, id, classes);
   } catch (err) {
     throw new CnnlabError(`${file}: ${(err as Error).message}`);
   }
-  return { id, model, layers: parsed.layers, recipe: { ...FILE_RECIPE, ...parsed.recipe, ...recipe } };
+  return { id, model, layers, recipe: { ...FILE_RECIPE, ...parsed.recipe, ...recipe } };
 }
 
 /** The metadata key holding a DSL file model's layers as JSON. */
@@ -116,6 +123,13 @@ export const LAYERS_KEY = 'cnnlab.layers';
 export function architectureFromMetadata(md: Record<string, string>, file: string): Architecture | undefined {
   const id = md['cnnlab.architecture'];
   if (!id) return undefined;
+  let classes: number | undefined;
+  try {
+    const names: unknown = JSON.parse(md['cnnlab.classes'] ?? 'null');
+    if (Array.isArray(names)) classes = names.length;
+  } catch {
+    throw new CnnlabError(`${file}: metadata cnnlab.classes is not valid JSON`);
+  }
   if (md[LAYERS_KEY]) {
     let value: unknown;
     try {
@@ -124,12 +138,11 @@ export function architectureFromMetadata(md: Record<string, string>, file: strin
       throw new CnnlabError(`${file}: metadata ${LAYERS_KEY} is not valid JSON`);
     }
     const parsed = layersFromValue(value, `${file} (metadata ${LAYERS_KEY})`);
-    return { id, model: modelFromLayers(parsed.layers, id), layers: parsed.layers, recipe: FILE_RECIPE };
+    return { id, model: modelFromLayers(parsed.layers, id, classes), layers: parsed.layers, recipe: FILE_RECIPE };
   }
   if (id.startsWith('file:') || id.startsWith('onnx:')) return undefined;
   try {
-    const r = resolvePreset(id, {});
-    return { id: r.id, model: modelFromLayers(r.model, r.id), layers: r.model, recipe: r.preset.recipe };
+    return presetArchitecture(id, {}, classes);
   } catch {
     return undefined;
   }
@@ -160,10 +173,21 @@ export function loadModelFile(file: string, opts: ImportOptions = {}): Architect
 }
 
 /** A preset spelling (`partB`, `mads:filters=64`) or, with `archFile`, a user's file, or with `modelFile`, an ONNX model. */
-export async function loadArchitecture(spec: string | undefined, archFile?: string, overrides: Record<string, string> = {}, model?: { file: string } & ImportOptions): Promise<Architecture> {
-  if (model) return loadModelFile(model.file, model);
-  if (archFile) return loadArchFile(archFile);
-  if (!spec) throw new CnnlabError('name an architecture (a preset such as partB) or pass --arch-file', 2);
+/** A preset's architecture, its head made `classes` wide where that is given (image folders). */
+function presetArchitecture(spec: string, overrides: Record<string, string>, classes?: number): Architecture {
   const r = resolvePreset(spec, overrides);
-  return { id: r.id, model: modelFromLayers(r.model, r.id), layers: r.model, recipe: r.preset.recipe };
+  const layers = classes ? withClasses(r.model, classes) : r.model;
+  return { id: r.id, model: modelFromLayers(layers, r.id, classes), layers, recipe: r.preset.recipe };
+}
+
+/**
+ * A preset spelling (`partB`, `mads:filters=64`) or, with `archFile`, a user's file, or with
+ * `modelFile`, an ONNX model. `classes`: the dataset's class count, which a preset's or file's
+ * head is made to fit (an imported model's output is what it is; training checks it).
+ */
+export async function loadArchitecture(spec: string | undefined, archFile?: string, overrides: Record<string, string> = {}, model?: { file: string } & ImportOptions, classes?: number): Promise<Architecture> {
+  if (model) return loadModelFile(model.file, model);
+  if (archFile) return loadArchFile(archFile, classes);
+  if (!spec) throw new CnnlabError('name an architecture (a preset such as partB) or pass --arch-file', 2);
+  return presetArchitecture(spec, overrides, classes);
 }

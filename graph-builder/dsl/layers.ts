@@ -20,6 +20,8 @@ export const LAYER_KINDS: ReadonlyMap<string, LayerKind<Layer>> = new Map((Objec
 
 export interface Sequential {
   layers: Layer[];
+  /** Per-example input [C, H, W] (default 1x28x28, MNIST's); image folders are converted to it. */
+  input?: [number, number, number];
 }
 
 export function sequential(...layers: (Layer | Layer[])[]): Sequential {

@@ -10,12 +10,33 @@ export const INPUT_SHAPE: Shape = [1, 28, 28];
 const dropoutSalt = (index: number) => (index * 1000003 + 12345) % 2147483647;
 
 /**
- * The DSL front-end: checks each layer, infers its shape from the 1x28x28 input, names its
- * parameters and emits its forward nodes. A problem names the layer by position and kind,
- * what it expects and what it receives; a kind nobody registered is refused.
+ * The same layers scoring `classes` classes: the last layer that can be a head (linear or
+ * conv2d) gets that many outputs. Presets are written for ten classes; an image folder with
+ * five makes their last linear layer five wide. The input to that layer stays as it was.
  */
-export function modelFromLayers(seq: Sequential, id: string, input: Shape = INPUT_SHAPE): Model {
+export function withClasses(seq: Sequential, classes: number): Sequential {
+  for (let i = seq.layers.length - 1; i >= 0; i--) {
+    const kind = layerKind(seq.layers[i]);
+    if (!kind?.withOutputs) continue;
+    const layers = [...seq.layers];
+    layers[i] = kind.withOutputs(seq.layers[i], classes);
+    return { ...seq, layers };
+  }
+  return seq;
+}
+
+/**
+ * The DSL front-end: checks each layer, infers its shape from the input (`seq.input`, default
+ * 1x28x28), names its parameters and emits its forward nodes. A problem names the layer by
+ * position and kind, what it expects and what it receives; a kind nobody registered is refused.
+ * With `classes`, the model must end in that many scores; without, in any number >= 2.
+ */
+export function modelFromLayers(seq: Sequential, id: string, classes?: number): Model {
   if (seq.layers.length === 0) throw new CnnlabError('the model has no layers');
+  const input: Shape = seq.input ?? INPUT_SHAPE;
+  if (input.length !== 3 || !input.every((d) => Number.isInteger(d) && d >= 1) || (input[0] !== 1 && input[0] !== 3)) {
+    throw new CnnlabError(`input ${JSON.stringify(input)}: expected [C, H, W] with C 1 (grey) or 3 (RGB) and whole H, W >= 1`);
+  }
   const b = new GraphBuilder(`cnnlab_${id.replace(/\W+/g, '_')}_forward`);
   const x = b.input('input', 'float32', ['N', ...input]);
   const counters = new Map<string, number>();
@@ -53,11 +74,12 @@ export function modelFromLayers(seq: Sequential, id: string, input: Shape = INPU
     layers.push({ index, name, type: kind.summaryType, nodes: b.graph.nodes.slice(first), output: h, inShape, outShape: inferred.out, kind: layer.kind });
     shape = inferred.out;
   });
-  if (shape.length !== 1 || shape[0] !== 10) {
+  if (shape.length !== 1 || (classes !== undefined ? shape[0] !== classes : shape[0] < 2)) {
     const last = seq.layers[seq.layers.length - 1];
-    throw new CnnlabError(`the model ends in ${shapeText(shape)} (${describeLayer(last)}, layer ${seq.layers.length}); it must end in 10 class scores (add flatten() or a linear layer)`);
+    const want = classes !== undefined ? `${classes} class scores` : 'class scores (at least 2)';
+    throw new CnnlabError(`the model ends in ${shapeText(shape)} (${describeLayer(last)}, layer ${seq.layers.length}); it must end in ${want} (add flatten() or a linear layer)`);
   }
-  b.output(h, 'float32', ['N', 10]);
+  b.output(h, 'float32', ['N', shape[0]]);
   const trainableCount = params.filter((p) => p.trainable).reduce((a, p) => a + elementCount(p.shape), 0);
   return {
     id,
@@ -66,7 +88,7 @@ export function modelFromLayers(seq: Sequential, id: string, input: Shape = INPU
     inputShape: input,
     output: h,
     outputKind: seq.layers[seq.layers.length - 1].kind === 'logSoftmax' ? 'log-probabilities' : 'logits',
-    classes: 10,
+    classes: shape[0],
     params,
     trainableCount,
     shapes: b.shapes,

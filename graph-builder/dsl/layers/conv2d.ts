@@ -40,6 +40,7 @@ export const conv2dLayer: LayerKind<Conv2d> = {
     if (l.bias) params.push(fanInParam(`${ctx.name}.bias`, [l.outChannels], 'bias', fanIn));
     return { out: [l.outChannels, windowOut(h, l.kernel, l.stride, l.padding), windowOut(w, l.kernel, l.stride, l.padding)], params };
   },
+  withOutputs: (l, n) => ({ ...l, outChannels: n }),
   emit: (l, { b, x, name }) => {
     const inputs = [x, `${name}.weight`, ...(l.bias ? [`${name}.bias`] : [])];
     const p = l.padding;

@@ -47,6 +47,8 @@ export interface LayerKind<L extends { kind: string }> {
   infer(l: L, ctx: ShapeContext): { out: Shape; params: ParamSpec[] };
   /** Emits the layer's forward nodes (eval form) and returns its output value. */
   emit(l: L, ctx: EmitContext): string;
+  /** The layer with `n` outputs (features or channels), for kinds that can be a model's head. */
+  withOutputs?(l: L, n: number): L;
 }
 
 export const positiveInt = (v: unknown): boolean => typeof v === 'number' && Number.isInteger(v) && v >= 1;

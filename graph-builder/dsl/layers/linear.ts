@@ -31,5 +31,6 @@ export const linearLayer: LayerKind<Linear> = {
     if (l.bias) params.push(fanInParam(`${ctx.name}.bias`, [l.outFeatures], 'bias', l.inFeatures));
     return { out: [l.outFeatures], params };
   },
+  withOutputs: (l, n) => ({ ...l, outFeatures: n }),
   emit: (l, { b, x, name }) => b.op('Gemm', [x, `${name}.weight`, ...(l.bias ? [`${name}.bias`] : [])], { transB: attr.int(1) }, name),
 };
