@@ -53,6 +53,8 @@ export interface RunConfig {
 
 /** Training images a new run holds out for validation (issue 17: 5,000 of MNIST's 60,000). */
 export const DEFAULT_VAL_SPLIT = 5000;
+/** The share an image folder holds out instead: its size is the user's, often a few hundred images. */
+export const DEFAULT_FOLDER_VAL_SPLIT = 0.1;
 
 /** K steps per session run; measured on the 2-core machine (see README, performance). */
 export const DEFAULT_STEPS_PER_RUN = 8;
@@ -103,7 +105,7 @@ export function resolveRunConfig(arch: Architecture, f: TrainFlags, archFile?: s
     },
   );
   const epochs = num(f, 'epochs') ?? r.epochs;
-  const valSplit = num(f, 'val-split') ?? DEFAULT_VAL_SPLIT;
+  const valSplit = num(f, 'val-split') ?? (isFolderRef(ref) ? DEFAULT_FOLDER_VAL_SPLIT : DEFAULT_VAL_SPLIT);
   if (valSplit >= 1 && !Number.isInteger(valSplit)) throw new UsageError(`--val-split: expected a whole number of images, or a fraction below 1, got ${valSplit}`);
   const augment = f.augment === false ? null : (r.augment ?? (f.augment ? DEFAULT_AUGMENT : null));
   const ep = (f.ep as EpName | undefined) ?? 'cpu';
