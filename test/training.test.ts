@@ -407,3 +407,39 @@ describe('TensorBoard log', () => {
     assert.ok(img.width > 0 && img.height > 0);
   });
 });
+
+describe('augmentation as torchvision does it on PIL images (pil: true)', () => {
+  it('samples nearest neighbours: a rotated image holds only values of the original, and nothing moved is the identity', async () => {
+    const { augmentImage } = await import('../training/augment.ts');
+    const { Rng } = await import('../common/rng.ts');
+    const src = Uint8Array.from({ length: 784 }, (_, i) => 50 + ((i * 7) % 3) * 100);
+    const present = new Set(src);
+    const out = new Uint8Array(784);
+    const rng = Rng.seeded(4);
+    for (let k = 0; k < 20; k++) {
+      augmentImage(src, out, { rotate: 15, translate: 2, jitter: 0, pil: true }, rng);
+      assert.ok(out.every((v) => v === 0 || present.has(v)), 'no interpolated value');
+    }
+    augmentImage(src, out, { rotate: 0, translate: 0, jitter: 0, pil: true }, rng);
+    assert.deepEqual(out, src);
+    // The bilinear form interpolates: values the original does not have appear.
+    augmentImage(src, out, { rotate: 15, translate: 0, jitter: 0 }, rng);
+    assert.ok(out.some((v) => v !== 0 && !present.has(v)));
+  });
+
+  it('jitters brightness and contrast in uint8 as PIL: a flat image stays flat at trunc(v x brightness)', async () => {
+    const { augmentImage } = await import('../training/augment.ts');
+    const { Rng } = await import('../common/rng.ts');
+    const src = new Uint8Array(784).fill(100);
+    const out = new Uint8Array(784);
+    const rng = Rng.seeded(9);
+    const seen = new Set<number>();
+    for (let k = 0; k < 50; k++) {
+      augmentImage(src, out, { rotate: 0, translate: 0, jitter: 0.4, pil: true }, rng);
+      assert.ok(out.every((v) => v === out[0]), 'contrast around the mean of a flat image changes nothing');
+      assert.ok(out[0] >= 60 && out[0] <= 140, `brightness factor in 0.6..1.4: ${out[0]}`);
+      seen.add(out[0]);
+    }
+    assert.ok(seen.size > 20, 'the factor is drawn per image');
+  });
+});

@@ -9,6 +9,13 @@ export interface AugmentSettings {
   jitter: number;
   /** Mirror left-right with probability 1/2 (clothes, not digits). */
   flip?: boolean;
+  /**
+   * torchvision on PIL images, as the EVA seed's `ColorJitter` then `RandomRotation` ran:
+   * brightness and contrast in a random order, each rounded down to uint8 as PIL does, contrast
+   * blended with the rounded grey mean; then rotation with nearest-neighbour sampling (torchvision's
+   * default) instead of bilinear.
+   */
+  pil?: boolean;
 }
 
 /** Reused between calls: augmentation runs on the training hot path. */
@@ -21,6 +28,7 @@ let scratch = new Float32Array(28 * 28);
  * the image's mean), clipped to 0..255; then the optional mirror.
  */
 export function augmentImage(src: Uint8Array, out: Uint8Array, s: AugmentSettings, rng: Rng, shape: readonly [number, number, number] = [1, 28, 28]): void {
+  if (s.pil) return augmentPil(src, out, s, rng, shape);
   const [C, H, W] = shape;
   const angle = (rng.uniform(-s.rotate, s.rotate) * Math.PI) / 180;
   const dx = s.translate ? rng.uniform(-s.translate, s.translate) : 0;
@@ -79,6 +87,65 @@ export function augmentImage(src: Uint8Array, out: Uint8Array, s: AugmentSetting
         const v = warped[row + (mirror ? W - 1 - x : x)];
         out[row + x] = Math.max(0, Math.min(255, Math.round((v - mean) * contrast + mean)));
       }
+    }
+  }
+}
+
+/** PIL's ImageEnhance blend of an image with a constant: `c + f (v - c)`, clipped and truncated to uint8. */
+function blendInto(px: Uint8Array, c: number, f: number): void {
+  for (let i = 0; i < px.length; i++) {
+    const v = c + f * (px[i] - c);
+    px[i] = v <= 0 ? 0 : v >= 255 ? 255 : Math.trunc(v);
+  }
+}
+
+let pilScratch = new Uint8Array(28 * 28);
+
+/**
+ * The `pil` form of augmentImage: ColorJitter's brightness and contrast in a random order on
+ * uint8 pixels (contrast around the grey mean rounded to an integer, PIL's ImageEnhance), then
+ * rotation and translation with nearest-neighbour sampling, zero outside, then the mirror.
+ */
+function augmentPil(src: Uint8Array, out: Uint8Array, s: AugmentSettings, rng: Rng, [C, H, W]: readonly [number, number, number]): void {
+  const contrastFirst = s.jitter ? rng.uniform(0, 1) < 0.5 : false;
+  const brightness = s.jitter ? rng.uniform(Math.max(0, 1 - s.jitter), 1 + s.jitter) : 1;
+  const contrast = s.jitter ? rng.uniform(Math.max(0, 1 - s.jitter), 1 + s.jitter) : 1;
+  const angle = (rng.uniform(-s.rotate, s.rotate) * Math.PI) / 180;
+  const dx = s.translate ? rng.uniform(-s.translate, s.translate) : 0;
+  const dy = s.translate ? rng.uniform(-s.translate, s.translate) : 0;
+  const mirror = s.flip === true && rng.uniform(0, 1) < 0.5;
+  const n = C * H * W;
+  if (pilScratch.length < n) pilScratch = new Uint8Array(n);
+  const px = pilScratch.subarray(0, n);
+  px.set(src.subarray(0, n));
+  const jitterBrightness = () => blendInto(px, 0, brightness);
+  const jitterContrast = () => {
+    let sum = 0;
+    for (let i = 0; i < n; i++) sum += px[i];
+    blendInto(px, Math.trunc(sum / n + 0.5), contrast);
+  };
+  if (s.jitter) {
+    if (contrastFirst) {
+      jitterContrast();
+      jitterBrightness();
+    } else {
+      jitterBrightness();
+      jitterContrast();
+    }
+  }
+  const cos = Math.cos(angle);
+  const sin = Math.sin(angle);
+  const cx = (W - 1) / 2;
+  const cy = (H - 1) / 2;
+  const plane = H * W;
+  for (let y = 0; y < H; y++) {
+    const uy = y - cy - dy;
+    for (let x = 0; x < W; x++) {
+      const ux = (mirror ? W - 1 - x : x) - cx - dx;
+      const sx = Math.round(cos * ux + sin * uy + cx);
+      const sy = Math.round(-sin * ux + cos * uy + cy);
+      const inside = sx >= 0 && sy >= 0 && sx < W && sy < H;
+      for (let ch = 0; ch < C; ch++) out[ch * plane + y * W + x] = inside ? px[ch * plane + sy * W + sx] : 0;
     }
   }
 }

@@ -35,7 +35,7 @@ export interface Recipe {
   /** The value a white pixel has at the model's input (default 1: pixels 0..1). */
   inputRange?: InputRange;
   /** Random rotation (degrees), translation (pixels) and brightness/contrast jitter, or none. */
-  augment?: { rotate: number; translate: number; jitter: number; flip?: boolean };
+  augment?: { rotate: number; translate: number; jitter: number; flip?: boolean; pil?: boolean };
   /** OneCycle settings (PyTorch's OneCycleLR). */
   onecycle?: { pctStart: number; divFactor: number; finalDivFactor: number; momentumRange: [number, number] };
 }
@@ -225,7 +225,8 @@ export const PRESETS: Record<string, Preset> = {
       schedule: 'onecycle',
       normalize: MNIST_NORM,
       shuffle: true,
-      augment: { rotate: 5, translate: 0, jitter: 0.4 },
+      // The seed's transforms: ColorJitter(brightness 0.4, contrast 0.4) then RandomRotation(5), on PIL images.
+      augment: { rotate: 5, translate: 0, jitter: 0.4, pil: true },
       onecycle: { pctStart: 0.3, divFactor: 25, finalDivFactor: 1e4, momentumRange: [0.85, 0.95] },
     },
     options: { dropout: { describe: 'dropout rate after each block', default: 0.025 } },
