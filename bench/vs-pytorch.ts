@@ -17,26 +17,9 @@ import { modelMeta, trainSpecFor } from '../graph-builder/artifacts/build.ts';
 import { compile } from '../graph-builder/artifacts/compile.ts';
 import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { initParams } from '../graph-builder/dsl/init.ts';
-import type { OptimizerName } from '../graph-builder/dsl/presets.ts';
+import { chunker, type Row, ROWS } from './rows.ts';
 import { createRuntime } from '../runtime/ort.ts';
 import { StepRunner } from '../runtime/step-runner.ts';
-
-interface Row {
-  name: string;
-  arch: string;
-  batch: number;
-  opt: OptimizerName;
-  lr: number;
-  steps: number;
-  dataset: 'mnist' | 'fashion-mnist';
-}
-
-const ROWS: Row[] = [
-  { name: 'partB b64 SGD', arch: 'partB', batch: 64, opt: 'sgd', lr: 0.05, steps: 200, dataset: 'mnist' },
-  { name: 'partB b600 Adam', arch: 'partB', batch: 600, opt: 'adam', lr: 1e-3, steps: 40, dataset: 'mnist' },
-  { name: 'eva-best b128 SGD', arch: 'eva-best', batch: 128, opt: 'sgd', lr: 0.01, steps: 100, dataset: 'mnist' },
-  { name: 'fashion-best b128 SGD', arch: 'fashion-best', batch: 128, opt: 'sgd', lr: 0.01, steps: 60, dataset: 'fashion-mnist' },
-];
 
 const argv = process.argv.slice(2);
 const roundsAt = argv.indexOf('--rounds');
@@ -61,28 +44,11 @@ async function cnnlabRow(r: Row): Promise<number> {
   const data = await loadDataset(r.dataset, { env: {} });
   const arch = await loadArchitecture(r.arch);
   const spec = trainSpecFor(arch, { opt: r.opt, momentum: 0 });
-  const built = compile(arch.model, { optimizer: spec.optimizer, loss: spec.loss, meta: modelMeta(arch, DATASETS[r.dataset]) });
+  const built = compile(arch.model, { optimizer: spec.optimizer, loss: spec.loss, meta: modelMeta(arch, DATASETS[r.dataset]), target: 'cpu' });
   const rt = await createRuntime({ ep: 'cpu', threads });
   const runner = await StepRunner.create(rt, built.trainStep, built.iface, built.initialCheckpoint(initParams(arch.model, 0)));
   const K = 8;
-  let offset = 0;
-  const chunk = () => {
-    const n = K * r.batch;
-    if (offset + n > data.train.count) offset = 0;
-    const b = {
-      K,
-      B: r.batch,
-      inputs: {
-        images: data.train.images.slice(offset * 784, (offset + n) * 784),
-        labels: data.train.labels.slice(offset, offset + n),
-        lr: new Float32Array(K).fill(r.lr),
-        momentum: new Float32Array(K).fill(r.opt === 'adam' ? 0.9 : 0),
-        dropout_seed: BigInt64Array.from({ length: K }, (_, i) => BigInt(offset + i)),
-      },
-    };
-    offset += n;
-    return b;
-  };
+  const chunk = chunker(data.train, r, K);
   await runner.run(chunk()); // warm-up
   const runs = Math.max(1, Math.round(r.steps / K));
   const t0 = performance.now();

@@ -127,7 +127,8 @@ export async function loadServedModels(targets: (string | undefined)[]): Promise
       const prep = model.native ? norm : { mean: model.preparation.mean, std: model.preparation.std, inputRange: model.preparation.range };
       const meta: ModelMeta = { architecture: model.architecture, dataset, classes: model.classes, ...prep };
       // Fine-tuning on a handful of drawings: plain SGD with momentum; the page feeds lr per step.
-      const built = compile(forward, { optimizer: defaultOptimizer('sgd', 0, true), loss: forward.outputKind === 'log-probabilities' ? 'nll' : 'cross-entropy', meta });
+      // The page trains with onnxruntime-web's wasm backend: onnxruntime's CPU kernels.
+      const built = compile(forward, { optimizer: defaultOptimizer('sgd', 0, true), loss: forward.outputKind === 'log-probabilities' ? 'nll' : 'cross-entropy', meta, target: 'cpu' });
       served.train = { step: built.trainStep, inference: built.inference('inputs'), state: encodeCheckpoint(built.initialCheckpoint(params, { architecture: model.architecture, step: 0 })), iface: built.iface };
       // A foreign model is shown through cnnlab's image-in, probabilities-out graph of it.
       if (!model.native) served.page = buildInferenceModel(forward, params, meta);

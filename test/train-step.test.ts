@@ -18,7 +18,8 @@ import { attr, GraphBuilder } from '../graph-builder/graph/ir.ts';
 import { encodeModel } from '../graph-builder/graph/onnx.ts';
 import { defaultOptimizer, type OptimizerConfig } from '../graph-builder/optimizers.ts';
 import { emitHashUniform } from '../graph-builder/train-mode.ts';
-import { GRAD_RULES } from '../graph-builder/autodiff/registry.ts';
+import { GRAD_RULES, type GraphTarget } from '../graph-builder/autodiff/registry.ts';
+import { decodeModel } from '../graph-builder/graph/onnx.ts';
 import type { GradRule } from '../graph-builder/autodiff/rule.ts';
 import { createRuntime, type EpName } from '../runtime/ort.ts';
 import { type StepBatch, StepRunner } from '../runtime/step-runner.ts';
@@ -55,9 +56,9 @@ function split(b: StepBatch): StepBatch[] {
   }));
 }
 
-async function runner(arch: Architecture, optimizer: OptimizerConfig, ep: Exclude<EpName, 'auto' | 'cuda'>, seed = 0): Promise<StepRunner> {
+async function runner(arch: Architecture, optimizer: OptimizerConfig, ep: Exclude<EpName, 'auto' | 'cuda'>, seed = 0, target: GraphTarget = 'portable'): Promise<StepRunner> {
   const spec = trainSpecFor(arch);
-  const { bytes, iface } = buildTrainStepModel(arch.model, { optimizer, loss: spec.loss, meta: modelMeta(arch, DATASETS.mnist) });
+  const { bytes, iface } = buildTrainStepModel(arch.model, { optimizer, loss: spec.loss, meta: modelMeta(arch, DATASETS.mnist), target });
   const rt = await createRuntime({ ep, threads: ep === 'cpu' ? 2 : 1 });
   return StepRunner.create(rt, bytes, iface, initialCheckpoint(iface, initParams(arch.model, seed), {}));
 }
@@ -101,6 +102,26 @@ describe('the train-step graph', () => {
     assert.ok(Math.abs(cpu.losses[0] - wasm.losses[0]) <= 1e-5, `step 0: cpu ${cpu.losses[0]} wasm ${wasm.losses[0]}`);
     for (let k = 1; k < 6; k++) assert.ok(Math.abs(cpu.losses[k] - wasm.losses[k]) <= 2e-3, `step ${k}: cpu ${cpu.losses[k]} wasm ${wasm.losses[k]}`);
   });
+
+  for (const name of ['partA', 'eva-best', 'fashion-best']) {
+    it(`${name}: the train step made for onnxruntime's CPU kernels (MaxUnpool for the max-pool gradient) gives the portable graph's losses and parameters, bit for bit, on the CPU EP and wasm`, async () => {
+      const arch = await loadArchitecture(name);
+      const spec = trainSpecFor(arch);
+      const ops = (target: GraphTarget) => new Set(decodeModel(buildTrainStepModel(arch.model, { optimizer: spec.optimizer, loss: spec.loss, meta: modelMeta(arch, DATASETS.mnist), target }).bytes).ops);
+      assert.ok(ops('cpu').has('MaxUnpool') && !ops('cpu').has('ScatterElements'), 'the CPU graph uses MaxUnpool');
+      assert.ok(ops('portable').has('ScatterElements') && !ops('portable').has('MaxUnpool'), 'the portable graph does not');
+      const opt = defaultOptimizer('sgd', 0, true);
+      const batch = batchOf(32, 5, 32, 0.02, 0.9, 3);
+      for (const ep of ['cpu', 'wasm'] as const) {
+        const portable = await runner(arch, opt, ep, 1, 'portable');
+        const cpu = await runner(arch, opt, ep, 1, 'cpu');
+        const a = await portable.run(batch);
+        const b = await cpu.run(batch);
+        assert.deepEqual(Array.from(b.losses), Array.from(a.losses), `${ep}: losses`);
+        assert.equal(maxDiff(portable.tensors(), cpu.tensors()), 0, `${ep}: parameters and optimiser state`);
+      }
+    });
+  }
 
   it('trains partB on real MNIST: a few hundred steps bring the loss below 0.3', async () => {
     const arch = await loadArchitecture('partB');

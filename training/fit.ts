@@ -8,6 +8,7 @@ import { type Dataset, exampleAt, exampleSize, holdOut, type Split, sliceSplit }
 import { modelMeta } from '../graph-builder/artifacts/build.ts';
 import type { Checkpoint } from '../graph-builder/artifacts/checkpoint.ts';
 import { type Artifacts, compile } from '../graph-builder/artifacts/compile.ts';
+import { graphTargetFor } from '../graph-builder/autodiff/registry.ts';
 import type { Architecture } from '../graph-builder/dsl/arch.ts';
 import { checkTrainable } from '../graph-builder/import/onnx-model.ts';
 import { initParams, type ParamSet } from '../graph-builder/dsl/init.ts';
@@ -182,9 +183,10 @@ async function openRun(cfg: RunConfig, opts: FitOptions, log: (line: string) => 
   const meta = { ...modelMeta(arch, datasetInfoOf(cfg)), inputRange: cfg.inputRange };
   if (arch.model.source) checkTrainable(arch.model);
   const frozen = cfg.freeze === 'features' ? featureParams(arch.model) : undefined;
-  const built = compile(arch.model, { optimizer: cfg.train.optimizer, loss: cfg.train.loss, smoothing: cfg.train.smoothing, meta, frozen });
   const rt = await createRuntime({ ep: cfg.ep, threads: cfg.threads, deviceId: cfg.deviceId });
   if (rt.note) log(rt.note);
+  // The train step made for the provider in use ('auto' resolved); its checkpoint is the same for every provider.
+  const built = compile(arch.model, { optimizer: cfg.train.optimizer, loss: cfg.train.loss, smoothing: cfg.train.smoothing, meta, frozen, target: graphTargetFor(rt.ep) });
   let start: Checkpoint;
   if (opts.resume) {
     start = folder.readCheckpoint();

@@ -1,3 +1,4 @@
+import type { GraphTarget } from '../autodiff/registry.ts';
 import type { ParamSet } from '../dsl/init.ts';
 import type { LossKind } from '../losses.ts';
 import { elementCount, type InputRange, type Model } from '../model.ts';
@@ -17,6 +18,8 @@ export interface CompileRecipe {
   meta: ModelMeta;
   /** Parameters kept fixed (fine-tuning with frozen features). */
   frozen?: ReadonlySet<string>;
+  /** The kernels the train step is made for (graphTargetFor(ep)); default 'portable'. */
+  target?: GraphTarget;
 }
 
 /** One model's artifacts: the step graph and its interface, the eval graph, and the two that take parameters. */
@@ -67,10 +70,10 @@ function importedInference(model: Model, params: ParamSet, meta: ModelMeta): Uin
 
 /** Builds every artifact of a model for a recipe; a rule that cannot differentiate an imported node is one line naming the file. */
 export function compile(model: Model, recipe: CompileRecipe): Artifacts {
-  const { optimizer, loss, smoothing, meta, frozen } = recipe;
+  const { optimizer, loss, smoothing, meta, frozen, target } = recipe;
   let train: ReturnType<typeof buildTrainStepModel>;
   try {
-    train = buildTrainStepModel(model, { optimizer, loss, smoothing, meta, frozen });
+    train = buildTrainStepModel(model, { optimizer, loss, smoothing, meta, frozen, target });
   } catch (err) {
     if (!model.source || !/^autodiff: /.test((err as Error).message)) throw err;
     throw new CnnlabError(`${model.source.file}: ${(err as Error).message.replace(/^autodiff: /, '')}`);

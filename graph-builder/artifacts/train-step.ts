@@ -1,5 +1,6 @@
 import { emitBackward } from '../autodiff/backward.ts';
 import type { GradRule } from '../autodiff/rule.ts';
+import { type GraphTarget, gradRulesFor } from '../autodiff/registry.ts';
 import { byteImageDims, type Model } from '../model.ts';
 import { emitForward, emitImageFromBytes, emitNormalize } from '../forward.ts';
 import { attr, type Dim, type DType, GraphBuilder } from '../graph/ir.ts';
@@ -17,6 +18,8 @@ export interface TrainGraphOptions {
   meta: ModelMeta;
   /** Parameters kept fixed (fine-tuning with frozen features): no gradient, no update. */
   frozen?: ReadonlySet<string>;
+  /** The kernels the graph is made for (default 'portable', which every execution provider runs). */
+  target?: GraphTarget;
 }
 
 /** A value the train step carries from one step to the next, and the name it leaves under. */
@@ -124,7 +127,7 @@ export function buildTrainStepModel(a: Model, opts: TrainGraphOptions): { bytes:
   const momentum = pick('momentum', 'step_momentum');
   const seed = pick('dropout_seed', 'step_seed');
 
-  const { loss, correct, grads, bufferUpdates } = emitLossAndGradients(b, a, opts, { image, labels, seed, param: at });
+  const { loss, correct, grads, bufferUpdates } = emitLossAndGradients(b, a, opts, { image, labels, seed, param: at }, gradRulesFor(opts.target ?? 'portable'));
   const t = emitStepNumber(b, at('step'));
   const next = new Map<string, string>();
   for (const p of a.params.filter((q) => q.trainable).map((q) => q.name)) {

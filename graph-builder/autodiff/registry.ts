@@ -5,7 +5,7 @@ import { conv, convTranspose } from './rules/conv.ts';
 import { dropout } from './rules/dropout.ts';
 import { add, div, exp, identity, log, mul, neg, relu, sqrt, sub } from './rules/elementwise.ts';
 import { gemm, matmul } from './rules/matmul.ts';
-import { averagePool, globalAveragePool, maxPool } from './rules/pool.ts';
+import { averagePool, globalAveragePool, maxPool, maxPoolUnpool } from './rules/pool.ts';
 import { reduceMean, reduceSum } from './rules/reduce.ts';
 import { concat, reshape, transpose } from './rules/shape.ts';
 import { logSoftmax, softmax } from './rules/softmax.ts';
@@ -48,6 +48,26 @@ export const GRAD_RULES: Record<string, GradRule> = {
   Dropout: dropout,
   BatchNormTraining: batchNormTraining,
 };
+
+/**
+ * Which kernels a training graph is made for. 'portable': standard ops every execution provider
+ * runs (CUDA's included): the reference. 'cpu': onnxruntime's CPU kernels, which the CPU EP and
+ * onnxruntime-web's wasm backend share; rules may use ops CUDA lacks, and a test holds each to
+ * the portable rule's losses.
+ */
+export type GraphTarget = 'portable' | 'cpu';
+
+/** The rules that differ for onnxruntime's CPU kernels (see each rule's comment for its measurement). */
+const CPU_RULES: Record<string, GradRule> = { ...GRAD_RULES, MaxPool: maxPoolUnpool };
+
+export function gradRulesFor(target: GraphTarget): Record<string, GradRule> {
+  return target === 'cpu' ? CPU_RULES : GRAD_RULES;
+}
+
+/** The graph target for an execution provider. */
+export function graphTargetFor(ep: 'cpu' | 'cuda' | 'wasm'): GraphTarget {
+  return ep === 'cuda' ? 'portable' : 'cpu';
+}
 
 /** Ops whose outputs carry no gradient (indices, shapes, comparisons, constants). */
 export const NON_DIFFERENTIABLE = new Set([

@@ -327,6 +327,47 @@ export const PRESETS: Record<string, Preset> = {
       return sequential(layers);
     },
   },
+  'mnist-8k': {
+    name: 'mnist-8k',
+    description: "ours: eva-best's plan with every width an option, under 8,000 parameters (a larger setting is refused)",
+    seed: 'ours',
+    recipe: {
+      dataset: 'mnist',
+      optimizer: 'sgd',
+      lr: 0.03,
+      momentum: 0.9,
+      weightDecay: 0,
+      batch: 128,
+      epochs: 15,
+      schedule: 'onecycle',
+      normalize: MNIST_NORM,
+      shuffle: true,
+      augment: { rotate: 7, translate: 1, jitter: 0.4, pil: true },
+      onecycle: { pctStart: 0.3, divFactor: 25, finalDivFactor: 1e4, momentumRange: [0.85, 0.95] },
+    },
+    options: {
+      c1: { describe: 'channels of the first 3x3 conv (28 -> 26)', default: 8 },
+      c2: { describe: 'channels of the second 3x3 conv (26 -> 24), before the max pool', default: 16 },
+      t: { describe: 'channels of the 1x1 transition after the pool', default: 8 },
+      c3: { describe: 'channels of the third 3x3 conv (12 -> 10)', default: 12 },
+      c4: { describe: 'channels of the fourth 3x3 conv (10 -> 8)', default: 16 },
+      c5: { describe: 'channels of the fifth 3x3 conv (8 -> 6), before global average pooling', default: 20 },
+      head: { describe: 'channels of the 1x1 conv between the pooling and the 10 scores (0: none)', default: 16 },
+      dropout: { describe: 'dropout rate after each 3x3 block', default: 0.025 },
+    },
+    build: (o) => {
+      const p = num(o, 'dropout');
+      const [c1, c2, t, c3, c4, c5, head] = ['c1', 'c2', 't', 'c3', 'c4', 'c5', 'head'].map((k) => num(o, k));
+      const layers: Layer[] = [...cbr(1, c1, 3, p), ...cbr(c1, c2, 3, p), maxPool2d(2), ...cbr(c2, t, 1, 0), ...cbr(t, c3, 3, p), ...cbr(c3, c4, 3, p), ...cbr(c4, c5, 3, p), avgPool2d(6)];
+      if (head > 0) layers.push(...cbr(c5, head, 1, p));
+      layers.push(conv2d(head > 0 ? head : c5, 10, 1, { bias: false }), flatten(), logSoftmax());
+      const seq = sequential(layers);
+      // Weights of the bias-free convs plus BatchNorm's scale and shift: the budget is the preset's point.
+      const count = layers.reduce((a, l) => a + (l.kind === 'conv2d' ? l.kernel * l.kernel * l.inChannels * l.outChannels : l.kind === 'batchNorm2d' ? 2 * l.channels : 0), 0);
+      if (count >= 8000) throw new UsageError(`mnist-8k: these widths make ${count.toLocaleString('en-US')} parameters; the preset stays under 8,000`);
+      return seq;
+    },
+  },
   mads: {
     name: 'mads',
     description: 'MADS search family mads(filters, kernel, layers): conv blocks with MaxPool(3), two linear layers',
