@@ -21,7 +21,8 @@ function trainVerdict(model: Model): string {
   compile(model, { optimizer: defaultOptimizer('sgd', 0, false), loss: model.outputKind === 'log-probabilities' ? 'nll' : 'cross-entropy', meta: { architecture: model.id, dataset: 'mnist', classes: [], mean: 0, std: 1 } });
   const buffers = model.params.filter((p) => !p.trainable).reduce((a, p) => a + elementCount(p.shape), 0);
   const loss = model.outputKind === 'log-probabilities' ? 'NLL on its log-probabilities' : 'cross-entropy on its logits';
-  const fits = model.inputShape.join('x') === '1x28x28' && model.classes === 10 ? 'the built-in datasets fit it (1x28x28 images, 10 classes)' : `the built-in datasets have 1x28x28 images and 10 classes; it takes ${model.inputShape.join('x')} and scores ${model.classes}`;
+  const folders = `image folders of ${model.classes} classes (--data-dir DIR) are converted to its ${model.inputShape.join('x')} input`;
+  const fits = model.inputShape.join('x') === '1x28x28' && model.classes === 10 ? `MNIST, Fashion-MNIST, KMNIST and EMNIST digits fit it (1x28x28 images, 10 classes), and ${folders}` : `${folders} (the built-in datasets are 1x28x28)`;
   return `yes: ${fmt(model.trainableCount)} trainable parameters${buffers ? `, ${fmt(buffers)} BatchNorm statistics` : ''}, ${model.dropouts.size} dropout site(s), ${loss}; ${fits}`;
 }
 
