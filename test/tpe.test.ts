@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Rng } from '../common/rng.ts';
-import { type Observation, parseSpace, randomPoint, suggestTpe } from '../training/tpe.ts';
+import { type Observation, parseSpace, randomPoint, suggestNew, suggestTpe } from '../training/tpe.ts';
 
 const space = parseSpace('filters=16:128:8,kernel=2:5,layers=1:10,act=relu|tanh|gelu');
 /** A known function with its minimum at filters 72, kernel 3, layers 4, act gelu. */
@@ -24,6 +24,19 @@ describe('TPE', () => {
       assert.ok(+p.kernel >= 2 && +p.kernel <= 5 && +p.layers >= 1 && +p.layers <= 10);
       assert.ok(['relu', 'tanh', 'gelu'].includes(p.act));
       h.push({ point: p, loss: f(p) });
+    }
+  });
+
+  it('proposes no point a trial already ran while the space has others (TPE and random)', () => {
+    const small = parseSpace('a=1:3,b=x|y');
+    for (const algo of ['tpe', 'random'] as const) {
+      const rng = Rng.seeded(5);
+      const h: Observation[] = [];
+      for (let i = 0; i < 6; i++) {
+        const p = suggestNew(small, h, rng, algo, { startup: 2, gamma: 0.25, candidates: 24 });
+        assert.ok(!h.some((o) => o.point.a === p.a && o.point.b === p.b), `${algo} trial ${i + 1} repeats ${JSON.stringify(p)}`);
+        h.push({ point: p, loss: +p.a + (p.b === 'x' ? 0 : 0.5) });
+      }
     }
   });
 

@@ -10,7 +10,7 @@ import { datasetClasses } from '../datasets/open.ts';
 import { type FlagName, parseFlagValue, RECIPE_FLAGS, type TrainFlags } from './flags.ts';
 import { CHECKPOINT, fit, type FitOptions } from './fit.ts';
 import { chosenEpoch } from './run-folder.ts';
-import { type Observation, randomPoint, type Space, suggestTpe } from './tpe.ts';
+import { type Observation, type Space, suggestNew } from './tpe.ts';
 import { Rng } from '../common/rng.ts';
 
 /** One varied setting: a training flag (lr, opt, batch, ...) or a preset option (width, dropout, ...). */
@@ -307,7 +307,7 @@ export async function runSearch(o: SearchOptions): Promise<SweepManifest> {
   const history: Observation[] = [];
   let manifest: SweepManifest = { arch: o.arch, base: o.base, trials: [] };
   for (let i = 0; i < o.trials; i++) {
-    const point = o.algo === 'tpe' ? suggestTpe(o.space, history, rng) : randomPoint(o.space, rng);
+    const point = suggestNew(o.space, history, rng, o.algo);
     const trial: Trial = { id: `${String(i + 1).padStart(3, '0')}-${trialId('grid', point)}`, group: `search (${o.algo})`, settings: point };
     manifest = await runSweep({ ...o, trials: [trial], log: o.log, position: { index: i, total: o.trials } });
     if (o.fit.stop?.requested) break;
