@@ -85,9 +85,10 @@ describe('presets', () => {
       'jhu-net:fc2=false': 260 + 5020 + 3210,
       // Ours, under issue 6's limit of 100k: bias-free 3x3 convs, BatchNorm scale and shift, one linear.
       'fashion-best': 9 * 32 + 9 * 32 * 32 + 9 * 32 * 64 + 9 * 64 * 64 + 2 * (32 + 32 + 64 + 64) + (64 * 7 * 7 * 10 + 10),
-      // eva-best's widths by default; without the head, the last 1x1 conv reads the pooled 20 channels.
-      'mnist-8k': 7496,
-      'mnist-8k:head=0': 7496 - (20 * 16 + 2 * 16 + 16 * 10) + 20 * 10,
+      // The widths the search found; eva-best's widths give eva-best's count; without the head the last 1x1 conv reads the pooled 16 channels.
+      'mnist-8k': 9 * 10 + 9 * 10 * 14 + 14 * 12 + 9 * 12 * 14 + 9 * 14 * 16 + 9 * 16 * 16 + 16 * 16 + 16 * 10 + 2 * (10 + 14 + 12 + 14 + 16 + 16 + 16),
+      'mnist-8k:c1=8,c2=16,t=8,c3=12,c4=16,c5=20': 7496,
+      'mnist-8k:head=0': 7962 - (16 * 16 + 2 * 16 + 16 * 10) + 16 * 10,
     };
     assert.ok(expected['fashion-best'] < 100_000);
     for (const [name, count] of Object.entries(expected)) {
@@ -97,7 +98,7 @@ describe('presets', () => {
   });
 
   it('mnist-8k refuses widths of 8,000 parameters or more, naming the count', async () => {
-    await assert.rejects(loadArchitecture('mnist-8k:c5=24,head=20'), (e: unknown) => e instanceof CnnlabError && e.message === 'mnist-8k: these widths make 8,288 parameters; the preset stays under 8,000');
+    await assert.rejects(loadArchitecture('mnist-8k:c5=20'), (e: unknown) => e instanceof CnnlabError && e.message === 'mnist-8k: these widths make 8,610 parameters; the preset stays under 8,000');
   });
 
   it('summary prints the torchsummary-style table with the right total', async () => {

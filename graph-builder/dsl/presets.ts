@@ -332,19 +332,20 @@ export const PRESETS: Record<string, Preset> = {
   },
   'mnist-8k': {
     name: 'mnist-8k',
-    description: "ours: eva-best's plan with every width an option, under 8,000 parameters (a larger setting is refused)",
+    description: "ours: eva-best's plan, widths found by cnnlab search, 7,962 parameters (every width an option; 8,000 or more is refused)",
     seed: 'ours',
-    // eva-best's recipe with a higher peak and a little more augmentation (the search below varies them).
-    recipe: { ...evaBestRecipe, lr: 0.03, augment: { rotate: 7, translate: 1, jitter: 0.4, pil: true } },
+    // eva-best's recipe with the peak the search chose (0.08, the top of its range: 0.12 measured
+    // lower) and a little more augmentation; docs/accuracy.md has the search and the seeds.
+    recipe: { ...evaBestRecipe, lr: 0.08, augment: { rotate: 7, translate: 1, jitter: 0.4, pil: true } },
     options: {
-      c1: { describe: 'channels of the first 3x3 conv (28 -> 26)', default: 8 },
-      c2: { describe: 'channels of the second 3x3 conv (26 -> 24), before the max pool', default: 16 },
-      t: { describe: 'channels of the 1x1 transition after the pool', default: 8 },
-      c3: { describe: 'channels of the third 3x3 conv (12 -> 10)', default: 12 },
+      c1: { describe: 'channels of the first 3x3 conv (28 -> 26)', default: 10 },
+      c2: { describe: 'channels of the second 3x3 conv (26 -> 24), before the max pool', default: 14 },
+      t: { describe: 'channels of the 1x1 transition after the pool', default: 12 },
+      c3: { describe: 'channels of the third 3x3 conv (12 -> 10)', default: 14 },
       c4: { describe: 'channels of the fourth 3x3 conv (10 -> 8)', default: 16 },
-      c5: { describe: 'channels of the fifth 3x3 conv (8 -> 6), before global average pooling', default: 20 },
+      c5: { describe: 'channels of the fifth 3x3 conv (8 -> 6), before global average pooling', default: 16 },
       head: { describe: 'channels of the 1x1 conv between the pooling and the 10 scores (0: none)', default: 16 },
-      dropout: { describe: 'dropout rate after each 3x3 block', default: 0.025 },
+      dropout: { describe: 'dropout rate after each 3x3 block', default: 0 },
     },
     build: (o) => {
       const p = num(o, 'dropout');
