@@ -2,7 +2,6 @@ import { join } from 'node:path';
 import { CnnlabError, UsageError } from '../common/errors.ts';
 import { readJsonFile } from '../common/json.ts';
 import { type DataRef, datasetClasses, datasetName, isFolderRef, knownStats, openDataset } from '../datasets/open.ts';
-import type { DatasetInfo } from '../datasets/registry.ts';
 import { normalizationFor, type TrainSpec, trainSpecFor } from '../graph-builder/artifacts/build.ts';
 import { type Architecture, loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import type { OptimizerName, Recipe, ScheduleName } from '../graph-builder/dsl/presets.ts';
@@ -174,11 +173,6 @@ export async function withMeasuredStats(arch: Architecture, f: TrainFlags): Prom
 /** The class names of a run's data (an image folder's are listed from it, without reading images). */
 function runClasses(cfg: Pick<RunConfig, 'dataset' | 'flags'>): readonly string[] {
   return datasetClasses({ dataset: cfg.dataset, dataDir: cfg.flags['data-dir'] });
-}
-
-/** What a run's model records of its data (name, classes, normalisation). */
-export function datasetInfoOf(cfg: RunConfig): DatasetInfo {
-  return { name: cfg.dataset, title: cfg.dataset, classes: runClasses(cfg), ...cfg.normalization };
 }
 
 /** PyTorch's default learning rates, for an optimiser that replaces the preset's. */

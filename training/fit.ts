@@ -17,7 +17,7 @@ import { HASH_MODULUS } from '../graph-builder/train-mode.ts';
 import { createRuntime, type Runtime, type Session } from '../runtime/ort.ts';
 import { type StepBatch, StepRunner } from '../runtime/step-runner.ts';
 import { augmentImage } from './augment.ts';
-import { datasetInfoOf, loadRunArchitecture, type RunConfig } from './config.ts';
+import { loadRunArchitecture, type RunConfig } from './config.ts';
 import { type EpochMetrics, rankOf, RunFolder } from './run-folder.ts';
 import { hyperAt, scheduleOf, type ScheduleSettings } from './schedule.ts';
 
@@ -180,7 +180,8 @@ async function openRun(cfg: RunConfig, opts: FitOptions, log: (line: string) => 
   const stepsPerEpoch = fullSteps + (remainder ? 1 : 0);
   if (stepsPerEpoch === 0) throw new CnnlabError(`--batch ${cfg.batch}: larger than the ${train.count} training images`, 2);
 
-  const meta = { ...modelMeta(arch, datasetInfoOf(cfg)), inputRange: cfg.inputRange };
+  // The loaded data's name and classes, with the run's normalisation (its measured or fixed --normalize).
+  const meta = { ...modelMeta(arch, { ...data.info, ...cfg.normalization }), inputRange: cfg.inputRange };
   if (arch.model.source) checkTrainable(arch.model);
   const frozen = cfg.freeze === 'features' ? featureParams(arch.model) : undefined;
   const rt = await createRuntime({ ep: cfg.ep, threads: cfg.threads, deviceId: cfg.deviceId });
