@@ -134,9 +134,10 @@ function contentKey(listing: FolderListing, shape: ImageShape): string {
   return hash.digest('hex');
 }
 
-export function folderCacheFile(listing: FolderListing, shape: ImageShape, env: NodeJS.ProcessEnv = process.env): string {
+/** Where a folder's conversion to `shape` is cached, named by the first 16 hex digits of its content key. */
+function folderCacheFile(listing: FolderListing, shape: ImageShape, key: string, env: NodeJS.ProcessEnv = process.env): string {
   const safe = basename(listing.dir).replace(/[^A-Za-z0-9._-]+/g, '_');
-  return join(cacheRoot(env), 'folders', `${safe}-${shape.join('x')}-${contentKey(listing, shape).slice(0, 16)}.bin`);
+  return join(cacheRoot(env), 'folders', `${safe}-${shape.join('x')}-${key.slice(0, 16)}.bin`);
 }
 
 interface CacheHeader {
@@ -237,10 +238,10 @@ const loaded = new Map<string, FolderDataset>();
  */
 export async function loadImageFolder(dir: string, shape: ImageShape, opts: FolderLoadOptions = {}): Promise<FolderDataset> {
   const listing = listImageFolder(dir);
-  const cacheFile = folderCacheFile(listing, shape, opts.env);
+  const key = contentKey(listing, shape);
+  const cacheFile = folderCacheFile(listing, shape, key, opts.env);
   const known = loaded.get(cacheFile);
   if (known) return known;
-  const key = contentKey(listing, shape);
   const fromCache = existsSync(cacheFile) ? decodeCache(readFileSync(cacheFile), key) : undefined;
   let result: FolderDataset;
   if (fromCache) {
