@@ -5,7 +5,10 @@ export type LossKind = 'cross-entropy' | 'nll';
 export interface LossOptions {
   /** 'nll' when the model already ends in LogSoftmax, 'cross-entropy' on raw logits. */
   kind: LossKind;
-  /** Label smoothing epsilon (cross-entropy only), as PyTorch's CrossEntropyLoss. */
+  /**
+   * Label smoothing epsilon, as PyTorch's CrossEntropyLoss; for 'nll' the same target applied to
+   * the model's log-probabilities (the loss cross-entropy with smoothing gives on its logits).
+   */
   smoothing?: number;
   /** 'mean' over the batch for training, 'sum' for evaluation. */
   reduction: 'mean' | 'sum';
@@ -27,7 +30,6 @@ export interface LossValues {
 export function emitLoss(b: GraphBuilder, scores: string, labels: string, opts: LossOptions): LossValues {
   const K = opts.classes ?? 10;
   const eps = opts.smoothing ?? 0;
-  if (eps && opts.kind === 'nll') throw new Error('label smoothing applies to cross-entropy on logits, not to NLL');
   const logp = opts.kind === 'nll' ? scores : b.op('LogSoftmax', [scores], { axis: attr.int(1) }, 'log_probabilities');
   b.note(logp, 'float32', b.shapes.get(scores));
   let target = b.op('OneHot', [labels, b.constI([K], []), b.constF([0, 1])], { axis: attr.int(-1) }, 'onehot');

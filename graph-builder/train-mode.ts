@@ -75,13 +75,17 @@ export function emitBatchNormTraining(
     mean = b.op('ReduceMean', [x, axes], { keepdims: attr.int(1) }, `${n}_mean`);
     b.note(mean, 'float32', [1, c, 1, 1]);
     const centred = b.op('Sub', [x, mean], {}, `${n}_centred`);
-    variance = b.op('ReduceMean', [b.op('Mul', [centred, centred], {}, `${n}_sq`), axes], { keepdims: attr.int(1) }, `${n}_var`);
+    const count = b.op('Div', [b.cast(b.op('Size', [x]), 'float32'), b.scalar(c)], {}, `${n}_count`);
+    variance = b.op('Div', [b.op('ReduceSumSquare', [centred, axes], { keepdims: attr.int(1) }, `${n}_ss`), count], {}, `${n}_var`);
     b.note(variance, 'float32', [1, c, 1, 1]);
     const invStd = b.op('Div', [b.scalar(1), b.op('Sqrt', [b.op('Add', [variance, b.scalar(o.eps)], {}, `${n}_var_eps`)], {}, `${n}_std`)], {}, `${n}_inv_std`);
     const xhat = b.op('Mul', [centred, invStd], {}, `${n}_xhat`);
-    const gammaC = perChannel(gamma);
-    const k = b.op('Mul', [gammaC, invStd], {}, `${n}_k`);
-    const out = b.op('Add', [b.op('Mul', [xhat, gammaC], {}, `${n}_scaled`), perChannel(beta)], {}, n);
+    const k = b.op('Mul', [perChannel(gamma), invStd], {}, `${n}_k`);
+    // Y in one pass: the inference-mode op with the batch's statistics (Mul by gamma then Add
+    // beta were two full-size passes; ReduceSumSquare saves the squares' pass).
+    const flat = (v: string) => b.op('Reshape', [v, b.constI([c])], {}, `${v}_flat`);
+    const out = b.op('BatchNormalization', [x, gamma, beta, flat(mean), flat(variance)], { epsilon: attr.float(o.eps) }, n);
+    b.note(out, 'float32', b.shapes.get(x));
     return [out, xhat, k];
   });
   return { y, mean, variance };
@@ -106,7 +110,9 @@ export function trainMode(seed: string): TrainModeState {
       // Keep where emitHashUniform's u >= p, compared before the 2^-32 scaling (exact: a power of 2).
       const bits = b.cast(emitHashBits(b, x, seed, salt), 'float32', 'hash_f');
       const keep = b.op('GreaterOrEqual', [bits, b.scalar(Math.fround(p) * 2 ** 32)], {}, `${name}_keep`);
-      const mask = b.op('Where', [keep, b.scalar(scale), b.scalar(0)], {}, `${name}_mask`);
+      // Cast and Mul, not Where(keep, scale, 0): onnxruntime's Where with scalar branches is its
+      // generic broadcasting loop, about 2x the time of the two (bench: a 128x32x28x28 mask).
+      const mask = b.op('Mul', [b.cast(keep, 'float32', `${name}_keep_f`), b.scalar(scale)], {}, `${name}_mask`);
       b.note(mask, 'float32', b.shapes.get(x));
       return b.op('Mul', [x, mask], {}, name);
     },

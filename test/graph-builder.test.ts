@@ -12,6 +12,9 @@ import { buildArtifacts, trainSpecFor } from '../graph-builder/artifacts/build.t
 import { buildInferenceModel } from '../graph-builder/artifacts/inference.ts';
 import { buildEvalModel } from '../graph-builder/artifacts/eval.ts';
 import { buildTrainStepModel } from '../graph-builder/artifacts/train-step.ts';
+import { GraphBuilder } from '../graph-builder/graph/ir.ts';
+import { encodeModel } from '../graph-builder/graph/onnx.ts';
+import { emitLoss } from '../graph-builder/losses.ts';
 import { loadArchFile, loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { initParams, type ParamSet } from '../graph-builder/dsl/init.ts';
 import {
@@ -329,5 +332,37 @@ describe('the layer-kind registry', () => {
   it('refuses a kind nobody registered, with one line naming the layer', () => {
     const seq = { layers: [{ kind: 'conv3d' }, flatten(), linear(784, 10)] } as unknown as Sequential;
     assert.throws(() => analyse(seq), (err: unknown) => err instanceof CnnlabError && /^layer 1: unknown kind "conv3d"; expected one of .*conv2d/.test(err.message));
+  });
+});
+
+describe('loss', () => {
+  const run = async (kind: 'cross-entropy' | 'nll', scores: number[], smoothing: number) => {
+    const b = new GraphBuilder('loss');
+    const s = b.input('scores', 'float32', [2, 3]);
+    const labels = b.input('labels', 'int64', [2]);
+    const { loss } = emitLoss(b, s, labels, { kind, smoothing, reduction: 'mean', classes: 3 });
+    b.expose(loss, 'value', 'float32');
+    const session = await ortNode.InferenceSession.create(encodeModel(b.graph));
+    const out = await session.run({ scores: new ortNode.Tensor('float32', Float32Array.from(scores), [2, 3]), labels: new ortNode.Tensor('int64', BigInt64Array.from([0n, 2n]), [2]) });
+    return (out.value.data as Float32Array)[0];
+  };
+  const logits = [2, -1, 0.5, 0.3, 0.1, -0.4];
+  const logSoftmax = (row: number[]) => {
+    const lse = Math.log(row.reduce((a, v) => a + Math.exp(v), 0));
+    return row.map((v) => v - lse);
+  };
+  // PyTorch's CrossEntropyLoss(label_smoothing=e): mean over examples of -((1 - e) log p_y + e/K sum_k log p_k).
+  const expected = (e: number) => {
+    const rows = [logSoftmax(logits.slice(0, 3)), logSoftmax(logits.slice(3))];
+    return rows.reduce((a, lp, i) => a - ((1 - e) * lp[[0, 2][i]] + (e / 3) * lp.reduce((x, y) => x + y, 0)), 0) / 2;
+  };
+  it('cross-entropy with label smoothing 0.1 equals PyTorch’s formula, and 0 the plain loss', async () => {
+    assert.ok(Math.abs((await run('cross-entropy', logits, 0.1)) - expected(0.1)) < 1e-6);
+    assert.ok(Math.abs((await run('cross-entropy', logits, 0)) - expected(0)) < 1e-6);
+    assert.ok(Math.abs(expected(0.1) - expected(0)) > 1e-3);
+  });
+  it('NLL on log-probabilities with label smoothing gives cross-entropy’s loss on the logits', async () => {
+    const logp = [...logSoftmax(logits.slice(0, 3)), ...logSoftmax(logits.slice(3))];
+    assert.ok(Math.abs((await run('nll', logp, 0.1)) - expected(0.1)) < 1e-6);
   });
 });

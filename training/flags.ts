@@ -36,7 +36,7 @@ export const TRAIN_FLAGS = {
   momentum: { type: 'number', range: { lo: 0, hi: 1, hiOpen: true }, graph: true, recipe: true, describe: 'momentum (SGD, RMSprop) or beta1 (Adam, AdamW)' },
   'weight-decay': { type: 'number', range: { lo: 0, hi: 1 }, graph: true, recipe: true, describe: 'L2 weight decay (decoupled for AdamW)' },
   nesterov: { type: 'boolean', graph: true, recipe: true, describe: 'Nesterov momentum (SGD)' },
-  'label-smoothing': { type: 'number', range: { lo: 0, hi: 1, hiOpen: true }, graph: true, recipe: true, describe: 'label smoothing for cross-entropy, 0..1' },
+  'label-smoothing': { type: 'number', range: { lo: 0, hi: 1, hiOpen: true }, graph: true, recipe: true, describe: 'label smoothing, 0..1 (as PyTorch’s CrossEntropyLoss; on the log-probabilities of a model ending in LogSoftmax)' },
   dataset: { type: 'string', choices: DATASET_NAMES, recipe: true, describe: "dataset (default: the preset's)" },
   'data-dir': { type: 'string', recipe: false, describe: 'the dataset’s four IDX files, or image folders train/<class>/ and test/<class>/ (PNG, JPEG, WebP, ... of any size)' },
   epochs: { type: 'number', range: { lo: 1, hi: 10000, int: true }, recipe: true, describe: "epochs (default: the preset's)" },

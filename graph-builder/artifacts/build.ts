@@ -43,7 +43,6 @@ export function trainSpecFor(arch: Architecture, o: TrainSpecOverrides = {}): Tr
   if (optimizer.nesterov && !(momentum > 0)) throw new UsageError('--nesterov: needs --momentum > 0');
   const loss = lossKindFor(arch);
   const smoothing = o.smoothing ?? 0;
-  if (smoothing && loss === 'nll') throw new UsageError('--label-smoothing: this model ends in LogSoftmax (NLL loss); label smoothing needs cross-entropy on logits');
   return { optimizer, loss, smoothing };
 }
 

@@ -63,7 +63,8 @@ export const log: GradRule = (ctx) => [ctx.b.op('Div', [ctx.gradOutputs[0]!, ctx
 /** Y = max(X, 0): dX = dY where Y > 0. */
 export const relu: GradRule = (ctx) => {
   const { b } = ctx;
-  const zero = b.scalar(0);
-  const positive = b.op('Greater', [ctx.outputs[0], zero], {}, 'relu_mask');
-  return [b.op('Where', [positive, ctx.gradOutputs[0]!, zero], {}, 'grad_relu')];
+  // dY times the 0/1 mask: onnxruntime's Where (its generic broadcasting loop) took 1.8x the
+  // time of Greater, Cast and Mul together on a 128x32x28x28 tensor (2 cores).
+  const positive = b.cast(b.op('Greater', [ctx.outputs[0], b.scalar(0)], {}, 'relu_mask'), 'float32', 'relu_mask_f');
+  return [b.op('Mul', [ctx.gradOutputs[0]!, positive], {}, 'grad_relu')];
 };
