@@ -335,6 +335,40 @@ describe('augmentation', () => {
     }
     assert.ok(flips > 160 && flips < 240, `${flips} of 400 flipped`);
   });
+
+  it('erase blackens one rectangle of 2-33% of the image in every channel, with the given probability', async () => {
+    const { augmentImage } = await import('../training/augment.ts');
+    const { Rng } = await import('../common/rng.ts');
+    const shape = [3, 20, 24] as const;
+    const plane = 20 * 24;
+    const src = new Uint8Array(3 * plane).fill(200);
+    const out = new Uint8Array(3 * plane);
+    const rng = Rng.seeded(5);
+    let erased = 0;
+    for (let n = 0; n < 400; n++) {
+      augmentImage(src, out, { rotate: 0, translate: 0, jitter: 0, erase: 0.5 }, rng, shape);
+      const black = [...out.subarray(0, plane).keys()].filter((i) => out[i] === 0);
+      for (let ch = 1; ch < 3; ch++) assert.deepEqual([...out.subarray(ch * plane, (ch + 1) * plane).keys()].filter((i) => out[ch * plane + i] === 0), black);
+      assert.ok(out.every((v) => v === 0 || v === 200));
+      if (black.length === 0) continue;
+      erased++;
+      const rows = black.map((i) => Math.floor(i / 24));
+      const cols = black.map((i) => i % 24);
+      const h = Math.max(...rows) - Math.min(...rows) + 1;
+      const w = Math.max(...cols) - Math.min(...cols) + 1;
+      assert.equal(black.length, h * w, 'the black pixels form one rectangle');
+      assert.ok(h * w >= 0.02 * plane * 0.6 && h * w <= 0.33 * plane * 1.4, `area ${h * w} of ${plane}`);
+    }
+    assert.ok(erased > 160 && erased < 240, `${erased} of 400 erased`);
+  });
+
+  it('--erase adds erasing to the preset’s augmentation and is refused with --no-augment', async () => {
+    assert.deepEqual((await config('fashion-best', { erase: 0.5 })).augment, { rotate: 0, translate: 1, jitter: 0, flip: true, erase: 0.5 });
+    assert.deepEqual((await config('partB', { erase: 0.25 })).augment, { rotate: 0, translate: 0, jitter: 0, erase: 0.25 });
+    assert.equal((await config('fashion-best', {})).augment?.erase, undefined);
+    await assert.rejects(config('fashion-best', { erase: 0.5, augment: false }), (e: Error) => e instanceof UsageError && /^--erase: /.test(e.message));
+    await assert.rejects(config('fashion-best', { erase: 2 }), (e: Error) => e instanceof UsageError && /--erase/.test(e.message));
+  });
 });
 
 describe('validation split', () => {

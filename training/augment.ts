@@ -16,6 +16,12 @@ export interface AugmentSettings {
    * default) instead of bilinear.
    */
   pil?: boolean;
+  /**
+   * Probability of erasing one random rectangle after the other transforms, as torchvision's
+   * RandomErasing (area 2-33% of the image, aspect ratio 0.3-3.3 drawn in log space, up to 10
+   * tries for one that fits), filled with 0 (the background of MNIST-style images).
+   */
+  erase?: number;
 }
 
 /** Reused between calls: augmentation runs on the training hot path. */
@@ -28,7 +34,30 @@ let scratch = new Float32Array(28 * 28);
  * the image's mean), clipped to 0..255; then the optional mirror.
  */
 export function augmentImage(src: Uint8Array, out: Uint8Array, s: AugmentSettings, rng: Rng, shape: readonly [number, number, number] = [1, 28, 28]): void {
-  if (s.pil) return augmentPil(src, out, s, rng, shape);
+  if (s.pil) augmentPil(src, out, s, rng, shape);
+  else augmentWarp(src, out, s, rng, shape);
+  // Drawn only when on, so the presets without it keep their random streams.
+  if (s.erase && rng.uniform(0, 1) < s.erase) eraseRectangle(out, rng, shape);
+}
+
+/** torchvision's RandomErasing with its default scale and ratio, the rectangle set to 0 in every channel. */
+export function eraseRectangle(out: Uint8Array, rng: Rng, [C, H, W]: readonly [number, number, number]): void {
+  const area = H * W;
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const target = area * rng.uniform(0.02, 0.33);
+    const aspect = Math.exp(rng.uniform(Math.log(0.3), Math.log(3.3)));
+    const h = Math.round(Math.sqrt(target * aspect));
+    const w = Math.round(Math.sqrt(target / aspect));
+    if (h < 1 || w < 1 || h >= H || w >= W) continue;
+    const top = Math.min(H - h, Math.floor(rng.uniform(0, H - h + 1)));
+    const left = Math.min(W - w, Math.floor(rng.uniform(0, W - w + 1)));
+    for (let ch = 0; ch < C; ch++) for (let y = top; y < top + h; y++) out.fill(0, ch * area + y * W + left, ch * area + y * W + left + w);
+    return;
+  }
+}
+
+/** The bilinear form of augmentImage (see there). */
+function augmentWarp(src: Uint8Array, out: Uint8Array, s: AugmentSettings, rng: Rng, shape: readonly [number, number, number]): void {
   const [C, H, W] = shape;
   const angle = (rng.uniform(-s.rotate, s.rotate) * Math.PI) / 180;
   const dx = s.translate ? rng.uniform(-s.translate, s.translate) : 0;

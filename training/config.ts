@@ -61,6 +61,9 @@ export const DEFAULT_STEPS_PER_RUN = 8;
 /** What --augment turns on for a preset whose seed did not augment. */
 const DEFAULT_AUGMENT: AugmentSettings = { rotate: 7, translate: 2, jitter: 0.3 };
 
+/** The augmentation --erase adds to where a preset has none: no warp, no jitter. */
+const NO_WARP: AugmentSettings = { rotate: 0, translate: 0, jitter: 0 };
+
 const DEFAULT_ONECYCLE: NonNullable<Recipe['onecycle']> = { pctStart: 0.3, divFactor: 25, finalDivFactor: 1e4, momentumRange: [0.85, 0.95] };
 
 /** A flag's value, checked against its range in the table (a bad one is a one-line UsageError). */
@@ -106,7 +109,10 @@ export function resolveRunConfig(arch: Architecture, f: TrainFlags, archFile?: s
   const epochs = num(f, 'epochs') ?? r.epochs;
   const valSplit = num(f, 'val-split') ?? (isFolderRef(ref) ? DEFAULT_FOLDER_VAL_SPLIT : DEFAULT_VAL_SPLIT);
   if (valSplit >= 1 && !Number.isInteger(valSplit)) throw new UsageError(`--val-split: expected a whole number of images, or a fraction below 1, got ${valSplit}`);
-  const augment = f.augment === false ? null : (r.augment ?? (f.augment ? DEFAULT_AUGMENT : null));
+  const erase = num(f, 'erase');
+  if (erase !== undefined && f.augment === false) throw new UsageError('--erase: random erasing is augmentation, which --no-augment turns off');
+  const chosen = f.augment === false ? null : (r.augment ?? (f.augment ? DEFAULT_AUGMENT : null));
+  const augment = erase === undefined ? chosen : { ...(chosen ?? NO_WARP), erase };
   const ep = (f.ep as EpName | undefined) ?? 'cpu';
   return {
     architecture: arch.id,

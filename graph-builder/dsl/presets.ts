@@ -35,7 +35,7 @@ export interface Recipe {
   /** The value a white pixel has at the model's input (default 1: pixels 0..1). */
   inputRange?: InputRange;
   /** Random rotation (degrees), translation (pixels) and brightness/contrast jitter, or none. */
-  augment?: { rotate: number; translate: number; jitter: number; flip?: boolean; pil?: boolean };
+  augment?: { rotate: number; translate: number; jitter: number; flip?: boolean; pil?: boolean; erase?: number };
   /** OneCycle settings (PyTorch's OneCycleLR). */
   onecycle?: { pctStart: number; divFactor: number; finalDivFactor: number; momentumRange: [number, number] };
 }
