@@ -56,6 +56,25 @@ describe('resume', () => {
     writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
     assert.equal((await resumedConfig(dir)).freeze, undefined);
   });
+
+  it('refuses a run whose saved recipe this build resolves differently (a preset changed since it started), in one line naming the field', async () => {
+    const { writeFileSync, mkdirSync } = await import('node:fs');
+    const { loadArchitecture } = await import('../graph-builder/dsl/arch.ts');
+    const { resolveRunConfig } = await import('../training/config.ts');
+    const { resumedConfig } = await import('../cli/commands/train.ts');
+    const { CnnlabError } = await import('../common/errors.ts');
+    const dir = join(mkdtempSync(join(tmpdir(), 'cnnlab-resume-')), 'eva');
+    mkdirSync(dir);
+    const cfg = resolveRunConfig(await loadArchitecture('eva-best'), { epochs: 2 });
+    // Keys in another order are the same recipe.
+    const reordered = { ...cfg, augment: Object.fromEntries(Object.entries(cfg.augment!).reverse()) };
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(reordered));
+    assert.equal((await resumedConfig(dir)).epochs, 2);
+    // eva-best before its augmentation followed torchvision's PIL semantics.
+    const before = { ...cfg, augment: { rotate: 5, translate: 0, jitter: 0.4 } };
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(before));
+    await assert.rejects(resumedConfig(dir), (e: Error) => e instanceof CnnlabError && !e.message.includes('\n') && e.message.startsWith(`${join(dir, 'config.json')}: `) && /augment was \{.*\}, this build makes it \{.*"pil":true/.test(e.message));
+  });
 });
 
 describe('the table of training flags', () => {

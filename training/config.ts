@@ -190,7 +190,7 @@ function defaultLr(opt: OptimizerName): number {
  * A run folder's config.json, re-resolved from its saved flags so that a damaged file is caught
  * like a bad flag (resume and transfer read runs through this).
  */
-export async function readRunConfig(dir: string): Promise<RunConfig> {
+export async function readRunConfig(dir: string, o: { continuing?: boolean } = {}): Promise<RunConfig> {
   const path = join(dir, 'config.json');
   // A config.json is a few kB; 1 MB is far beyond any real one.
   const saved = readJsonFile(path, 1024 * 1024) as Partial<RunConfig> | null;
@@ -204,11 +204,41 @@ export async function readRunConfig(dir: string): Promise<RunConfig> {
     const cfg = resolveRunConfig(arch, saved.flags, saved.archFile, saved.modelFile);
     // Set by transfer, not by a flag: a fine-tuning run with frozen features stays frozen.
     if (saved.freeze === 'features') cfg.freeze = 'features';
+    const drift = o.continuing ? recipeDrift(saved, cfg) : undefined;
+    if (drift) throw new CnnlabError(`the run was started by a build that resolved its recipe differently: ${drift}; finish it with that build, or start a new run`);
     return cfg;
   } catch (err) {
     if (err instanceof CnnlabError) throw new CnnlabError(`${path}: ${err.message}`);
     throw err;
   }
+}
+
+/**
+ * The first recipe field this build resolves differently from the resolved config the run saved
+ * when it started (a preset's recipe changed in between: continuing would mix two recipes in one
+ * run). Fields the saved config lacks (a build before they existed) are not compared.
+ */
+function recipeDrift(saved: Partial<RunConfig>, cfg: RunConfig): string | undefined {
+  const now = JSON.parse(recipeOf(cfg)) as Record<string, unknown>;
+  for (const [k, v] of Object.entries(now)) {
+    // The architecture's id may name default options or not; the model itself is loaded from the
+    // saved id, and the checkpoint's parameter shapes are checked against it.
+    if (!(k in saved) || k === 'architecture') continue;
+    const was = canonicalJson((saved as Record<string, unknown>)[k]);
+    const is = canonicalJson(v);
+    if (was !== is) return `${k} was ${was}, this build makes it ${is}`;
+  }
+  return undefined;
+}
+
+/** JSON with object keys sorted, so two equal values written in another key order compare equal. */
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (v && typeof v === 'object') {
+    const entries = Object.entries(v).filter(([, x]) => x !== undefined);
+    return `{${entries.sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(',')}}`;
+  }
+  return JSON.stringify(v);
 }
 
 /** What a run computes: its resolved config without how and where it runs (and, with `epochs: false`, without its length). */

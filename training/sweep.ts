@@ -196,7 +196,7 @@ async function holds(p: Planned): Promise<Holding> {
     return { kind: 'other', ...(done.flags ? recipeDifferences(done.flags, p.flags) : { saved: [], wanted: [] }) };
   }
   if (!existsSync(join(p.run, 'config.json')) || !p.cfg) return { kind: 'fresh' };
-  const saved = await readRunConfig(p.run);
+  const saved = await readRunConfig(p.run, { continuing: true });
   return recipeOf(saved) === recipeOf(p.cfg) ? { kind: 'same' } : { kind: 'other', ...recipeDifferences(saved.flags, p.flags) };
 }
 

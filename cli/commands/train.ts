@@ -44,7 +44,7 @@ function checkWritable(dir: string): void {
 export async function resumedConfig(dir: string): Promise<RunConfig> {
   const path = `${dir}/config.json`;
   if (!existsSync(path)) throw new UsageError(`--resume: ${path} not found`);
-  return readRunConfig(dir);
+  return readRunConfig(dir, { continuing: true });
 }
 
 /** A stop request from a signal, and the exit code that reports it (128 + the signal's number). */
@@ -126,7 +126,7 @@ const train: CommandModule<object, TrainArgs> = {
  */
 async function checkReuse(dir: string, cfg: RunConfig, force: boolean): Promise<void> {
   if (!existsSync(`${dir}/config.json`)) return;
-  const saved = await readRunConfig(dir);
+  const saved = await readRunConfig(dir, { continuing: true });
   if (recipeOf(saved) === recipeOf(cfg)) return;
   if (force) return rmSync(dir, { recursive: true, force: true });
   const d = recipeDifferences(saved.flags, cfg.flags);
