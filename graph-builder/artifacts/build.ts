@@ -42,7 +42,7 @@ export function trainSpecFor(arch: Architecture, o: TrainSpecOverrides = {}): Tr
   const optimizer = defaultOptimizer(name, o.weightDecay ?? (name === r.optimizer ? r.weightDecay : 0), momentum > 0 || cycles, o.nesterov ?? false);
   if (optimizer.nesterov && !(momentum > 0)) throw new UsageError('--nesterov: needs --momentum > 0');
   const loss = lossKindFor(arch);
-  const smoothing = o.smoothing ?? 0;
+  const smoothing = o.smoothing ?? r.labelSmoothing ?? 0;
   return { optimizer, loss, smoothing };
 }
 

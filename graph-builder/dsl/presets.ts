@@ -36,6 +36,8 @@ export interface Recipe {
   inputRange?: InputRange;
   /** Random rotation (degrees), translation (pixels) and brightness/contrast jitter, or none. */
   augment?: { rotate: number; translate: number; jitter: number; flip?: boolean; pil?: boolean; erase?: number };
+  /** Label smoothing of the loss's target (PyTorch's CrossEntropyLoss label_smoothing), default 0. */
+  labelSmoothing?: number;
   /** OneCycle settings (PyTorch's OneCycleLR). */
   onecycle?: { pctStart: number; divFactor: number; finalDivFactor: number; momentumRange: [number, number] };
 }
@@ -262,7 +264,10 @@ export const PRESETS: Record<string, Preset> = {
       momentum: 0.9,
       weightDecay: 5e-4,
       batch: 128,
-      epochs: 20,
+      // 30 epochs and label smoothing 0.1: 94.12% (seed 0); 20 epochs without it gave 93.76%,
+      // 30 without it 93.91%, 30 with random erasing 0.5 instead 93.88% (docs/accuracy.md).
+      epochs: 30,
+      labelSmoothing: 0.1,
       schedule: 'onecycle',
       normalize: 'dataset',
       shuffle: true,
