@@ -2,6 +2,7 @@
  * `npm run bench`: throughput and latency on this machine, printed as a table and written to
  * bench.json. Warm-up runs are excluded; each figure is the median of repeated measurements,
  * with the spread (min..max). A benchmark, not a test: nothing here passes or fails.
+ * `--wasm-vs-cpu` runs only the alternating wasm / CPU EP comparison of partB.
  */
 import { DATASETS } from '../datasets/registry.ts';
 import { writeFileSync } from 'node:fs';
@@ -11,6 +12,7 @@ import { modelMeta, trainSpecFor } from '../graph-builder/artifacts/build.ts';
 import { initialCheckpoint } from '../graph-builder/artifacts/compile.ts';
 import { buildInferenceModel } from '../graph-builder/artifacts/inference.ts';
 import { buildTrainStepModel } from '../graph-builder/artifacts/train-step.ts';
+import { graphTargetFor } from '../graph-builder/autodiff/registry.ts';
 import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { initParams } from '../graph-builder/dsl/init.ts';
 import type { OptimizerName } from '../graph-builder/dsl/presets.ts';
@@ -78,7 +80,7 @@ const fashionSeconds = (performance.now() - fashionStart) / 1000;
 async function trainThroughput(rt: Runtime, name: string, B: number, K: number, opt?: OptimizerName): Promise<Stat> {
   const arch = await loadArchitecture(name);
   const spec = trainSpecFor(arch, opt ? { opt, momentum: opt === 'sgd' ? 0.9 : 0 } : {});
-  const built = buildTrainStepModel(arch.model, { optimizer: spec.optimizer, loss: spec.loss, meta: modelMeta(arch, DATASETS.mnist) });
+  const built = buildTrainStepModel(arch.model, { optimizer: spec.optimizer, loss: spec.loss, meta: modelMeta(arch, DATASETS.mnist), target: graphTargetFor(rt.ep as 'cpu' | 'wasm') });
   const runner = await StepRunner.create(rt, built.bytes, built.iface, initialCheckpoint(built.iface, initParams(arch.model, 0), {}));
   let offset = 0;
   const batch = () => {
@@ -136,27 +138,24 @@ const results: Record<string, unknown> = {
 console.log(`cnnlab bench on ${cpus()[0]?.model} (${cpus().length} cores), node ${process.version}${QUICK ? ', --quick' : ''}`);
 console.log(`dataset load, 60k + 10k images into typed arrays: MNIST (raw IDX) ${datasetSeconds.toFixed(2)} s, Fashion-MNIST (gzip) ${fashionSeconds.toFixed(2)} s`);
 
-const eps: ('cpu' | 'wasm')[] = args.has('--cpu-only') ? ['cpu'] : ['cpu', 'wasm'];
+const ONLY_WASM_VS_CPU = args.has('--wasm-vs-cpu');
+const eps: ('cpu' | 'wasm')[] = ONLY_WASM_VS_CPU ? [] : args.has('--cpu-only') ? ['cpu'] : ['cpu', 'wasm'];
 for (const ep of eps) {
-  const rt = await createRuntime({ ep, threads: ep === 'cpu' ? THREADS : 1 });
-  const meter = ep === 'cpu' ? await rooflineMeter(rt) : undefined;
+  const rt = await createRuntime({ ep, threads: THREADS });
+  const meter = await rooflineMeter(rt);
   const roofs: number[] = [];
   /** A training measurement with the roofline taken just before it (median of 15 products, about 0.2 s). */
   const measure = async (run: () => Promise<Stat>, flops: number) => {
-    const roof = meter ? (await meter(15)).median : NaN;
-    if (meter) roofs.push(roof);
+    const roof = (await meter(15)).median;
+    roofs.push(roof);
     const s = await run();
     const gflops = (s.median * flops) / 1e9;
     return { s, gflops, roof, ratio: gflops / roof };
   };
   const pct = (r: number) => (Number.isFinite(r) ? `${(100 * r).toFixed(0)}%` : '-');
-  if (meter) {
-    const roof = await meter(QUICK ? 3 : 8);
-    console.log(`\n[${ep}] roofline: onnxruntime MatMul 1024^3 = ${fmt(roof, 1)} GFLOP/s (${THREADS} threads), measured again before each row`);
-    results.roofline = roof;
-  } else {
-    console.log(`\n[${ep}] (onnxruntime-web, 1 thread)`);
-  }
+  const roof = await meter(QUICK ? 3 : 8);
+  console.log(`\n[${ep}] (${rt.note}) roofline: onnxruntime MatMul 1024^3 = ${fmt(roof, 1)} GFLOP/s, measured again before each row`);
+  results[ep === 'cpu' ? 'roofline' : `${ep}Roofline`] = roof;
   console.log('| model | batch | K | images/s (median, min..max) | GFLOP/s | roofline just before | of roofline |');
   console.log('|---|---|---|---|---|---|---|');
   const rows: Record<string, unknown>[] = [];
@@ -208,7 +207,43 @@ for (const ep of eps) {
   }
   results[ep] = { train: rows, inference };
 }
+if (ONLY_WASM_VS_CPU || eps.includes('wasm')) results.wasmVersusCpu = await wasmVersusCpu();
+
+/**
+ * partB's train step on wasm against the CPU EP, both with THREADS threads, alternating in one
+ * process (this VM drifts too much for a ratio of two sections measured minutes apart), with each
+ * provider's MatMul roofline: wasm's 128-bit SIMD GEMM is what bounds its train step.
+ */
+async function wasmVersusCpu(): Promise<Record<string, unknown>[]> {
+  const rts = [await createRuntime({ ep: 'cpu', threads: THREADS }), await createRuntime({ ep: 'wasm', threads: THREADS })];
+  const meters = await Promise.all(rts.map(rooflineMeter));
+  const flops = trainFlops((await loadArchitecture('partB')).model);
+  const rounds = QUICK ? 2 : 4;
+  console.log(`\n| partB, CPU EP against wasm, alternating (${rounds} rounds) | CPU images/s (of roofline) | wasm images/s (of roofline) | CPU / wasm, median (min..max) |`);
+  console.log('|---|---|---|---|');
+  const out: Record<string, unknown>[] = [];
+  for (const [B, opt] of [[64, 'sgd'], [600, 'adam']] as const) {
+    const ips: number[][] = [[], []];
+    const ofRoof: number[][] = [[], []];
+    for (let r = 0; r < rounds; r++) {
+      for (const i of [0, 1]) {
+        const roof = (await meters[i](5)).median;
+        const s = (await trainThroughput(rts[i], 'partB', B, 8, opt)).median;
+        ips[i].push(s);
+        ofRoof[i].push((s * flops) / 1e9 / roof);
+      }
+    }
+    const ratio = stat(ips[0].map((x, r) => x / ips[1][r]));
+    const cell = (i: number) => `${stat(ips[i]).median.toFixed(0)} (${(100 * stat(ofRoof[i]).median).toFixed(0)}%)`;
+    console.log(`| batch ${B}, ${opt}, K=8 | ${cell(0)} | ${cell(1)} | ${fmt(ratio, 2)} |`);
+    out.push({ batch: B, optimizer: opt, cpu: stat(ips[0]), wasm: stat(ips[1]), cpuOfRoofline: stat(ofRoof[0]), wasmOfRoofline: stat(ofRoof[1]), cpuOverWasm: ratio });
+  }
+  return out;
+}
+
 results.peakRssMiB = Math.round(process.resourceUsage().maxRSS / 1024);
 console.log(`\npeak memory (max RSS) ${results.peakRssMiB} MiB`);
-writeFileSync('bench.json', `${JSON.stringify(results, null, 2)}\n`);
-console.log('wrote bench.json');
+if (!ONLY_WASM_VS_CPU) {
+  writeFileSync('bench.json', `${JSON.stringify(results, null, 2)}\n`);
+  console.log('wrote bench.json');
+}

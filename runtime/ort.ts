@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import * as ortNode from 'onnxruntime-node';
@@ -16,7 +17,7 @@ export type EpName = (typeof EP_NAMES)[number];
 
 export interface RuntimeOptions {
   ep: EpName;
-  /** Intra-op threads (CPU EP) or wasm threads; default: all cores for cpu, 1 for wasm. */
+  /** Intra-op threads (CPU EP) or wasm threads; default: all cores (wasm: at most 4). */
   threads?: number;
   deviceId?: number;
 }
@@ -51,6 +52,23 @@ function cudaSessionOptions(deviceId: number): ortNode.InferenceSession.SessionO
     logSeverityLevel: 4,
     ...NO_SPINNING,
   } as ortNode.InferenceSession.SessionOptions;
+}
+
+/** The wasm thread count the process's onnxruntime-web was initialised with (fixed from then on). */
+let wasmThreadsInUse: number | undefined;
+
+/**
+ * onnxruntime-web (1.30) runs WebAssembly threads in Node too (Emscripten pthreads on
+ * worker_threads with a SharedArrayBuffer memory); the count is read once, when its first session
+ * is created. partB, batch 600, one epoch of 3,200 images: 278 img/s with 1 thread, 494 with 2
+ * (2026-11-23, same losses). Default: the machine's cores, at most 4 (the browser build's cap).
+ */
+function wasmThreads(ortWeb: Ort, wanted: number | undefined): { threads: number; ignored: string } {
+  const threads = wasmThreadsInUse ?? wanted ?? Math.min(4, availableParallelism());
+  wasmThreadsInUse = threads;
+  ortWeb.env.wasm.numThreads = threads;
+  const ignored = wanted !== undefined && wanted !== threads ? ` (--threads ${wanted} ignored: this process's wasm runtime already started with ${threads})` : '';
+  return { threads, ignored };
 }
 
 /** Where onnxruntime-node keeps its native libraries; `npm run install-cuda` puts the CUDA EP there. */
@@ -92,14 +110,11 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   }
   if (ep === 'wasm') {
     const ortWeb = (await import('onnxruntime-web')) as unknown as Ort;
-    // onnxruntime-web always runs single-threaded in Node (it disables its wasm threads there);
-    // in a browser, threads need a cross-origin isolated page (see inference/server.ts).
-    ortWeb.env.wasm.numThreads = 1;
-    const ignored = opts.threads && opts.threads > 1 ? ` (--threads ${opts.threads} ignored: onnxruntime-web has no wasm threads in Node)` : '';
+    const { threads, ignored } = wasmThreads(ortWeb, opts.threads);
     return {
       ep,
       ort: ortWeb,
-      note: note || `onnxruntime-web wasm, 1 thread${ignored}`,
+      note: note || `onnxruntime-web wasm, ${threads} thread${threads > 1 ? 's' : ''}${ignored}`,
       createSession: (model) => ortWeb.InferenceSession.create(model, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' }),
     };
   }

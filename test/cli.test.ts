@@ -229,3 +229,18 @@ export const recipe = { optimizer: 'adam', lr: 1e-3, batch: 100, epochs: 1 };
     assert.match(search.stdout, /best: \d+\.\d\d% with lr=/);
   });
 });
+
+describe('--ep wasm', () => {
+  it('trains with the WebAssembly threads --threads asks for, to the losses of one thread', () => {
+    const root = mkdtempSync(join(tmpdir(), 'cnnlab-wasm-threads-'));
+    const runs = [1, 2].map((threads) => {
+      const out = join(root, `t${threads}`);
+      const r = cnnlab('train', 'baseline', '--ep', 'wasm', '--threads', String(threads), '--limit-train', '600', '--batch', '100', '--epochs', '1', '--val-split', '0', '--seed', '3', '--out', out);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, new RegExp(`onnxruntime-web wasm, ${threads} threads?\\n`));
+      return JSON.parse(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim()) as { trainLoss: number; testLoss: number };
+    });
+    assert.ok(Math.abs(runs[0].trainLoss - runs[1].trainLoss) <= 1e-6 * runs[0].trainLoss, `train loss: 1 thread ${runs[0].trainLoss}, 2 threads ${runs[1].trainLoss}`);
+    assert.ok(Math.abs(runs[0].testLoss - runs[1].testLoss) <= 1e-6 * runs[0].testLoss, `test loss: 1 thread ${runs[0].testLoss}, 2 threads ${runs[1].testLoss}`);
+  });
+});
