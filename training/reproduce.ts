@@ -36,13 +36,14 @@ export const SEED_RESULTS: Record<'ntnu' | 'eva' | 'jhu' | 'fashion', SeedExperi
     { preset: 'jhu-net', dataset: 'mnist', seed: [97.27], target: { kind: 'within', points: 0.5 }, source: 'seed 004 (epoch 10)' },
     { preset: 'jhu-net', dataset: 'fashion-mnist', seed: [82.07], target: { kind: 'within', points: 0.5 }, source: 'seed 004 (epoch 10)' },
   ],
-  // Ours (issue 6); the "seed" column is the public anchor it must beat, not a seed report.
+  // Ours (issue 6, then issue 19's 94.0%); the "seed" column is the public anchor it must beat,
+  // not a seed report.
   fashion: [
     {
       preset: 'fashion-best',
       dataset: 'fashion-mnist',
       seed: [93.2],
-      target: { kind: 'atLeast', accuracy: 93.5 },
+      target: { kind: 'atLeast', accuracy: 94.0 },
       source: 'Fashion-MNIST benchmark: 2 conv + 3 FC, 1.8M parameters, 93.2% (reference.md section 2)',
     },
   ],
