@@ -152,7 +152,7 @@ for (const ep of eps) {
     const gflops = (s.median * flops) / 1e9;
     return { s, gflops, roof, ratio: gflops / roof };
   };
-  const pct = (r: number) => (Number.isFinite(r) ? `${(100 * r).toFixed(0)}%` : '-');
+  const pct = (r: number) => `${(100 * r).toFixed(0)}%`;
   const roof = await meter(QUICK ? 3 : 8);
   console.log(`\n[${ep}] (${rt.note}) roofline: onnxruntime MatMul 1024^3 = ${fmt(roof, 1)} GFLOP/s, measured again before each row`);
   results[ep === 'cpu' ? 'roofline' : `${ep}Roofline`] = roof;
@@ -173,7 +173,7 @@ for (const ep of eps) {
         // A whole epoch in the quick bench only for the fast models.
         if (QUICK && k === 'epoch' && flops > 2e7) continue;
         const { s, gflops, roof, ratio } = await measure(() => trainThroughput(rt, name, B, K), flops);
-        console.log(`| ${name} | ${B} | ${k === 'epoch' ? `${K} (epoch)` : K} | ${fmt(s)} | ${gflops.toFixed(1)} | ${Number.isFinite(roof) ? roof.toFixed(0) : '-'} | ${pct(ratio)} |`);
+        console.log(`| ${name} | ${B} | ${k === 'epoch' ? `${K} (epoch)` : K} | ${fmt(s)} | ${gflops.toFixed(1)} | ${roof.toFixed(0)} | ${pct(ratio)} |`);
         rows.push({ model: name, batch: B, K, imagesPerSecond: s, gflops, rooflineGflops: roof, ratio, flopsPerImage: flops, rss: process.memoryUsage().rss });
       }
     }
