@@ -321,11 +321,11 @@ async function loadTuning(m) {
   return state.tune;
 }
 
-/** mulberry32: the replayed images are drawn from a seeded sequence, so a session's fine-tuning repeats exactly. */
-let replayState = 0x2545f491;
-function replayDraw() {
-  replayState = (replayState + 0x6d2b79f5) | 0;
-  let t = Math.imul(replayState ^ (replayState >>> 15), 1 | replayState);
+/** mulberry32: the replayed images and the dropout seeds are drawn from a seeded sequence, so a session's fine-tuning repeats exactly. */
+let tuneState = 0x2545f491;
+function tuneDraw() {
+  tuneState = (tuneState + 0x6d2b79f5) | 0;
+  let t = Math.imul(tuneState ^ (tuneState >>> 15), 1 | tuneState);
   t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
   return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
 }
@@ -379,7 +379,7 @@ function setTune(text) {
 /**
  * K steps, each on one batch: the examples (repeated) fill a quarter of it and training images
  * drawn at random the rest, so teaching a drawing does not make the model forget what it knew.
- * lr from the page, momentum 0.9, fresh dropout seeds.
+ * lr from the page, momentum 0.9, fresh dropout seeds (from the same seeded sequence).
  */
 async function train() {
   const m = state.current;
@@ -403,7 +403,7 @@ async function train() {
         labels[k * B + j] = ex.label;
       }
       for (let j = half; j < B; j++) {
-        const r = Math.floor(replayDraw() * t.replay.labels.length);
+        const r = Math.floor(tuneDraw() * t.replay.labels.length);
         images.set(t.replay.pixels.subarray(r * 784, (r + 1) * 784), (k * B + j) * 784);
         labels[k * B + j] = t.replay.labels[r];
       }
@@ -413,7 +413,7 @@ async function train() {
       labels,
       lr: new Float32Array(K).fill(lr),
       momentum: new Float32Array(K).fill(0.9),
-      dropout_seed: BigInt64Array.from({ length: K }, () => BigInt(Math.floor(Math.random() * 2147483646))),
+      dropout_seed: BigInt64Array.from({ length: K }, () => BigInt(Math.floor(tuneDraw() * 2147483646))),
     };
     const feeds = { ...t.carried, ...feedsFor(t.iface.inputs, data, { K, B }) };
     const t0 = performance.now();
