@@ -92,6 +92,9 @@ describe('presets', () => {
       'mnist-8k': 9 * 10 + 9 * 10 * 14 + 14 * 12 + 9 * 12 * 14 + 9 * 14 * 16 + 9 * 16 * 16 + 16 * 16 + 16 * 10 + 2 * (10 + 14 + 12 + 14 + 16 + 16 + 16),
       'mnist-8k:c1=8,c2=16,t=8,c3=12,c4=16,c5=20': 7496,
       'mnist-8k:head=0': 7962 - (16 * 16 + 2 * 16 + 16 * 10) + 16 * 10,
+      // The pool (and the transition after it) after the third conv: c4 reads the transition's 12 channels.
+      'mnist-8k:pool=3': 9 * 10 + 9 * 10 * 14 + 9 * 14 * 14 + 14 * 12 + 9 * 12 * 16 + 9 * 16 * 16 + 16 * 16 + 16 * 10 + 2 * (10 + 14 + 14 + 12 + 16 + 16 + 16),
+      'mnist-8k:t=0,c3=12': 9 * 10 + 9 * 10 * 14 + 9 * 14 * 12 + 9 * 12 * 16 + 9 * 16 * 16 + 16 * 16 + 16 * 10 + 2 * (10 + 14 + 12 + 16 + 16 + 16),
     };
     assert.ok(expected['fashion-best'] < 100_000);
     for (const [name, count] of Object.entries(expected)) {
@@ -102,6 +105,16 @@ describe('presets', () => {
 
   it('mnist-8k refuses widths of 8,000 parameters or more, naming the count', async () => {
     await assert.rejects(loadArchitecture('mnist-8k:c5=20'), (e: unknown) => e instanceof CnnlabError && e.message === 'mnist-8k: these widths make 8,610 parameters; the preset stays under 8,000');
+  });
+
+  it('mnist-8k pools after any of its first four convs, global pooling over what is left (1x1), and refuses a fifth', async () => {
+    for (const [pool, size] of [[1, 5], [2, 6], [3, 7], [4, 8]]) {
+      const arch = await loadArchitecture(`mnist-8k:pool=${pool},c3=12,c5=14`);
+      const gap = arch.layers!.layers.find((l) => l.kind === 'avgPool2d');
+      assert.equal(gap?.kind === 'avgPool2d' && gap.kernel, size, `pool=${pool}`);
+      assert.deepEqual(arch.model.shapes.get(arch.model.output), ['N', 10], `pool=${pool}`);
+    }
+    await assert.rejects(loadArchitecture('mnist-8k:pool=5'), (e: unknown) => e instanceof CnnlabError && e.message === 'mnist-8k: pool=5: expected the number of the 3x3 conv the max pool follows, 1 to 4');
   });
 
   it('summary prints the torchsummary-style table with the right total', async () => {

@@ -343,21 +343,39 @@ export const PRESETS: Record<string, Preset> = {
     // lower) and a little more augmentation; docs/accuracy.md has the search and the seeds.
     recipe: { ...evaBestRecipe, lr: 0.08, augment: { rotate: 7, translate: 1, jitter: 0.4, pil: true } },
     options: {
-      c1: { describe: 'channels of the first 3x3 conv (28 -> 26)', default: 10 },
-      c2: { describe: 'channels of the second 3x3 conv (26 -> 24), before the max pool', default: 14 },
-      t: { describe: 'channels of the 1x1 transition after the pool', default: 12 },
-      c3: { describe: 'channels of the third 3x3 conv (12 -> 10)', default: 14 },
-      c4: { describe: 'channels of the fourth 3x3 conv (10 -> 8)', default: 16 },
-      c5: { describe: 'channels of the fifth 3x3 conv (8 -> 6), before global average pooling', default: 16 },
+      c1: { describe: 'channels of the first 3x3 conv', default: 10 },
+      c2: { describe: 'channels of the second 3x3 conv', default: 14 },
+      t: { describe: 'channels of the 1x1 transition after the max pool (0: none)', default: 12 },
+      c3: { describe: 'channels of the third 3x3 conv', default: 14 },
+      c4: { describe: 'channels of the fourth 3x3 conv', default: 16 },
+      c5: { describe: 'channels of the fifth 3x3 conv, before global average pooling', default: 16 },
+      pool: { describe: 'the 3x3 conv (1-4) the max pool and the transition follow (2: 28 -> 26 -> 24, pooled to 12, -> 10 -> 8 -> 6)', default: 2 },
       head: { describe: 'channels of the 1x1 conv between the pooling and the 10 scores (0: none)', default: 16 },
       dropout: { describe: 'dropout rate after each 3x3 block', default: 0 },
     },
     build: (o) => {
       const p = num(o, 'dropout');
-      const [c1, c2, t, c3, c4, c5, head] = ['c1', 'c2', 't', 'c3', 'c4', 'c5', 'head'].map((k) => num(o, k));
-      const layers: Layer[] = [...cbr(1, c1, 3, p), ...cbr(c1, c2, 3, p), maxPool2d(2), ...cbr(c2, t, 1, 0), ...cbr(t, c3, 3, p), ...cbr(c3, c4, 3, p), ...cbr(c4, c5, 3, p), avgPool2d(6)];
-      if (head > 0) layers.push(...cbr(c5, head, 1, p));
-      layers.push(conv2d(head > 0 ? head : c5, 10, 1, { bias: false }), flatten(), logSoftmax());
+      const [t, pool, head] = ['t', 'pool', 'head'].map((k) => num(o, k));
+      const widths = ['c1', 'c2', 'c3', 'c4', 'c5'].map((k) => num(o, k));
+      if (![1, 2, 3, 4].includes(pool)) throw new UsageError(`mnist-8k: pool=${pool}: expected the number of the 3x3 conv the max pool follows, 1 to 4`);
+      // Unpadded 3x3 convs take 2 off the side, the pool halves it: the size global pooling sees.
+      let size = 28;
+      let inC = 1;
+      const layers: Layer[] = [];
+      widths.forEach((c, i) => {
+        layers.push(...cbr(inC, c, 3, p));
+        size -= 2;
+        inC = c;
+        if (i + 1 === pool) {
+          layers.push(maxPool2d(2));
+          size = Math.floor(size / 2);
+          if (t > 0) layers.push(...cbr(inC, t, 1, 0));
+          inC = t > 0 ? t : inC;
+        }
+      });
+      layers.push(avgPool2d(size));
+      if (head > 0) layers.push(...cbr(inC, head, 1, p));
+      layers.push(conv2d(head > 0 ? head : inC, 10, 1, { bias: false }), flatten(), logSoftmax());
       const seq = sequential(layers);
       // Weights of the bias-free convs plus BatchNorm's scale and shift: the budget is the preset's point.
       const count = layers.reduce((a, l) => a + (l.kind === 'conv2d' ? l.kernel * l.kernel * l.inChannels * l.outChannels : l.kind === 'batchNorm2d' ? 2 * l.channels : 0), 0);
