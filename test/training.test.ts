@@ -293,6 +293,24 @@ describe('sweeps and reports', () => {
     assert.deepEqual(counted.filter((l) => /^\[\d\/\d\]/.test(l)).map((l) => l.slice(0, 5)), ['[1/2]', '[2/2]']);
   });
 
+  it('a search ranks trials by validation accuracy, never by the test set: each record holds the chosen epoch\'s validation and test accuracy', async () => {
+    const { runSearch, trialScore } = await import('../training/sweep.ts');
+    const { parseSpace } = await import('../training/tpe.ts');
+    const { chosenEpoch, readMetrics } = await import('../training/run-folder.ts');
+    const base = { 'limit-train': 300, 'val-split': 100, epochs: 2, batch: 50, opt: 'sgd', threads: 2 };
+    const m = await runSearch({ arch: 'partA', base, space: parseSpace('lr=0.005|0.05'), trials: 2, algo: 'random', seed: 1, dir: tmp(), fit: quiet, log: () => {} });
+    for (const t of m.trials) {
+      const chosen = chosenEpoch(readMetrics(t.run))!;
+      assert.equal(t.validation, chosen.valAcc, t.id);
+      assert.equal(t.best, chosen.testAcc, t.id);
+      assert.equal(trialScore(t), chosen.valAcc, t.id);
+    }
+    // A trial better on the test set but worse on validation ranks lower.
+    const record = { id: 'x', group: 'g', settings: {}, run: 'r', status: 'done' as const };
+    assert.ok(trialScore({ ...record, validation: 0.95, best: 0.9 }) > trialScore({ ...record, validation: 0.9, best: 0.99 }));
+    assert.equal(trialScore({ ...record, best: 0.97 }), 0.97, 'a run without validation images ranks by test accuracy');
+  });
+
   it('rejects a key that is neither a flag nor a preset option', async () => {
     const { splitSettings } = await import('../training/sweep.ts');
     assert.throws(() => splitSettings('jhu-net', { depth: '3' }), /--vary depth: not a training flag or an option of jhu-net/);

@@ -6,7 +6,7 @@ import * as vega from 'vega';
 import * as vl from 'vega-lite';
 import { CnnlabError } from '../common/errors.ts';
 import { type EpochMetrics, readMetrics } from './fit.ts';
-import { chosenEpoch } from './run-folder.ts';
+import { chosenEpoch, rankOf } from './run-folder.ts';
 import { readSweepManifest, type TrialStatus } from './sweep.ts';
 
 export interface ReportEntry {
@@ -79,8 +79,13 @@ async function renderSvg(spec: vl.TopLevelSpec): Promise<string> {
 
 const escape = (s: string) => s.replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c]!);
 const slug = (s: string) => s.replace(/[^A-Za-z0-9]+/g, '-').replace(/^-|-$/g, '').toLowerCase();
-/** The test accuracy of the epoch best.onnx holds (by validation where the run has it). */
-const best = (e: ReportEntry) => chosenEpoch(e.epochs)?.testAcc ?? -1;
+/** The epoch best.onnx holds (by validation where the run has it), and how it ranks. */
+const chosen = (e: ReportEntry) => chosenEpoch(e.epochs);
+const rank = (e: ReportEntry) => {
+  const c = chosen(e);
+  return c ? rankOf(c) : -1;
+};
+const percent = (v: number | undefined) => (v === undefined ? '-' : (100 * v).toFixed(2));
 
 export interface ReportFiles {
   html: string;
@@ -89,7 +94,8 @@ export interface ReportFiles {
 
 /**
  * report.html with, per group, test-accuracy and train-loss curves overlaid per trial
- * (vega-lite rendered to SVG, and to PNG through sharp) and a table sorted by best test accuracy.
+ * (vega-lite rendered to SVG, and to PNG through sharp) and a table ranked as the search ranks:
+ * by the chosen epoch's validation accuracy, by test accuracy for runs without validation images.
  */
 export async function writeReport(entries: ReportEntry[], outDir: string, title: string): Promise<ReportFiles> {
   ensureDir(outDir);
@@ -110,14 +116,15 @@ export async function writeReport(entries: ReportEntry[], outDir: string, title:
       charts.push(`<figure>${svg}</figure>`);
     }
     const rows = [...list]
-      .sort((a, b) => best(b) - best(a))
+      .sort((a, b) => rank(b) - rank(a))
       .map((e) => {
         const last = e.epochs[e.epochs.length - 1];
+        const c = chosen(e);
         const status = e.status === 'done' ? '' : ` <span class="bad">${e.status}${e.message ? `: ${escape(e.message)}` : ''}</span>`;
-        return `<tr><td>${escape(e.name)}${status}</td><td>${e.epochs.length ? (100 * best(e)).toFixed(2) : '-'}</td><td>${last ? (100 * last.testAcc).toFixed(2) : '-'}</td><td>${last ? last.trainLoss.toFixed(4) : '-'}</td><td>${e.parameters?.toLocaleString('en-US') ?? '-'}</td><td>${e.seconds ? e.seconds.toFixed(0) : '-'}</td></tr>`;
+        return `<tr><td>${escape(e.name)}${status}</td><td>${c ? `${c.epoch}` : '-'}</td><td>${percent(c?.valAcc)}</td><td>${percent(c?.testAcc)}</td><td>${percent(last?.testAcc)}</td><td>${last ? last.trainLoss.toFixed(4) : '-'}</td><td>${e.parameters?.toLocaleString('en-US') ?? '-'}</td><td>${e.seconds ? e.seconds.toFixed(0) : '-'}</td></tr>`;
       });
     sections.push(
-      `<section><h2>${escape(g)}</h2><div class="charts">${charts.join('')}</div><table><thead><tr><th>trial</th><th>best test %</th><th>final test %</th><th>final train loss</th><th>parameters</th><th>seconds</th></tr></thead><tbody>${rows.join('')}</tbody></table></section>`,
+      `<section><h2>${escape(g)}</h2><div class="charts">${charts.join('')}</div><table><thead><tr><th>trial</th><th>chosen epoch</th><th>its validation %</th><th>its test %</th><th>final test %</th><th>final train loss</th><th>parameters</th><th>seconds</th></tr></thead><tbody>${rows.join('')}</tbody></table></section>`,
     );
   }
   const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${escape(title)}</title><style>

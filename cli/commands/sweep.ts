@@ -2,7 +2,7 @@ import { basename } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { UsageError } from '../../common/errors.ts';
 import { collectEntries, writeReport } from '../../training/report.ts';
-import { grid, jhuQuestions, parseAxis, runSearch, runSweep, shard, splitSettings } from '../../training/sweep.ts';
+import { grid, jhuQuestions, parseAxis, runSearch, runSweep, scoreText, shard, splitSettings, trialScore } from '../../training/sweep.ts';
 import { parseSpace } from '../../training/tpe.ts';
 import { pickFlags } from '../../training/flags.ts';
 import { installStopHandler, trainOptions, type TrainArgs } from './train.ts';
@@ -54,9 +54,9 @@ const sweep: CommandModule<object, SweepArgs> = {
     const stop = installStopHandler();
     const m = await runSweep({ arch: arch!, model: args.model, archFile: args['arch-file'], base, trials: mine, dir, fit: { stop }, force: args.force });
     if (stop.requested) return void (process.exitCode = stop.exitCode);
-    const done = m.trials.filter((t) => t.status === 'done').sort((a, b) => (b.best ?? 0) - (a.best ?? 0));
+    const done = m.trials.filter((t) => t.status === 'done').sort((a, b) => trialScore(b) - trialScore(a));
     console.log(`\n${done.length} done, ${m.trials.filter((t) => t.status === 'diverged').length} diverged, ${m.trials.filter((t) => t.status === 'invalid').length} invalid`);
-    for (const t of done.slice(0, 5)) console.log(`  ${(100 * (t.best ?? 0)).toFixed(2)}%  ${t.id}`);
+    for (const t of done.slice(0, 5)) console.log(`  ${scoreText(t)}  ${t.id}`);
     if (args.report) {
       const r = await writeReport(collectEntries([dir]), dir, `cnnlab sweep: ${args.preset ?? arch}`);
       console.log(`report: ${r.html} (${r.pngs.length} PNGs)`);
@@ -119,8 +119,8 @@ const search: CommandModule<object, SearchArgs> = {
     const stop = installStopHandler();
     const m = await runSearch({ arch, model: args.model, archFile: args['arch-file'], base, space, trials: args.trials, algo: args.algo as 'tpe' | 'random', seed: args.seed ?? 0, dir, fit: { stop }, force: args.force });
     if (stop.requested) return void (process.exitCode = stop.exitCode);
-    const done = m.trials.filter((t) => t.status === 'done').sort((a, b) => (b.best ?? 0) - (a.best ?? 0));
-    if (done[0]) console.log(`\nbest: ${(100 * done[0].best!).toFixed(2)}% with ${Object.entries(done[0].settings).map(([k, v]) => `${k}=${v}`).join(', ')} (${done[0].parameters?.toLocaleString('en-US')} parameters, run ${done[0].run})`);
+    const done = m.trials.filter((t) => t.status === 'done').sort((a, b) => trialScore(b) - trialScore(a));
+    if (done[0]) console.log(`\nbest: ${scoreText(done[0])} with ${Object.entries(done[0].settings).map(([k, v]) => `${k}=${v}`).join(', ')} (${done[0].parameters?.toLocaleString('en-US')} parameters, run ${done[0].run})`);
     const r = await writeReport(collectEntries([dir]), dir, `cnnlab search: ${arch} (${args.algo})`);
     console.log(`report: ${r.html}`);
   },
