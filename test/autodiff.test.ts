@@ -77,6 +77,8 @@ export const CASES: GradCase[] = [
   conv('Conv 1x1', [2, 4, 3, 3], [5, 4, 1, 1], 1, 0, false, [2, 5, 3, 3]),
   conv('Conv 3x3 no pad (weight gradient from unfolded rows)', [3, 2, 7, 6], [4, 2, 3, 3], 1, 0, false, [3, 4, 5, 4]),
   conv('Conv 3x2 pad 1, rectangular kernel', [2, 3, 5, 6], [2, 3, 3, 2], 1, 1, true, [2, 2, 5, 7]),
+  conv('Conv 3x3 pad 1, more input than output channels (weight gradient by shifted dY)', [2, 6, 5, 5], [2, 6, 3, 3], 1, 1, false, [2, 2, 5, 5]),
+  conv('Conv 3x3 pad 1, more output than input channels (weight gradient by row slices)', [2, 2, 5, 5], [6, 2, 3, 3], 1, 1, false, [2, 6, 5, 5]),
   {
     name: 'Conv depthwise 3x3 pad 1 (group = channels) with bias',
     inputs: [{ name: 'x', shape: [2, 3, 5, 5] }, { name: 'w', shape: [3, 1, 3, 3] }, { name: 'b', shape: [3] }],

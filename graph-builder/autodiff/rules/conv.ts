@@ -135,7 +135,8 @@ function inputGradConvTranspose(
  * for our presets' shapes, whose Conv lowers a 14x14 "kernel" to a thin im2col GEMM):
  * X is padded and unfolded along its width (k_w column slices stacked after the channel axis);
  * for each kernel row, a slice of the padded rows times dY^T gives that row of dW per image
- * ([N, C_in*k_w, C_out]), summed over the images. (The unfold was first a Conv with a one-hot
+ * ([N, C_in*k_w, C_out]), summed over the images; or, where that copies more, dY shifted by each
+ * kernel row meets all the padded rows in one GEMM per image. (The unfold was first a Conv with a one-hot
  * kernel: onnxruntime runs that in its blocked NCHWc layout, padding k_w channels to 8 and
  * reordering back, which cost eva-best 11% of its step; the slices cost 7%.)
  */
@@ -152,8 +153,6 @@ function weightGradUnfolded(
   const ho = hp - kh + 1;
   const wo = s.wd + pl + pr - kw + 1;
   const g = (name: string) => `${ctx.inputs[1]}_${name}`;
-  // dY^T per image: [N, Ho*Wo, C_out].
-  const dYT = b.op('Transpose', [b.op('Reshape', [dY, b.constI([0, s.cOut, ho * wo])], {}, g('dy_flat'))], { perm: attr.ints([0, 2, 1]) }, g('dy_T'));
   // The unfolded input: [N, C_in*k_w, H + pads, Wo], channel c*k_w + j holding column offset j.
   let unfolded = x;
   if (kw > 1 || pt + pb + pl + pr > 0) {
@@ -166,17 +165,55 @@ function weightGradUnfolded(
     const columns = cols.length > 1 ? b.op('Concat', cols, { axis: attr.int(2) }, g('cols')) : cols[0];
     unfolded = b.op('Reshape', [columns, b.constI([-1, s.cIn * kw, hp, wo])], {}, g('unfolded'));
   }
+  // Each kernel row i pairs the unfolded rows i..i+Ho-1 with dY. Either those rows are sliced
+  // out of the unfolded input (kh copies of C_in*k_w channels), or dY is shifted down by i rows
+  // instead, zeros around it (kh copies of C_out channels, written twice: Pad, Concat) and one
+  // GEMM per image takes every row at once. Whichever copies less.
+  const shiftDy = kh > 1 && 2 * s.cOut * hp < s.cIn * kw * ho;
+  const perRow = shiftDy ? weightRowsByShiftedDy(ctx, unfolded, dY, { ...s, hp, ho, wo }) : weightRowsBySlices(ctx, unfolded, dY, { ...s, hp, ho, wo });
+  // [C_in, k_w, k_h, C_out] (shifted dY) or [k_h, C_in, k_w, C_out] -> [C_out, C_in, k_h, k_w].
+  const shaped = b.op('Reshape', [perRow, b.constI(shiftDy ? [s.cIn, kw, kh, s.cOut] : [kh, s.cIn, kw, s.cOut])], {}, g('rows_shaped'));
+  return b.op('Transpose', [shaped], { perm: attr.ints(shiftDy ? [3, 0, 2, 1] : [3, 1, 0, 2]) }, `grad_${ctx.inputs[1]}`);
+}
+
+type UnfoldedShape = { cIn: number; cOut: number; kernel: number[]; hp: number; ho: number; wo: number };
+
+/** Row i of dW per kernel row: a slice of the unfolded rows times dY^T per image, summed over the images; [k_h, C_in*k_w, C_out]. */
+function weightRowsBySlices(ctx: GradContext, unfolded: string, dY: string, s: UnfoldedShape): string {
+  const { b } = ctx;
+  const [kh, kw] = s.kernel;
+  const g = (name: string) => `${ctx.inputs[1]}_${name}`;
+  // dY^T per image: [N, Ho*Wo, C_out].
+  const dYT = b.op('Transpose', [b.op('Reshape', [dY, b.constI([0, s.cOut, s.ho * s.wo])], {}, g('dy_flat'))], { perm: attr.ints([0, 2, 1]) }, g('dy_T'));
   const rows: string[] = [];
   for (let i = 0; i < kh; i++) {
-    const rowsIn = kh > 1 ? b.op('Slice', [unfolded, b.constI([i]), b.constI([i + ho]), b.constI([2])], {}, g(`rows${i}`)) : unfolded;
-    const flat = b.op('Reshape', [rowsIn, b.constI([0, s.cIn * kw, ho * wo])], {}, g(`rows${i}_flat`));
+    const rowsIn = kh > 1 ? b.op('Slice', [unfolded, b.constI([i]), b.constI([i + s.ho]), b.constI([2])], {}, g(`rows${i}`)) : unfolded;
+    const flat = b.op('Reshape', [rowsIn, b.constI([0, s.cIn * kw, s.ho * s.wo])], {}, g(`rows${i}_flat`));
     const perImage = b.op('MatMul', [flat, dYT], {}, g(`row${i}_per_image`));
     rows.push(b.op('ReduceSum', [perImage, b.constI([0])], { keepdims: attr.int(1) }, g(`row${i}`)));
   }
-  const stacked = rows.length > 1 ? b.op('Concat', rows, { axis: attr.int(0) }, g('rows')) : rows[0];
-  // [k_h, C_in, k_w, C_out] -> [C_out, C_in, k_h, k_w].
-  const shaped = b.op('Reshape', [stacked, b.constI([kh, s.cIn, kw, s.cOut])], {}, g('rows_shaped'));
-  return b.op('Transpose', [shaped], { perm: attr.ints([3, 1, 0, 2]) }, `grad_${ctx.inputs[1]}`);
+  return rows.length > 1 ? b.op('Concat', rows, { axis: attr.int(0) }, g('rows')) : rows[0];
+}
+
+/**
+ * Every row of dW in one GEMM per image: dY flattened and shifted down by i rows (i*Wo zeros
+ * before, (k_h-1-i)*Wo after) for each kernel row i, stacked as k_h*C_out channels, against all
+ * H + pads unfolded rows; [C_in*k_w, k_h*C_out] summed over the images.
+ */
+function weightRowsByShiftedDy(ctx: GradContext, unfolded: string, dY: string, s: UnfoldedShape): string {
+  const { b } = ctx;
+  const [kh, kw] = s.kernel;
+  const g = (name: string) => `${ctx.inputs[1]}_${name}`;
+  const dYFlat = b.op('Reshape', [dY, b.constI([0, s.cOut, s.ho * s.wo])], {}, g('dy_flat'));
+  const shifted: string[] = [];
+  for (let i = 0; i < kh; i++) {
+    shifted.push(b.op('Pad', [dYFlat, b.constI([0, 0, i * s.wo, 0, 0, (kh - 1 - i) * s.wo])], {}, g(`dy_shift${i}`)));
+  }
+  const stacked = b.op('Concat', shifted, { axis: attr.int(1) }, g('dy_shifted'));
+  const stackedT = b.op('Transpose', [stacked], { perm: attr.ints([0, 2, 1]) }, g('dy_shifted_T'));
+  const flat = b.op('Reshape', [unfolded, b.constI([0, s.cIn * kw, s.hp * s.wo])], {}, g('unfolded_flat'));
+  const perImage = b.op('MatMul', [flat, stackedT], {}, g('rows_per_image'));
+  return b.op('ReduceSum', [perImage, b.constI([0])], { keepdims: attr.int(0) }, g('rows'));
 }
 
 /** dW for any stride: a Conv of X^T (channels as batch) with dY^T as the kernel, dilated by the stride. */
