@@ -79,12 +79,6 @@ async function renderSvg(spec: vl.TopLevelSpec): Promise<string> {
 
 const escape = (s: string) => s.replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c]!);
 const slug = (s: string) => s.replace(/[^A-Za-z0-9]+/g, '-').replace(/^-|-$/g, '').toLowerCase();
-/** The epoch best.onnx holds (by validation where the run has it), and how it ranks. */
-const chosen = (e: ReportEntry) => chosenEpoch(e.epochs);
-const rank = (e: ReportEntry) => {
-  const c = chosen(e);
-  return c ? rankOf(c) : -1;
-};
 const percent = (v: number | undefined) => (v === undefined ? '-' : (100 * v).toFixed(2));
 
 export interface ReportFiles {
@@ -115,11 +109,12 @@ export async function writeReport(entries: ReportEntry[], outDir: string, title:
       pngs.push(png);
       charts.push(`<figure>${svg}</figure>`);
     }
-    const rows = [...list]
-      .sort((a, b) => rank(b) - rank(a))
-      .map((e) => {
+    // Each trial with the epoch best.onnx holds (by validation where the run has it), ranked by it.
+    const rows = list
+      .map((e) => ({ e, c: chosenEpoch(e.epochs) }))
+      .sort((a, b) => (b.c ? rankOf(b.c) : -1) - (a.c ? rankOf(a.c) : -1))
+      .map(({ e, c }) => {
         const last = e.epochs[e.epochs.length - 1];
-        const c = chosen(e);
         const status = e.status === 'done' ? '' : ` <span class="bad">${e.status}${e.message ? `: ${escape(e.message)}` : ''}</span>`;
         return `<tr><td>${escape(e.name)}${status}</td><td>${c ? `${c.epoch}` : '-'}</td><td>${percent(c?.valAcc)}</td><td>${percent(c?.testAcc)}</td><td>${percent(last?.testAcc)}</td><td>${last ? last.trainLoss.toFixed(4) : '-'}</td><td>${e.parameters?.toLocaleString('en-US') ?? '-'}</td><td>${e.seconds ? e.seconds.toFixed(0) : '-'}</td></tr>`;
       });

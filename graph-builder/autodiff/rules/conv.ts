@@ -170,7 +170,9 @@ function weightGradUnfolded(
   // instead, zeros around it (kh copies of C_out channels, written twice: Pad, Concat) and one
   // GEMM per image takes every row at once. Whichever copies less.
   const shiftDy = kh > 1 && 2 * s.cOut * hp < s.cIn * kw * ho;
-  const perRow = shiftDy ? weightRowsByShiftedDy(ctx, unfolded, dY, { ...s, hp, ho, wo }) : weightRowsBySlices(ctx, unfolded, dY, { ...s, hp, ho, wo });
+  const dYFlat = b.op('Reshape', [dY, b.constI([0, s.cOut, ho * wo])], {}, g('dy_flat'));
+  const rowsOf = shiftDy ? weightRowsByShiftedDy : weightRowsBySlices;
+  const perRow = rowsOf(ctx, unfolded, dYFlat, { ...s, hp, ho, wo }, g);
   // [C_in, k_w, k_h, C_out] (shifted dY) or [k_h, C_in, k_w, C_out] -> [C_out, C_in, k_h, k_w].
   const shaped = b.op('Reshape', [perRow, b.constI(shiftDy ? [s.cIn, kw, kh, s.cOut] : [kh, s.cIn, kw, s.cOut])], {}, g('rows_shaped'));
   return b.op('Transpose', [shaped], { perm: attr.ints(shiftDy ? [3, 0, 2, 1] : [3, 1, 0, 2]) }, `grad_${ctx.inputs[1]}`);
@@ -178,13 +180,15 @@ function weightGradUnfolded(
 
 type UnfoldedShape = { cIn: number; cOut: number; kernel: number[]; hp: number; ho: number; wo: number };
 
-/** Row i of dW per kernel row: a slice of the unfolded rows times dY^T per image, summed over the images; [k_h, C_in*k_w, C_out]. */
-function weightRowsBySlices(ctx: GradContext, unfolded: string, dY: string, s: UnfoldedShape): string {
+/**
+ * Row i of dW per kernel row: a slice of the unfolded rows times dY^T per image, summed over the
+ * images; [k_h, C_in*k_w, C_out]. dYFlat is dY as [N, C_out, Ho*Wo]; g names the nodes.
+ */
+function weightRowsBySlices(ctx: GradContext, unfolded: string, dYFlat: string, s: UnfoldedShape, g: (name: string) => string): string {
   const { b } = ctx;
   const [kh, kw] = s.kernel;
-  const g = (name: string) => `${ctx.inputs[1]}_${name}`;
   // dY^T per image: [N, Ho*Wo, C_out].
-  const dYT = b.op('Transpose', [b.op('Reshape', [dY, b.constI([0, s.cOut, s.ho * s.wo])], {}, g('dy_flat'))], { perm: attr.ints([0, 2, 1]) }, g('dy_T'));
+  const dYT = b.op('Transpose', [dYFlat], { perm: attr.ints([0, 2, 1]) }, g('dy_T'));
   const rows: string[] = [];
   for (let i = 0; i < kh; i++) {
     const rowsIn = kh > 1 ? b.op('Slice', [unfolded, b.constI([i]), b.constI([i + s.ho]), b.constI([2])], {}, g(`rows${i}`)) : unfolded;
@@ -200,11 +204,9 @@ function weightRowsBySlices(ctx: GradContext, unfolded: string, dY: string, s: U
  * before, (k_h-1-i)*Wo after) for each kernel row i, stacked as k_h*C_out channels, against all
  * H + pads unfolded rows; [C_in*k_w, k_h*C_out] summed over the images.
  */
-function weightRowsByShiftedDy(ctx: GradContext, unfolded: string, dY: string, s: UnfoldedShape): string {
+function weightRowsByShiftedDy(ctx: GradContext, unfolded: string, dYFlat: string, s: UnfoldedShape, g: (name: string) => string): string {
   const { b } = ctx;
   const [kh, kw] = s.kernel;
-  const g = (name: string) => `${ctx.inputs[1]}_${name}`;
-  const dYFlat = b.op('Reshape', [dY, b.constI([0, s.cOut, s.ho * s.wo])], {}, g('dy_flat'));
   const shifted: string[] = [];
   for (let i = 0; i < kh; i++) {
     shifted.push(b.op('Pad', [dYFlat, b.constI([0, 0, i * s.wo, 0, 0, (kh - 1 - i) * s.wo])], {}, g(`dy_shift${i}`)));
