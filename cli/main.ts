@@ -1,6 +1,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { CnnlabError, UsageError } from '../common/errors.ts';
+import { expectedNumber, type FlagSpec, TRAIN_FLAGS } from '../training/flags.ts';
 import { commands } from './commands/index.ts';
 
 /** yargs' multi-line messages as one line; a bad choice names the flag and the accepted values. */
@@ -48,6 +49,30 @@ function lastWins(raw: string[], args: Record<string, unknown>, options: { array
   }
 }
 
+/** The text the user gave a flag, the last time it was given (`--lr abc` or `--lr=abc`). */
+function typed(raw: string[], key: string): string | undefined {
+  let text: string | undefined;
+  for (let i = 0; i < raw.length && raw[i] !== '--'; i++) {
+    if (raw[i] === `--${key}`) text = raw[i + 1];
+    else if (raw[i].startsWith(`--${key}=`)) text = raw[i].slice(key.length + 3);
+  }
+  return text;
+}
+
+/**
+ * A number flag given something that is not a number is one line echoing it: yargs reads
+ * `--lr abc` as NaN, which the range checks would otherwise print.
+ */
+function checkNumbers(raw: string[], args: Record<string, unknown>, options: { number: string[] }): void {
+  for (const key of options.number) {
+    const value = args[key];
+    if (typeof value !== 'number' || Number.isFinite(value)) continue;
+    const spec = (TRAIN_FLAGS as Record<string, FlagSpec>)[key];
+    const expected = spec?.type === 'number' ? expectedNumber(spec.range) : 'a number';
+    throw new UsageError(`--${key}: expected ${expected}, got '${typed(raw, key) ?? String(value)}'`);
+  }
+}
+
 function fail(message: string, exitCode: number): never {
   process.stderr.write(`cnnlab: ${message}\n`);
   process.exit(exitCode);
@@ -74,6 +99,7 @@ export async function main(argv: string[]): Promise<void> {
   const options = () => (cli as unknown as { getOptions: () => { number: string[]; string: string[]; array: string[] } }).getOptions();
   cli.middleware(() => checkValues(argv, options()), true);
   cli.middleware((args) => lastWins(argv, args, options()), true);
+  cli.middleware((args) => checkNumbers(argv, args, options()), true);
   for (const command of commands) cli.command(command);
   try {
     await cli.parseAsync();

@@ -6,7 +6,7 @@ import cliProgress from 'cli-progress';
 import sharp from 'sharp';
 import { CnnlabError } from '../common/errors.ts';
 import { writeFileAtomic } from '../common/files.ts';
-import { FOLDER_PREFIX, type ImageShape, type SplitName } from './registry.ts';
+import { FOLDER_PREFIX, type ImageConversion, type ImageShape, type SplitName } from './registry.ts';
 import { cacheRoot, type Dataset, exampleSize, pixelStats, type Split } from './sources.ts';
 
 /**
@@ -104,40 +104,56 @@ export function listImageFolder(dir: string): FolderListing {
     files[split].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   }
   if (files.train.length === 0) throw new CnnlabError(`--data-dir ${dir}: train/ holds no images (PNG, JPEG, WebP, GIF, TIFF or AVIF)`, 2);
+  // A class without training images would train an output that can never be right.
+  const empty = classes.filter((_, k) => !files.train.some((f) => f.label === k));
+  if (empty.length) throw new CnnlabError(`--data-dir ${dir}: ${empty.map((c) => `train/${c}/`).join(', ')} ${empty.length === 1 ? 'holds' : 'hold'} no images (PNG, JPEG, WebP, GIF, TIFF or AVIF); every class needs training images`, 2);
   if (files.test.length === 0) throw new CnnlabError(`--data-dir ${dir}: test/ holds no images (PNG, JPEG, WebP, GIF, TIFF or AVIF)`, 2);
   return { dir: root, name: `${FOLDER_PREFIX}${basename(root)}`, classes, files, ignored };
 }
 
 /**
  * One image as planar uint8 [C, H, W]: EXIF orientation applied, transparency flattened onto
- * white, stretched to W x H (torchvision's Resize((H, W))), grey (C = 1) or sRGB (C = 3).
- * Training, eval and predict all convert through this one function.
+ * white, resized as `conversion` says (by default stretched to W x H, torchvision's
+ * Resize((H, W)); 'crop': scaled until it covers W x H and its centre cut out, torchvision's
+ * Resize(shorter side) + CenterCrop((H, W))), grey (C = 1) or sRGB (C = 3) with its planes in
+ * RGB or BGR order. Training, eval and predict all convert through this one function.
  */
-export async function imageToPlanes(input: string | Uint8Array, shape: ImageShape): Promise<Uint8Array> {
+export async function imageToPlanes(input: string | Uint8Array, shape: ImageShape, conversion: ImageConversion = {}): Promise<Uint8Array> {
   const [c, h, w] = shape;
   if (c !== 1 && c !== 3) throw new CnnlabError(`an image input of ${c} channels; expected 1 (grey) or 3 (RGB)`);
-  let img = sharp(input, { limitInputPixels: MAX_INPUT_PIXELS, pages: 1 }).rotate().flatten({ background: '#ffffff' }).resize(w, h, { fit: 'fill' });
+  if (c === 1 && conversion.channelOrder === 'bgr') throw new CnnlabError('--channel-order: bgr applies to a 3-channel (RGB) input; this one takes 1 channel', 2);
+  const fit = conversion.resize === 'crop' ? { fit: 'cover' as const, position: 'centre' } : { fit: 'fill' as const };
+  let img = sharp(input, { limitInputPixels: MAX_INPUT_PIXELS, pages: 1 }).rotate().flatten({ background: '#ffffff' }).resize(w, h, fit);
   img = c === 1 ? img.greyscale() : img.toColourspace('srgb');
   const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
   const out = new Uint8Array(c * h * w);
   const stride = info.channels;
+  const bgr = conversion.channelOrder === 'bgr';
   for (let p = 0; p < h * w; p++) {
-    for (let ch = 0; ch < c; ch++) out[ch * h * w + p] = data[p * stride + Math.min(ch, stride - 1)];
+    for (let ch = 0; ch < c; ch++) out[ch * h * w + p] = data[p * stride + Math.min(bgr ? 2 - ch : ch, stride - 1)];
   }
   return out;
 }
 
+/** A non-default conversion as a short tag for cache keys and file names (`bgr-crop`); '' for the default. */
+function conversionTag(conversion: ImageConversion): string {
+  return [conversion.channelOrder, conversion.resize].filter(Boolean).join('-');
+}
+
 /** The cache key: the conversion, the shape and every file's path, size and modification time. */
-function contentKey(listing: FolderListing, shape: ImageShape): string {
-  const hash = createHash('sha256').update(`v${CONVERSION_VERSION}|${shape.join('x')}|${listing.classes.join('/')}\n`);
+function contentKey(listing: FolderListing, shape: ImageShape, conversion: ImageConversion): string {
+  // The default conversion adds nothing, so the caches made before conversions had options stay valid.
+  const tag = conversionTag(conversion);
+  const hash = createHash('sha256').update(`v${CONVERSION_VERSION}|${shape.join('x')}${tag ? `|${tag}` : ''}|${listing.classes.join('/')}\n`);
   for (const split of ['train', 'test'] as const) for (const f of listing.files[split]) hash.update(`${f.path}|${f.size}|${f.mtimeMs}|${f.label}\n`);
   return hash.digest('hex');
 }
 
 /** Where a folder's conversion to `shape` is cached, named by the first 16 hex digits of its content key. */
-function folderCacheFile(listing: FolderListing, shape: ImageShape, key: string, env: NodeJS.ProcessEnv = process.env): string {
+function folderCacheFile(listing: FolderListing, shape: ImageShape, conversion: ImageConversion, key: string, env: NodeJS.ProcessEnv = process.env): string {
   const safe = basename(listing.dir).replace(/[^A-Za-z0-9._-]+/g, '_');
-  return join(cacheRoot(env), 'folders', `${safe}-${shape.join('x')}-${key.slice(0, 16)}.bin`);
+  const tag = conversionTag(conversion);
+  return join(cacheRoot(env), 'folders', `${safe}-${shape.join('x')}${tag ? `-${tag}` : ''}-${key.slice(0, 16)}.bin`);
 }
 
 interface CacheHeader {
@@ -189,10 +205,12 @@ export interface FolderLoadOptions {
   progress?: boolean;
   /** Where the one-line summary of skipped files goes (default stderr). */
   warn?: (line: string) => void;
+  /** Channel order and resizing (default: RGB, stretched). */
+  conversion?: ImageConversion;
 }
 
 /** Decodes a split's files in parallel; files sharp cannot read are returned as skipped. */
-async function decodeSplit(root: string, files: FolderFile[], shape: ImageShape, bar: cliProgress.SingleBar | undefined): Promise<{ split: Split; skipped: SkippedFile[] }> {
+async function decodeSplit(root: string, files: FolderFile[], shape: ImageShape, conversion: ImageConversion, bar: cliProgress.SingleBar | undefined): Promise<{ split: Split; skipped: SkippedFile[] }> {
   const size = exampleSize(shape);
   const planes: (Uint8Array | undefined)[] = new Array(files.length);
   const skipped: SkippedFile[] = [];
@@ -201,7 +219,7 @@ async function decodeSplit(root: string, files: FolderFile[], shape: ImageShape,
     while (next < files.length) {
       const i = next++;
       try {
-        planes[i] = await imageToPlanes(join(root, files[i].path), shape);
+        planes[i] = await imageToPlanes(join(root, files[i].path), shape, conversion);
       } catch (err) {
         skipped.push({ path: files[i].path, reason: (err instanceof Error ? err.message : String(err)).split('\n')[0] });
       }
@@ -233,13 +251,15 @@ export function skippedSummary(dir: string, skipped: SkippedFile[], ignored: str
 const loaded = new Map<string, FolderDataset>();
 
 /**
- * Loads an image folder converted to `shape`: from the cache when the folder's files are the
- * ones it was made from, else decoded in parallel (with a progress bar) and cached atomically.
+ * Loads an image folder converted to `shape` (and `opts.conversion`): from the cache when the
+ * folder's files are the ones it was made from, else decoded in parallel (with a progress bar)
+ * and cached atomically.
  */
 export async function loadImageFolder(dir: string, shape: ImageShape, opts: FolderLoadOptions = {}): Promise<FolderDataset> {
   const listing = listImageFolder(dir);
-  const key = contentKey(listing, shape);
-  const cacheFile = folderCacheFile(listing, shape, key, opts.env);
+  const conversion = opts.conversion ?? {};
+  const key = contentKey(listing, shape, conversion);
+  const cacheFile = folderCacheFile(listing, shape, conversion, key, opts.env);
   const known = loaded.get(cacheFile);
   if (known) return known;
   const fromCache = existsSync(cacheFile) ? decodeCache(readFileSync(cacheFile), key) : undefined;
@@ -253,8 +273,8 @@ export async function loadImageFolder(dir: string, shape: ImageShape, opts: Fold
       ? new cliProgress.SingleBar({ format: `reading ${basename(listing.dir)} as ${shape.join('x')} [{bar}] {value}/{total} images`, stream: process.stderr, clearOnComplete: true }, cliProgress.Presets.shades_classic)
       : undefined;
     bar?.start(total, 0);
-    const train = await decodeSplit(listing.dir, listing.files.train, shape, bar);
-    const test = await decodeSplit(listing.dir, listing.files.test, shape, bar);
+    const train = await decodeSplit(listing.dir, listing.files.train, shape, conversion, bar);
+    const test = await decodeSplit(listing.dir, listing.files.test, shape, conversion, bar);
     bar?.stop();
     for (const [name, s] of [['train', train], ['test', test]] as const) {
       if (s.split.count === 0) throw new CnnlabError(`--data-dir ${dir}: none of the ${listing.files[name].length} images in ${name}/ could be read (${s.skipped[0]?.path}: ${s.skipped[0]?.reason})`, 2);

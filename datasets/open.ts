@@ -1,7 +1,7 @@
 import { basename, resolve } from 'node:path';
 import { CnnlabError, UsageError } from '../common/errors.ts';
 import { folderClasses, isImageFolder, loadImageFolder } from './folder.ts';
-import { DATASETS, datasetSpec, FOLDER_PREFIX, type ImageShape } from './registry.ts';
+import { DATASETS, datasetSpec, FOLDER_PREFIX, type ImageConversion, type ImageShape } from './registry.ts';
 import { type Dataset, IDX_SHAPE, loadDataset, type LookupOptions } from './sources.ts';
 
 /** Which data a command reads: `--dataset NAME`, `--data-dir DIR` (IDX files or image folders), or both. */
@@ -44,14 +44,15 @@ export function knownStats(name: string): { mean: number; std: number } | undefi
 }
 
 /**
- * Opens the data for a model taking `shape` inputs: image folders are converted to it (and
- * cached); IDX datasets are 1x28x28 and a model taking anything else is one line.
+ * Opens the data for a model taking `shape` inputs: image folders are converted to it, with
+ * `opts.conversion`'s channel order and resizing (and cached); IDX datasets are 1x28x28 grey
+ * images, read as they are, and a model taking anything else is one line.
  */
-export async function openDataset(ref: DataRef, shape: readonly number[] = IDX_SHAPE, opts: LookupOptions & { warn?: (line: string) => void } = {}): Promise<Dataset> {
+export async function openDataset(ref: DataRef, shape: readonly number[] = IDX_SHAPE, opts: LookupOptions & { warn?: (line: string) => void; conversion?: ImageConversion } = {}): Promise<Dataset> {
   if (isFolderRef(ref)) {
     if (ref.dataset !== undefined && !ref.dataset.startsWith(FOLDER_PREFIX)) datasetName(ref);
     if (shape.length !== 3) throw new CnnlabError(`the model takes [${shape.join(', ')}] inputs; an image folder needs a [C, H, W] image input`, 2);
-    return loadImageFolder(ref.dataDir, shape as unknown as ImageShape, { env: opts.env, progress: opts.progress, warn: opts.warn });
+    return loadImageFolder(ref.dataDir, shape as unknown as ImageShape, { env: opts.env, progress: opts.progress, warn: opts.warn, conversion: opts.conversion });
   }
   if (ref.dataset?.startsWith(FOLDER_PREFIX)) folderGone(ref);
   return loadDataset(datasetSpec(ref.dataset ?? 'mnist').name, { ...opts, dataDir: ref.dataDir });

@@ -10,6 +10,33 @@ export type SplitName = 'train' | 'test';
 /** [channels, height, width] of one example. */
 export type ImageShape = readonly [number, number, number];
 
+export const CHANNEL_ORDERS = ['rgb', 'bgr'] as const;
+export type ChannelOrder = (typeof CHANNEL_ORDERS)[number];
+export const RESIZE_MODES = ['stretch', 'crop'] as const;
+export type ResizeMode = (typeof RESIZE_MODES)[number];
+
+/**
+ * How an image file becomes a model's planes: the order of its colour planes (default rgb), and
+ * resized by stretching to H x W (default; torchvision's Resize((H, W))) or by scaling until it
+ * covers H x W, then cropping the centre (torchvision's Resize(shorter side) + CenterCrop((H, W))).
+ * A default is left out, so the default conversion is `{}`.
+ */
+export interface ImageConversion {
+  channelOrder?: 'bgr';
+  resize?: 'crop';
+}
+
+/** The conversion with its defaults left out, or undefined where both are the defaults. */
+export function conversionOf(channelOrder: ChannelOrder | undefined, resize: ResizeMode | undefined): ImageConversion | undefined {
+  const c: ImageConversion = { ...(channelOrder === 'bgr' ? { channelOrder } : {}), ...(resize === 'crop' ? { resize } : {}) };
+  return c.channelOrder || c.resize ? c : undefined;
+}
+
+/** A conversion in words, for the lines that say how images are read: `BGR planes, resized to cover the input and centre-cropped`. */
+export function describeConversion(c: ImageConversion | undefined): string {
+  return `${c?.channelOrder === 'bgr' ? 'BGR' : 'RGB'} planes, ${c?.resize === 'crop' ? 'resized to cover the input and centre-cropped' : 'stretched to the input size'}`;
+}
+
 /** What every dataset has, built in or an image folder: what a run and a model record of it. */
 export interface DatasetInfo {
   /** A built-in name, or `folder:<name>` for an image folder. */

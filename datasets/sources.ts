@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { unzipSync } from 'fflate';
 import cliProgress from 'cli-progress';
-import { CnnlabError, UsageError } from '../common/errors.ts';
+import { asInputError, CnnlabError, UsageError } from '../common/errors.ts';
 import { Rng } from '../common/rng.ts';
 import { maybeGunzip, readIdxFile } from './idx.ts';
 import { type Checksum, type DatasetInfo, type DatasetName, type DatasetSpec, DATASETS, type ImageShape, type SplitName } from './registry.ts';
@@ -311,10 +311,18 @@ export async function loadDataset(which: DatasetName | DatasetSpec, opts: Lookup
   let splits = loaded.get(key);
   if (!splits) {
     if (found.kind === 'data-dir' || found.kind === 'env') checkIdentity(spec, found.dir);
-    const train = readSplit(spec, found.dir, 'train');
+    // Files the user named (--data-dir) that cannot be read as IDX are the user's to fix (exit 2).
+    const read = (split: SplitName) => {
+      try {
+        return readSplit(spec, found.dir, split);
+      } catch (err) {
+        throw found.kind === 'data-dir' ? asInputError(err) : err;
+      }
+    };
+    const train = read('train');
     // Datasets whose statistics are not in the registry have them measured here, over all training images.
     const stats = spec.mean !== undefined && spec.std !== undefined ? { mean: spec.mean, std: spec.std } : pixelStats(train.images);
-    splits = { train, test: readSplit(spec, found.dir, 'test'), ...stats };
+    splits = { train, test: read('test'), ...stats };
     loaded.set(key, splits);
   }
   const { train, test, mean, std } = splits;

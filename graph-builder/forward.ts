@@ -34,14 +34,16 @@ export interface ForwardOptions {
   param: (name: string) => string;
   /** Present in training graphs; absent in eval and inference graphs. */
   train?: TrainHooks;
+  /** BatchNorm nodes of a frozen part: in training graphs too they use their running statistics (PyTorch's eval-mode backbone). */
+  frozenBatchNorm?: (node: Node) => boolean;
 }
 
 const floatAttr = (a: AttrValue | undefined, fallback: number) => (a?.kind === 'float' ? a.value : fallback);
 
 function batchNormSite(model: Model, node: Node, value: (v: string) => string): BatchNormSite {
   const [, gamma, beta, mean, variance] = node.inputs;
-  const channels = model.params.find((p) => p.name === gamma)?.shape[0];
-  if (channels === undefined) throw new Error(`${node.name}: BatchNormalization's scale ${gamma} is not a parameter`);
+  const channels = model.params.find((p) => p.name === gamma)?.shape[0] ?? model.shapes.get(node.inputs[0])?.[1];
+  if (typeof channels !== 'number') throw new Error(`${node.name}: BatchNormalization's input ${node.inputs[0]} needs a static channel count`);
   return {
     name: node.outputs[0],
     channels,
@@ -79,7 +81,7 @@ export function emitForward(b: GraphBuilder, model: Model, x: string, opts: Forw
     if (node.op === 'Dropout') {
       const site = model.dropouts.get(node.name);
       out = opts.train && site && site.p > 0 ? opts.train.dropout(b, inputs[0], hint, site) : inputs[0];
-    } else if (node.op === 'BatchNormalization' && opts.train) {
+    } else if (node.op === 'BatchNormalization' && opts.train && !opts.frozenBatchNorm?.(node)) {
       out = opts.train.batchNorm(b, inputs[0], batchNormSite(model, node, value));
     } else if (node.op === 'MaxPool' && opts.train) {
       out = b.node('MaxPool', inputs, node.attrs, 2, hint)[0];
@@ -106,10 +108,11 @@ export function emitImageFromBytes(b: GraphBuilder, bytes: string, inputShape: S
   return image;
 }
 
-/** Emits (x - mean) / std. */
-export function emitNormalize(b: GraphBuilder, x: string, mean: number, std: number): string {
-  const centred = b.op('Sub', [x, b.scalar(mean, 'norm_mean')], {}, 'centred');
-  const out = b.op('Div', [centred, b.scalar(std, 'norm_std')], {}, 'normalised');
+/** Emits (x - mean) / std on [N, C, H, W]: a scalar each, or one value per channel (a [1, C, 1, 1] constant). */
+export function emitNormalize(b: GraphBuilder, x: string, mean: number | readonly number[], std: number | readonly number[]): string {
+  const constant = (v: number | readonly number[], hint: string) => (typeof v === 'number' ? b.scalar(v, hint) : b.constF([...v], [1, v.length, 1, 1], hint));
+  const centred = b.op('Sub', [x, constant(mean, 'norm_mean')], {}, 'centred');
+  const out = b.op('Div', [centred, constant(std, 'norm_std')], {}, 'normalised');
   b.note(out, 'float32', b.shapes.get(x));
   return out;
 }

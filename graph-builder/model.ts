@@ -64,11 +64,42 @@ export interface Model {
   /** Dropout sites by node name. */
   dropouts: Map<string, DropoutSite>;
   /** Where an imported model came from: its file and bytes (its trained form keeps their interface). */
-  source?: { file: string; bytes: Uint8Array; metadata: Record<string, string>; outputKind: OutputKind; output: string };
+  source?: ImportedSource;
+}
+
+/** Where an imported model came from and how its trained form is written back. */
+export interface ImportedSource {
+  file: string;
+  /** The model with its weights inside (external data inlined). */
+  bytes: Uint8Array;
+  metadata: Record<string, string>;
+  outputKind: OutputKind;
+  output: string;
+  /** Where its weights were: the trained model is written the same way (external: a `.data` file beside it). */
+  layout?: 'inline' | 'external';
+  /** Parameters held by Constant nodes rather than initialisers. */
+  constantParams?: string[];
+  /** Its input is [N, H, W, C]; cnnlab's graphs feed [N, C, H, W] and transpose inside. */
+  channelsLast?: boolean;
+  /** A replaced head: the new class count and the new shapes of the head's tensors. */
+  head?: { classes: number; dims: Record<string, number[]> };
 }
 
 /** The value a white pixel (255) has at the model's input: 1 (pixels 0..1) or 255 (raw 0..255). */
 export type InputRange = 1 | 255;
+
+/** (x - mean) / std at the model's input: one mean and std for every channel, or one per channel (in the input's channel order). */
+export interface Normalization {
+  mean: number | number[];
+  std: number | number[];
+}
+
+/** What is wrong with a normalisation for a model of `channels` input channels (a list of values per channel of another length), or undefined. */
+export function normalizationMismatch(n: Normalization, channels: number): string | undefined {
+  const wrong = [n.mean, n.std].find((v) => Array.isArray(v) && v.length !== channels) as number[] | undefined;
+  if (!wrong) return undefined;
+  return `${wrong.length} values per channel for a ${channels}-channel model; give ${channels === 1 ? 'MEAN,STD' : `${channels} means and ${channels} stds (M1,M2,M3/S1,S2,S3)`}`;
+}
 
 /** What a classifier's output holds. */
 export type OutputKind = 'logits' | 'probabilities' | 'log-probabilities';

@@ -1,5 +1,6 @@
 import type { Node } from './graph/ir.ts';
 import { elementCount, type Model, paramsRead } from './model.ts';
+import { opSpec } from './ops/table.ts';
 
 const fmt = (n: number) => n.toLocaleString('en-US');
 
@@ -72,15 +73,16 @@ export function receptiveField(model: Model): RfRow[] {
   return rows;
 }
 
-/** Multiply-adds x 2 of one example through one node (Conv, Gemm, MatMul; 0 for the rest). */
+/** Multiply-adds x 2 of one example through one node, from the op table (0 for ops without a count). */
 function nodeFlops(model: Model, n: Node): number {
-  const out = model.shapes.get(n.outputs[0]) as number[] | undefined;
-  const w = model.params.find((p) => p.name === n.inputs[1]);
-  if (!out || !w) return 0;
-  // Conv: each output element is a dot product over the kernel (C_in/groups x k x k); Gemm/MatMul: over the input features.
-  if (n.op === 'Conv') return 2 * elementCount(out.slice(1)) * elementCount(w.shape.slice(1));
-  if (n.op === 'Gemm' || n.op === 'MatMul') return 2 * elementCount(w.shape);
-  return 0;
+  const flops = opSpec(n.op)?.flops;
+  if (!flops) return 0;
+  const shape = (v: string) => {
+    const s = model.shapes.get(v) ?? model.params.find((p) => p.name === v)?.shape;
+    if (!s) throw new Error(`summary: no shape for ${v}`);
+    return s.map((d) => (typeof d === 'number' ? d : 1));
+  };
+  return flops(n, { shape, constant: () => undefined });
 }
 
 /** Multiply-adds x 2 of one example's forward pass. */

@@ -1,5 +1,5 @@
 import { exampleSize, type Split } from '../datasets/sources.ts';
-import { CnnlabError } from '../common/errors.ts';
+import { InputError } from '../common/errors.ts';
 import type { Runtime, Session } from '../runtime/ort.ts';
 import { classify, type LoadedModel } from './model.ts';
 
@@ -33,7 +33,7 @@ export async function evaluateInference(rt: Runtime, session: Session, model: Lo
       let arg = 0;
       for (let k = 1; k < K; k++) if (p[i * K + k] > p[i * K + arg]) arg = k;
       const label = split.labels[start + i];
-      if (label >= K) throw new CnnlabError(`${model.path}: scores ${K} classes, the dataset has label ${label}`);
+      if (label >= K) throw new InputError(`${model.path}: scores ${K} classes, the dataset has label ${label}`);
       loss -= Math.log(Math.max(p[i * K + label], 1e-30));
       predicted[start + i] = arg;
       confidence[start + i] = p[i * K + arg];

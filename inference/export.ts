@@ -1,8 +1,9 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { CnnlabError } from '../common/errors.ts';
+import { asInputError, InputError } from '../common/errors.ts';
 import { writeFileAtomic } from '../common/files.ts';
 import { decodeGraph } from '../graph-builder/graph/onnx.ts';
+import { readOnnxFile } from '../graph-builder/graph/onnx-file.ts';
 import { encodeNpz } from '../graph-builder/export/npz.ts';
 import { encodeSafetensors, type NamedTensor } from '../graph-builder/export/safetensors.ts';
 
@@ -13,10 +14,10 @@ export type ExportFormat = (typeof EXPORT_FORMATS)[number];
 export function runModelFile(target: string, which: 'best' | 'last'): string {
   if (existsSync(target) && statSync(target).isDirectory()) {
     const file = join(target, `${which}.onnx`);
-    if (!existsSync(file)) throw new CnnlabError(`${target}: no ${which}.onnx in this folder (a run folder has one after its first epoch)`, 2);
+    if (!existsSync(file)) throw new InputError(`${target}: no ${which}.onnx in this folder (a run folder has one after its first epoch)`);
     return file;
   }
-  if (!existsSync(target)) throw new CnnlabError(`${target}: no such run folder or .onnx file`, 2);
+  if (!existsSync(target)) throw new InputError(`${target}: no such run folder or .onnx file`);
   return target;
 }
 
@@ -26,17 +27,22 @@ export function runModelFile(target: string, which: 'best' | 'last'): string {
  * then model.load_state_dict), npz (numpy.load) or the ONNX model itself.
  */
 export function exportModel(file: string, format: ExportFormat, out: string): { tensors: number; values: number } {
-  const bytes = readFileSync(file);
+  let bytes: Uint8Array;
+  try {
+    bytes = readOnnxFile(file, readFileSync(file)).bytes;
+  } catch (err) {
+    throw asInputError(err);
+  }
   let decoded;
   try {
     decoded = decodeGraph(bytes);
   } catch (err) {
-    throw new CnnlabError(`${file}: not an ONNX model (${(err as Error).message.split('\n')[0]})`);
+    throw new InputError(`${file}: not an ONNX model (${(err as Error).message.split('\n')[0]})`);
   }
   const tensors: NamedTensor[] = decoded.graph.initializers
     .filter((t) => t.dtype === 'float32')
     .map((t) => ({ name: t.name, shape: t.dims, data: t.data as Float32Array }));
-  if (!tensors.length) throw new CnnlabError(`${file}: holds no float parameters to export`);
+  if (!tensors.length) throw new InputError(`${file}: holds no float parameters to export`);
   const metadata = Object.fromEntries(Object.entries(decoded.metadata).filter(([k]) => k.startsWith('cnnlab.') && k !== 'cnnlab.layers'));
   if (format === 'safetensors') writeFileAtomic(out, encodeSafetensors(tensors, metadata));
   else if (format === 'npz') writeFileAtomic(out, encodeNpz(tensors));

@@ -1,8 +1,9 @@
 import { readFileSync, statSync } from 'node:fs';
-import { CnnlabError } from '../common/errors.ts';
+import { asInputError, CnnlabError, InputError } from '../common/errors.ts';
 import { compile } from '../graph-builder/artifacts/compile.ts';
 import type { ValueInfo } from '../graph-builder/graph/ir.ts';
 import { decodeGraph, type DecodedGraph } from '../graph-builder/graph/onnx.ts';
+import { readOnnxFile } from '../graph-builder/graph/onnx-file.ts';
 import { checkTrainable, importOnnxModel } from '../graph-builder/import/onnx-model.ts';
 import { elementCount, type Model } from '../graph-builder/model.ts';
 import { defaultOptimizer } from '../graph-builder/optimizers.ts';
@@ -26,19 +27,38 @@ function trainVerdict(model: Model): string {
   return `yes: ${fmt(model.trainableCount)} trainable parameters${buffers ? `, ${fmt(buffers)} BatchNorm statistics` : ''}, ${model.dropouts.size} dropout site(s), ${loss}; ${fits}`;
 }
 
+/** The parameters training would update, and the buffers it keeps, by name with their shapes. */
+function parameterLines(model: Model): string[] {
+  const trainable = model.params.filter((p) => p.trainable);
+  const buffers = model.params.filter((p) => !p.trainable);
+  const row = (p: Model['params'][number]) => `  ${p.name}  [${p.shape.join(', ')}]`;
+  return [
+    `trainable parameters: ${trainable.length} tensors, ${fmt(model.trainableCount)} values`,
+    ...trainable.map(row),
+    ...(buffers.length ? [`buffers (BatchNorm running statistics): ${buffers.length} tensors`, ...buffers.map(row)] : []),
+  ];
+}
+
 /** `cnnlab inspect`: what a model holds and what cnnlab can do with it, without running it. */
-export function inspectModel(file: string): string {
-  let bytes: Uint8Array;
+export function inspectModel(file: string, inputSize?: [number, number]): string {
+  let raw: Uint8Array;
   try {
-    bytes = readFileSync(file);
+    raw = readFileSync(file);
   } catch (err) {
-    throw new CnnlabError(`${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? 'error'})`, 2);
+    throw new InputError(`${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
   }
+  let onnx: ReturnType<typeof readOnnxFile>;
+  try {
+    onnx = readOnnxFile(file, raw);
+  } catch (err) {
+    throw asInputError(err);
+  }
+  const { bytes, dataFiles } = onnx;
   let d: DecodedGraph;
   try {
     d = decodeGraph(bytes);
   } catch (err) {
-    throw new CnnlabError(`${file}: not an ONNX model (${(err as Error).message.split('\n')[0]})`);
+    throw new InputError(`${file}: not an ONNX model (${(err as Error).message.split('\n')[0]})`);
   }
   const g = d.graph;
   const inits = new Set(g.initializers.map((t) => t.name));
@@ -49,7 +69,7 @@ export function inspectModel(file: string): string {
   }
   const floats = g.initializers.filter((t) => t.dtype === 'float32');
   const lines = [
-    `${file}: ${fmt(statSync(file).size)} bytes, ${d.producer || 'unknown producer'}, opset ${d.opset}${d.domains.length ? ` (+ ${d.domains.join(', ')})` : ''}`,
+    `${file}: ${fmt(statSync(file).size)} bytes${dataFiles.length ? ` (weights in ${dataFiles.join(', ')})` : ''}, ${d.producer || 'unknown producer'}, opset ${d.opset}${d.domains.length ? ` (+ ${d.domains.join(', ')})` : ''}`,
     ...g.inputs.filter((i) => !inits.has(i.name)).map((i) => `input   ${value(i)}`),
     ...g.outputs.map((o) => `output  ${value(o)}`),
     `ops     ${[...counts].map(([op, n]) => (n > 1 ? `${op} x${n}` : op)).join(', ')} (${g.nodes.length} nodes)`,
@@ -58,17 +78,20 @@ export function inspectModel(file: string): string {
   if (Object.keys(d.metadata).length) lines.push(`metadata ${Object.keys(d.metadata).join(', ')}`);
   let evaluate: string;
   try {
-    const m = loadInferenceModel(file);
+    const m = loadInferenceModel(file, { inputSize });
     evaluate = `yes (${m.classes.length} classes)${m.native ? ", cnnlab's own inference model" : `; ${describePreparation(m)!.replace(`${file}: `, '')}`}`;
   } catch (err) {
     evaluate = `no: ${reason(err)}`;
   }
   let train: string;
+  let model: Model | undefined;
   try {
-    train = trainVerdict(importOnnxModel(bytes, file));
+    model = importOnnxModel(bytes, file, { inputSize });
+    train = trainVerdict(model);
   } catch (err) {
     train = `no: ${reason(err)}`;
   }
   lines.push('', 'what cnnlab can do with it', `  eval, predict, serve: ${evaluate}`, `  train, fine-tune (cnnlab train --model ${file}): ${train}`);
+  if (model) lines.push('', ...parameterLines(model));
   return lines.join('\n');
 }

@@ -1,18 +1,21 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { CnnlabError } from '../common/errors.ts';
-import { PREPARATION_KEY, readPreparation } from '../graph-builder/artifacts/compile.ts';
+import { asInputError, InputError, UsageError } from '../common/errors.ts';
+import { type ChannelOrder, conversionOf, describeConversion, type ImageConversion, type ResizeMode } from '../datasets/registry.ts';
+import { PREPARATION_KEY, readImageConversion, readPreparation } from '../graph-builder/artifacts/compile.ts';
+import { type Normalization, normalizationMismatch } from '../graph-builder/model.ts';
 import type { Graph } from '../graph-builder/graph/ir.ts';
 import { decodeGraph, type DecodedGraph } from '../graph-builder/graph/onnx.ts';
+import { readOnnxFile } from '../graph-builder/graph/onnx-file.ts';
 import type { Runtime, Session } from '../runtime/ort.ts';
 
 export type OutputKind = 'logits' | 'probabilities' | 'log-probabilities';
 
-/** How pixels in 0..1 become the model's input: times `range`, then (x - mean) / std (cnnlab's own graphs normalise inside). */
+/** How pixels in 0..1 become the model's input: times `range`, then (x - mean) / std, each a number or one per channel (cnnlab's own graphs normalise inside). */
 export interface Preparation {
   range: 1 | 255;
-  mean: number;
-  std: number;
+  mean: number | number[];
+  std: number | number[];
   /** Where it came from: the model's metadata, the flags, or the default for a foreign model. */
   from: 'metadata' | 'flags' | 'default';
 }
@@ -29,9 +32,13 @@ export interface LoadedModel {
   /** The decoded graph (its initialisers are the weights the page fine-tunes). */
   graph: Graph;
   /** The image input: its name, [C, H, W], and the batch size it was exported with, if fixed. */
-  input: { name: string; shape: [number, number, number]; fixedBatch?: number };
+  input: { name: string; shape: [number, number, number]; fixedBatch?: number; channelsLast?: boolean };
   output: { name: string; kind: OutputKind; from: 'graph' | 'flag' | 'default' };
   preparation: Preparation;
+  /** How image files become its input planes (channel order, resizing): the flags', else its metadata's, else the default (`{}`). */
+  conversion: ImageConversion;
+  /** Whether a flag set the conversion (else the metadata or the default did). */
+  conversionFromFlags: boolean;
   /** cnnlab's own inference model (image 0..1 in, normalised inside, probabilities out). */
   native: boolean;
 }
@@ -40,8 +47,12 @@ export interface LoadedModel {
 export interface ForeignModelOptions {
   outputKind?: OutputKind;
   inputRange?: 1 | 255;
-  normalize?: { mean: number; std: number };
+  normalize?: Normalization;
   classes?: string[];
+  /** Height and width of an input whose size is symbolic. */
+  inputSize?: [number, number];
+  channelOrder?: ChannelOrder;
+  resize?: ResizeMode;
 }
 
 const MAX_MODEL_BYTES = 512 * 1024 * 1024;
@@ -62,25 +73,33 @@ export function latestRun(root = 'runs'): string | undefined {
  */
 export function loadInferenceModel(target: string | undefined, opts: ForeignModelOptions = {}): LoadedModel {
   const where = target ?? latestRun();
-  if (!where) throw new CnnlabError('no model given and no run with a best.onnx under runs/; train one first (cnnlab train partB) or pass a model', 2);
+  if (!where) throw new InputError('no model given and no run with a best.onnx under runs/; train one first (cnnlab train partB) or pass a model');
   let path = where;
   if (existsSync(where) && statSync(where).isDirectory()) {
     path = ['best.onnx', 'last.onnx', 'inference.onnx'].map((f) => join(where, f)).find(existsSync) ?? '';
-    if (!path) throw new CnnlabError(`${where}: no best.onnx, last.onnx or inference.onnx in this folder`, 2);
+    if (!path) throw new InputError(`${where}: no best.onnx, last.onnx or inference.onnx in this folder`);
   }
-  if (!existsSync(path)) throw new CnnlabError(`${path}: no such file or run folder`, 2);
+  if (!existsSync(path)) throw new InputError(`${path}: no such file or run folder`);
   const size = statSync(path).size;
-  if (size > MAX_MODEL_BYTES) throw new CnnlabError(`${path}: ${size} bytes is larger than any cnnlab model (limit ${MAX_MODEL_BYTES})`);
-  const bytes = readFileSync(path);
+  if (size > MAX_MODEL_BYTES) throw new InputError(`${path}: ${size} bytes is larger than any cnnlab model (limit ${MAX_MODEL_BYTES})`);
+  let bytes: Uint8Array;
+  try {
+    bytes = readOnnxFile(path, readFileSync(path)).bytes;
+  } catch (err) {
+    throw asInputError(err);
+  }
   let full: DecodedGraph;
   try {
     full = decodeGraph(bytes);
   } catch (err) {
-    throw new CnnlabError(`${path}: not an ONNX model (${(err as Error).message.split('\n')[0]})`);
+    throw new InputError(`${path}: not an ONNX model (${(err as Error).message.split('\n')[0]})`);
   }
   const { metadata: md, graph } = full;
   const native = graph.inputs.some((i) => i.name === 'image') && graph.outputs.some((o) => o.name === 'probabilities') && md['cnnlab.architecture'] !== undefined && !md[PREPARATION_KEY];
-  const input = foreignInput(path, graph);
+  const image = readConversion(path, md);
+  const input = foreignInput(path, graph, { ...opts, inputSize: opts.inputSize ?? image.size });
+  const wrong = opts.normalize && normalizationMismatch(opts.normalize, input.shape[0]);
+  if (wrong) throw new UsageError(`--normalize: ${wrong}`);
   const output = native ? { name: 'probabilities', kind: 'probabilities' as const, from: 'graph' as const } : foreignOutput(path, full, opts);
   const classCount = Number(graph.outputs.find((o) => o.name === output.name)?.shape?.[1]);
   let classes: string[] | undefined = opts.classes;
@@ -88,13 +107,13 @@ export function loadInferenceModel(target: string | undefined, opts: ForeignMode
     try {
       classes = JSON.parse(md['cnnlab.classes']) as string[];
     } catch {
-      throw new CnnlabError(`${path}: metadata cnnlab.classes is not valid JSON`);
+      throw new InputError(`${path}: metadata cnnlab.classes is not valid JSON`);
     }
-    if (!Array.isArray(classes) || !classes.every((c) => typeof c === 'string')) throw new CnnlabError(`${path}: metadata cnnlab.classes must list class names`);
+    if (!Array.isArray(classes) || !classes.every((c) => typeof c === 'string')) throw new InputError(`${path}: metadata cnnlab.classes must list class names`);
   }
   classes ??= Number.isInteger(classCount) && classCount !== 10 ? Array.from({ length: classCount }, (_, k) => String(k)) : ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
   if (Number.isInteger(classCount) && classCount > 0 && classes.length !== classCount) {
-    throw new CnnlabError(`${path}: output '${output.name}' scores ${classCount} classes, ${opts.classes ? '--classes' : 'the metadata'} names ${classes.length}`);
+    throw new InputError(`${path}: output '${output.name}' scores ${classCount} classes, ${opts.classes ? '--classes' : 'the metadata'} names ${classes.length}`);
   }
   const acc = Number(md['cnnlab.test_accuracy']);
   return {
@@ -109,32 +128,77 @@ export function loadInferenceModel(target: string | undefined, opts: ForeignMode
     graph,
     input,
     output,
-    preparation: native ? { range: 1, mean: 0, std: 1, from: 'metadata' } : preparationOf(path, md, opts),
+    preparation: native ? { range: 1, mean: 0, std: 1, from: 'metadata' } : preparationOf(path, md, opts, input.shape[0]),
+    conversion: conversionFor(opts, image, input.shape[0]),
+    conversionFromFlags: opts.channelOrder !== undefined || opts.resize !== undefined,
     native,
   };
 }
 
-/** The one float [N, C, H, W] input of a foreign model (C 1 or 3, H and W fixed). */
-function foreignInput(path: string, graph: Graph): LoadedModel['input'] {
+/** The conversion (and input size) a model's metadata records; a malformed one is one line naming the file. */
+function readConversion(path: string, md: Record<string, string>): ReturnType<typeof readImageConversion> {
+  try {
+    return readImageConversion(md, path);
+  } catch (err) {
+    throw asInputError(err);
+  }
+}
+
+/** --channel-order and --resize, else what the metadata records; BGR for a grey input is one line naming the flag. */
+function conversionFor(opts: ForeignModelOptions, saved: ImageConversion, channels: number): ImageConversion {
+  if (opts.channelOrder === 'bgr' && channels !== 3) throw new UsageError(`--channel-order: bgr applies to a 3-channel (RGB) input; this one takes ${channels} channel${channels === 1 ? '' : 's'}`);
+  return conversionOf(opts.channelOrder ?? saved.channelOrder, opts.resize ?? saved.resize) ?? {};
+}
+
+/** The one float input of a foreign model: [N, C, H, W], or channels-last [N, H, W, C] (tf2onnx, Keras); C 1 or 3; H and W fixed or given by --input-size. */
+function foreignInput(path: string, graph: Graph, opts: ForeignModelOptions): LoadedModel['input'] {
   const inits = new Set(graph.initializers.map((t) => t.name));
   const real = graph.inputs.filter((i) => !inits.has(i.name));
   const list = real.slice(0, 4).map((i) => `${i.name} [${i.shape?.join(', ') ?? '?'}]`).join(', ') + (real.length > 4 ? ', ...' : '');
-  if (real.length !== 1) throw new CnnlabError(`${path}: expected one image input, found ${real.length}${list ? ` (${list})` : ''}`);
+  if (real.length !== 1) throw new InputError(`${path}: expected one image input, found ${real.length}${list ? ` (${list})` : ''}`);
   const [x] = real;
   const s = x.shape;
-  if (x.dtype !== 'float32' || !s || s.length !== 4 || typeof s[1] !== 'number' || typeof s[2] !== 'number' || typeof s[3] !== 'number') {
-    throw new CnnlabError(`${path}: input '${x.name}' is ${x.dtype} [${s?.join(', ') ?? 'unknown shape'}]; expected float [N, C, H, W] with fixed C, H and W`);
-  }
-  if (s[1] !== 1 && s[1] !== 3) throw new CnnlabError(`${path}: input '${x.name}' has ${s[1]} channels; expected 1 (grayscale) or 3 (RGB)`);
-  return { name: x.name, shape: [s[1], s[2], s[3]], fixedBatch: typeof s[0] === 'number' ? s[0] : undefined };
+  if (x.dtype !== 'float32' || !s || s.length !== 4) throw new InputError(`${path}: input '${x.name}' is ${x.dtype} [${s?.join(', ') ?? 'unknown shape'}]; expected float [N, C, H, W]`);
+  const channelsLast = s[1] !== 1 && s[1] !== 3 && (s[3] === 1 || s[3] === 3);
+  const [c, h, w] = channelsLast ? [s[3], s[1], s[2]] : [s[1], s[2], s[3]];
+  if (c !== 1 && c !== 3) throw new InputError(`${path}: input '${x.name}' has ${c} channels [${s.join(', ')}]; expected 1 (grayscale) or 3 (RGB)`);
+  const fixed = typeof h === 'number' && typeof w === 'number' && h > 0 && w > 0;
+  if (!fixed && !opts.inputSize) throw new InputError(`${path}: input '${x.name}' has a symbolic height or width [${s.join(', ')}]; give the image size with --input-size HxW`);
+  if (fixed && opts.inputSize && (opts.inputSize[0] !== h || opts.inputSize[1] !== w)) throw new InputError(`${path}: --input-size ${opts.inputSize.join('x')} differs from input '${x.name}' [${s.join(', ')}], which fixes ${h}x${w}`);
+  const [hh, ww] = fixed ? [h as number, w as number] : opts.inputSize!;
+  return { name: x.name, shape: [c, hh, ww], fixedBatch: typeof s[0] === 'number' ? s[0] : undefined, channelsLast };
 }
 
-/** The class-score output and what it holds: from the graph's last op (LogSoftmax, Softmax), else --output-kind, else logits. */
+/**
+ * Of a graph's two outputs, the one that is the Softmax of the other (each possibly through
+ * Identity), as cnnlab's own inference.onnx has them: `logits` and `probabilities`.
+ */
+export function probabilitiesBesideLogits(graph: Graph): { logits: string; probabilities: string } | undefined {
+  const outs = graph.outputs.map((o) => o.name);
+  if (outs.length !== 2) return undefined;
+  const producer = (v: string) => graph.nodes.find((n) => n.outputs[0] === v);
+  const unaliased = (v: string) => {
+    for (let n = producer(v); n?.op === 'Identity'; n = producer(v)) v = n.inputs[0];
+    return v;
+  };
+  for (const [probabilities, logits] of [outs, [outs[1], outs[0]]]) {
+    const softmax = producer(unaliased(probabilities));
+    if (softmax?.op === 'Softmax' && unaliased(softmax.inputs[0]) === unaliased(logits)) return { logits, probabilities };
+  }
+  return undefined;
+}
+
+/**
+ * The class-score output and what it holds: from the graph's last op (LogSoftmax, Softmax), else
+ * --output-kind, else logits. Of a logits output and its Softmax, the probabilities are read.
+ */
 function foreignOutput(path: string, full: DecodedGraph, opts: ForeignModelOptions): LoadedModel['output'] {
-  const outputs = full.graph.outputs;
-  if (outputs.length !== 1) throw new CnnlabError(`${path}: expected one output (class scores), found ${outputs.length}: ${outputs.map((o) => o.name).join(', ')}`);
+  const pair = probabilitiesBesideLogits(full.graph);
+  const outputs = pair ? full.graph.outputs.filter((o) => o.name === pair.probabilities) : full.graph.outputs;
+  if (outputs.length !== 1) throw new InputError(`${path}: expected one output (class scores), found ${outputs.length}: ${outputs.map((o) => o.name).join(', ')} (two are read only as logits and their Softmax)`);
   const [o] = outputs;
-  if (o.shape && (o.shape.length !== 2 || typeof o.shape[1] !== 'number')) throw new CnnlabError(`${path}: output '${o.name}' is [${o.shape.join(', ')}]; expected class scores [N, classes]`);
+  if (pair) return { name: o.name, kind: 'probabilities', from: 'graph' };
+  if (o.shape && (o.shape.length !== 2 || typeof o.shape[1] !== 'number')) throw new InputError(`${path}: output '${o.name}' is [${o.shape.join(', ')}]; expected class scores [N, classes]`);
   const last = full.graph.nodes.find((n) => n.outputs.includes(o.name));
   const detected: OutputKind | undefined = last?.op === 'LogSoftmax' ? 'log-probabilities' : last?.op === 'Softmax' ? 'probabilities' : undefined;
   if (opts.outputKind) return { name: o.name, kind: opts.outputKind, from: 'flag' };
@@ -143,20 +207,57 @@ function foreignOutput(path: string, full: DecodedGraph, opts: ForeignModelOptio
   return { name: o.name, kind: detected ?? 'logits', from: detected ? 'graph' : 'default' };
 }
 
-function preparationOf(path: string, md: Record<string, string>, opts: ForeignModelOptions): Preparation {
-  if (opts.inputRange !== undefined || opts.normalize) return { range: opts.inputRange ?? 1, mean: opts.normalize?.mean ?? 0, std: opts.normalize?.std ?? 1, from: 'flags' };
-  const saved = readPreparation(md, path);
+/** The flags' preparation (checked against the input by the caller), else the metadata's, else none. */
+function preparationOf(path: string, md: Record<string, string>, opts: ForeignModelOptions, channels: number): Preparation {
+  if (opts.inputRange !== undefined || opts.normalize) {
+    return { range: opts.inputRange ?? 1, mean: opts.normalize?.mean ?? 0, std: opts.normalize?.std ?? 1, from: 'flags' };
+  }
+  let saved: ReturnType<typeof readPreparation>;
+  try {
+    saved = readPreparation(md, path);
+  } catch (err) {
+    throw asInputError(err);
+  }
+  const wrong = saved && normalizationMismatch(saved, channels);
+  if (wrong) throw new InputError(`${path}: metadata ${PREPARATION_KEY} holds ${wrong.split(';')[0]}`);
   return saved ? { ...saved, from: 'metadata' } : { range: 1, mean: 0, std: 1, from: 'default' };
 }
 
-/** One line on how a foreign model's inputs and outputs are read (eval and predict print it). */
+/** A mean or std as the lines print it: `0.5`, or `[0.485, 0.456, 0.406]`. */
+function stat(v: number | number[]): string {
+  return Array.isArray(v) ? `[${v.join(', ')}]` : String(v);
+}
+
+/** The normalisation cnnlab.normalization records, where it reads as one. */
+function recordedNormalization(md: Record<string, string>): Normalization | undefined {
+  try {
+    const n = JSON.parse(md['cnnlab.normalization'] ?? 'null') as Normalization | null;
+    const ok = (v: unknown) => typeof v === 'number' || (Array.isArray(v) && v.every((x) => typeof x === 'number'));
+    return n && ok(n.mean) && ok(n.std) ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const isIdentity = (p: Normalization) => [p.mean].flat().every((v) => v === 0) && [p.std].flat().every((v) => v === 1);
+
+/**
+ * One line on how a model's inputs and outputs are read (eval and predict print it): for a
+ * foreign model always; for cnnlab's own (which normalises inside) where its images are read
+ * other than as RGB stretched to the input.
+ */
 export function describePreparation(m: LoadedModel): string | undefined {
-  if (m.native) return undefined;
+  const converted = m.conversion.channelOrder || m.conversion.resize ? `; images read as ${describeConversion(m.conversion)}${m.conversionFromFlags ? ' (from the flags)' : ' (from its metadata)'}` : '';
+  if (m.native) {
+    if (!converted) return undefined;
+    const norm = recordedNormalization(m.metadata);
+    return `${m.path}: input 'image' [N, ${m.input.shape.join(', ')}], pixels 0..1${norm ? `, normalised inside the model by (x - ${stat(norm.mean)}) / ${stat(norm.std)}` : ''}${converted}`;
+  }
   const p = m.preparation;
-  const prep = `pixels 0..${p.range === 255 ? 255 : 1}${p.mean !== 0 || p.std !== 1 ? `, then (x - ${p.mean}) / ${p.std}` : ', no normalisation'}`;
+  const prep = `pixels 0..${p.range === 255 ? 255 : 1}${isIdentity(p) ? ', no normalisation' : `, then (x - ${stat(p.mean)}) / ${stat(p.std)}`}`;
   const from = p.from === 'default' ? ' (the default for a model without cnnlab metadata; --input-range and --normalize change it)' : p.from === 'flags' ? ' (from the flags)' : ' (from its metadata)';
   const out = `output '${m.output.name}' read as ${m.output.kind}${m.output.from === 'default' ? ' (its last op is not Softmax or LogSoftmax; --output-kind changes it)' : ''}`;
-  return `${m.path}: input '${m.input.name}' [${m.input.fixedBatch ?? 'N'}, ${m.input.shape.join(', ')}], ${prep}${from}; ${out}`;
+  return `${m.path}: input '${m.input.name}' [${m.input.fixedBatch ?? 'N'}, ${m.input.shape.join(', ')}], ${prep}${from}${converted}; ${out}`;
 }
 
 /**
@@ -168,8 +269,10 @@ export function describePreparation(m: LoadedModel): string | undefined {
 export async function classify(rt: Runtime, session: Session, m: LoadedModel, pixels: Float32Array, n: number, shape: readonly [number, number, number] = [1, 28, 28]): Promise<Float32Array> {
   const [c, h, w] = m.input.shape;
   const [c0, h0, w0] = shape;
-  if (h0 !== h || w0 !== w || (c0 !== c && c0 !== 1)) throw new CnnlabError(`${m.path}: input '${m.input.name}' takes ${m.input.shape.join('x')} images; these are ${shape.join('x')}`);
-  const { range, mean, std } = m.preparation;
+  if (h0 !== h || w0 !== w || (c0 !== c && c0 !== 1)) throw new InputError(`${m.path}: input '${m.input.name}' takes ${m.input.shape.join('x')} images; these are ${shape.join('x')}`);
+  const { range } = m.preparation;
+  const perChannel = (v: number | number[]) => Array.from({ length: c }, (_, ch) => (Array.isArray(v) ? v[ch] : v));
+  const [mean, std] = [perChannel(m.preparation.mean), perChannel(m.preparation.std)];
   const chunk = m.input.fixedBatch ?? n;
   const K = m.classes.length;
   const probs = new Float32Array(n * K);
@@ -179,11 +282,12 @@ export async function classify(rt: Runtime, session: Session, m: LoadedModel, pi
     for (let i = 0; i < count; i++) {
       for (let ch = 0; ch < c; ch++) {
         const from = ((start + i) * c0 + (c0 === 1 ? 0 : ch)) * h * w;
-        const to = (i * c + ch) * h * w;
-        for (let j = 0; j < h * w; j++) x[to + j] = (pixels[from + j] * range - mean) / std;
+        // Planar [C, H, W], or interleaved [H, W, C] for a channels-last input.
+        const [to, stride] = m.input.channelsLast ? [i * h * w * c + ch, c] : [(i * c + ch) * h * w, 1];
+        for (let j = 0; j < h * w; j++) x[to + j * stride] = (pixels[from + j] * range - mean[ch]) / std[ch];
       }
     }
-    const out = await session.run({ [m.input.name]: new rt.ort.Tensor('float32', x, [chunk, c, h, w]) });
+    const out = await session.run({ [m.input.name]: new rt.ort.Tensor('float32', x, m.input.channelsLast ? [chunk, h, w, c] : [chunk, c, h, w]) });
     const y = out[m.output.name].data as Float32Array;
     for (let i = 0; i < count; i++) {
       const row = y.subarray(i * K, (i + 1) * K);
@@ -205,6 +309,6 @@ export async function openModelSession(rt: Runtime, model: LoadedModel): Promise
   try {
     return await rt.createSession(model.bytes);
   } catch (err) {
-    throw new CnnlabError(`${model.path}: onnxruntime cannot load it (${(err as Error).message.split('\n')[0].slice(0, 300)})`);
+    throw new InputError(`${model.path}: onnxruntime cannot load it (${(err as Error).message.split('\n')[0].slice(0, 300)})`);
   }
 }

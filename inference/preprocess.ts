@@ -1,5 +1,5 @@
 import sharp from 'sharp';
-import { CnnlabError } from '../common/errors.ts';
+import { InputError } from '../common/errors.ts';
 
 /** sharp refuses larger images instead of decoding gigabytes a header asks for. */
 const MAX_INPUT_PIXELS = 40_000_000;
@@ -34,7 +34,7 @@ async function inkSource(input: string | Uint8Array, name: string): Promise<{ gr
       .toBuffer({ resolveWithObject: true });
   } catch (err) {
     const reason = (err as Error).message.split('\n')[0];
-    throw new CnnlabError(`${name}: not a readable image (${reason})`);
+    throw new InputError(`${name}: not a readable image (${reason})`);
   }
   const { width, height, channels } = raw.info;
   const n = width * height;
@@ -241,7 +241,7 @@ export async function prepareImage(input: string | Uint8Array, name = typeof inp
       }
     }
   }
-  if (x1 < 0) throw new CnnlabError(`${name}: the image is blank (no stroke stands out from the background)`);
+  if (x1 < 0) throw new InputError(`${name}: the image is blank (no stroke stands out from the background)`);
   const cw = x1 - x0 + 1;
   const ch = y1 - y0 + 1;
   const scale = BOX / Math.max(cw, ch);

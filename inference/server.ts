@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { CnnlabError } from '../common/errors.ts';
+import { CnnlabError, InputError } from '../common/errors.ts';
 import { FOLDER_PREFIX, isDatasetName } from '../datasets/registry.ts';
 import { openDataset } from '../datasets/open.ts';
 import { readJsonFile } from '../common/json.ts';
@@ -16,7 +16,8 @@ import { importOnnxModel } from '../graph-builder/import/onnx-model.ts';
 import { elementCount, type Model } from '../graph-builder/model.ts';
 import type { ParamSet } from '../graph-builder/dsl/init.ts';
 import { defaultOptimizer } from '../graph-builder/optimizers.ts';
-import { type LoadedModel, loadInferenceModel } from './model.ts';
+import { type ForeignModelOptions, type LoadedModel, loadInferenceModel } from './model.ts';
+import type { Normalization } from '../graph-builder/model.ts';
 import sharp from 'sharp';
 import { encodeSafetensors } from '../graph-builder/export/safetensors.ts';
 import { DecodeLane, LaneFull } from './decode-lane.ts';
@@ -90,19 +91,20 @@ async function pageData(model: LoadedModel): Promise<{ dataset: string; data: Da
   const config = run ? join(run, 'config.json') : undefined;
   if (model.dataset.startsWith(FOLDER_PREFIX) && config && existsSync(config)) {
     const dataDir = (readJsonFile(config, 1024 * 1024) as { dataDir?: string }).dataDir;
-    if (dataDir) return { dataset: model.dataset, data: await openDataset({ dataset: model.dataset, dataDir }) };
+    if (dataDir) return { dataset: model.dataset, data: await openDataset({ dataset: model.dataset, dataDir }, model.input.shape, { conversion: model.conversion }) };
   }
-  if (model.dataset.startsWith(FOLDER_PREFIX)) throw new CnnlabError(`${model.path}: trained on ${model.dataset}, whose folder the page needs for its samples and replay; serve it from its run folder`);
+  if (model.dataset.startsWith(FOLDER_PREFIX)) throw new InputError(`${model.path}: trained on ${model.dataset}, whose folder the page needs for its samples and replay; serve it from its run folder`);
   return { dataset: 'mnist', data: await openDataset({ dataset: 'mnist' }) };
 }
 
-export async function loadServedModels(targets: (string | undefined)[]): Promise<ServedModel[]> {
+/** The models serve shows, read as eval and predict read them (`opts`: their flags, for models without cnnlab metadata). */
+export async function loadServedModels(targets: (string | undefined)[], opts: ForeignModelOptions = {}): Promise<ServedModel[]> {
   const out: ServedModel[] = [];
   for (const [i, target] of targets.entries()) {
-    const model = loadInferenceModel(target);
-    if (model.input.shape.join('x') !== '1x28x28') throw new CnnlabError(`${model.path}: the demo page draws 1x28x28 images; this model takes ${model.input.shape.join('x')} (eval and predict take it as it is)`);
+    const model = loadInferenceModel(target, opts);
+    if (model.input.shape.join('x') !== '1x28x28') throw new InputError(`${model.path}: the demo page draws 1x28x28 images; this model takes ${model.input.shape.join('x')} (eval and predict take it as it is)`);
     const { dataset, data } = await pageData(model);
-    const norm = JSON.parse(model.metadata['cnnlab.normalization'] ?? '{"mean":0,"std":1}') as { mean: number; std: number };
+    const norm = JSON.parse(model.metadata['cnnlab.normalization'] ?? '{"mean":0,"std":1}') as Normalization;
     const card = {
       id: String(i),
       name: `${model.architecture} (${dataset})`,
@@ -133,7 +135,7 @@ export async function loadServedModels(targets: (string | undefined)[]): Promise
       // A foreign model is shown through cnnlab's image-in, probabilities-out graph of it.
       if (!model.native) served.page = buildInferenceModel(forward, params, meta);
     } else if (!model.native) {
-      throw new CnnlabError(`${model.path}: the demo page needs a 1x28x28 input and ops cnnlab can import (cnnlab inspect ${model.path} says why not); eval and predict take it as it is`);
+      throw new InputError(`${model.path}: the demo page needs a 1x28x28 input and ops cnnlab can import (cnnlab inspect ${model.path} says why not); eval and predict take it as it is`);
     }
     (served.card as Record<string, unknown>).fineTuning = Boolean(served.train);
     out.push(served);

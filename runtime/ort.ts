@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, isAbsolute, join, relative } from 'node:path';
 import * as ortNode from 'onnxruntime-node';
 import { CnnlabError } from '../common/errors.ts';
 import { GraphBuilder } from '../graph-builder/graph/ir.ts';
@@ -78,10 +78,27 @@ function bindingDir(): string {
   return join(root, 'bin', 'napi-v6', process.platform, process.arch);
 }
 
+/** A folder as the user would type it: relative to the working folder when inside it. */
+function shown(dir: string): string {
+  const rel = relative(process.cwd(), dir);
+  return rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : dir;
+}
+
+/**
+ * Why the CUDA EP did not load, in one short clause: onnxruntime's message names each library by
+ * its full path (some 330 characters for the two of them); here the folder is named once.
+ */
+export function cudaFailure(message: string, dir = bindingDir()): string {
+  const first = message.split('\n')[0];
+  const short = first.split(`${dir}/`).join('');
+  return (short === first ? short : `${short} (in ${shown(dir)})`).slice(0, 240);
+}
+
 /** Checks that the CUDA EP's libraries exist, then opens a tiny model on it. */
 async function probeCuda(deviceId: number): Promise<string | undefined> {
   const missing = ['libonnxruntime_providers_shared.so', 'libonnxruntime_providers_cuda.so'].filter((f) => !existsSync(join(bindingDir(), f)));
-  if (missing.length) return `${missing.join(' and ')} not found in ${bindingDir()}`;
+  // The CUDA library is the one to name: install-cuda puts both in place, and the shared one alone loads nothing.
+  if (missing.length) return `${missing.includes('libonnxruntime_providers_cuda.so') ? 'libonnxruntime_providers_cuda.so' : missing[0]} not in ${shown(bindingDir())}`;
   const b = new GraphBuilder('cuda_probe');
   const x = b.input('x', 'float32', [1]);
   b.expose(x, 'y', 'float32', [1]);
@@ -91,7 +108,7 @@ async function probeCuda(deviceId: number): Promise<string | undefined> {
     await s.release();
     return undefined;
   } catch (err) {
-    return (err as Error).message.split('\n')[0];
+    return cudaFailure((err as Error).message);
   }
 }
 

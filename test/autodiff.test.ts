@@ -7,6 +7,10 @@ import type { GradRule } from '../graph-builder/autodiff/rule.ts';
 import { attr, GraphBuilder } from '../graph-builder/graph/ir.ts';
 import { encodeModel } from '../graph-builder/graph/onnx.ts';
 import { emitBatchNormTraining } from '../graph-builder/train-mode.ts';
+import { CASES as ACTIVATION_CASES } from './grad-cases/activation.ts';
+import { BROKEN as CONV_BROKEN, CASES as CONV_CASES } from './grad-cases/conv.ts';
+import { BROKEN as POOL_NORM_BROKEN, CASES as POOL_NORM_CASES } from './grad-cases/pool-norm.ts';
+import { CASES as TENSOR_CASES } from './grad-cases/tensor.ts';
 import { type GradCase, gradCheck, spaced } from './helpers/gradcheck.ts';
 
 const positive = (lo: number, hi: number) => (rng: { uniform: (a: number, b: number) => number }, n: number) => Float32Array.from({ length: n }, () => rng.uniform(lo, hi));
@@ -143,6 +147,10 @@ export const CASES: GradCase[] = [
     outputShape: [3, 4],
     build: (b, [x]) => b.op('Add', [b.op('Mul', [x, x]), b.op('Add', [b.op('Relu', [x]), b.op('Exp', [x])])]),
   },
+  ...CONV_CASES,
+  ...ACTIVATION_CASES,
+  ...TENSOR_CASES,
+  ...POOL_NORM_CASES,
 ];
 
 describe('every gradient rule matches central finite differences', () => {
@@ -191,10 +199,13 @@ describe('the check catches broken rules', () => {
       ctx.b.shapes.set(ctx.inputs[0], [2, 3, 6, 6]);
       return GRAD_RULES.AveragePool(shaped);
     }],
+    ...CONV_BROKEN,
+    ...POOL_NORM_BROKEN,
   ];
   for (const [name, op, rule] of broken) {
     it(name, async () => {
-      const c = CASES.find((k) => k.build.toString().includes(`'${op}'`) || k.name.startsWith(op))!;
+      // A family's broken rule names its case ("<case name>: what is wrong"); the rest take the op's first case.
+      const c = CASES.find((k) => name.startsWith(`${k.name}:`)) ?? CASES.find((k) => k.build.toString().includes(`'${op}'`) || k.name.startsWith(op))!;
       const report = await gradCheck(c, { ...GRAD_RULES, [op]: rule });
       assert.ok(report.worst > 1, `${name} passed the check (worst ${report.worst})`);
     });
@@ -232,9 +243,9 @@ describe('autodiff walk', () => {
   it('names an op without a rule', () => {
     const b = new GraphBuilder('g');
     const x = b.input('x', 'float32', [3]);
-    const y = b.op('Erf', [x]);
+    const y = b.op('Cos', [x]);
     const loss = b.op('ReduceSum', [y], { keepdims: attr.int(0) });
-    assert.throws(() => emitBackward(b, loss, ['x']), /no gradient rule for op Erf/);
+    assert.throws(() => emitBackward(b, loss, ['x']), /no gradient rule for op Cos/);
   });
 
   it('refuses a parameter that does not reach the loss', () => {

@@ -8,6 +8,19 @@ import { describe, it } from 'node:test';
 const CLI = join(import.meta.dirname, '..', 'bin', 'cnnlab.js');
 const cnnlab = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
 
+describe('progress in logs', () => {
+  it('with stderr not a terminal, train writes a progress line (images, img/s, loss) every CNNLAB_PROGRESS_SECONDS', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cnnlab-progress-'));
+    const r = spawnSync(process.execPath, [CLI, 'train', 'baseline', '--limit-train', '1024', '--val-split', '0', '--epochs', '1', '--batch', '64', '--steps-per-run', '2', '--out', join(dir, 'run')], {
+      encoding: 'utf8',
+      env: { ...process.env, CNNLAB_PROGRESS_SECONDS: '0' },
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const lines = r.stderr.split('\n').filter((l) => /^epoch 1\/1: \d+\/1024 images, \d+ img\/s, loss \d+\.\d{4}, lr /.test(l));
+    assert.ok(lines.length >= 4, r.stderr);
+  });
+});
+
 describe('the cnnlab command', () => {
   it('--help lists every command with a description', () => {
     const out = cnnlab('--help');
@@ -243,5 +256,49 @@ describe('--ep wasm', () => {
     });
     assert.ok(Math.abs(runs[0].trainLoss - runs[1].trainLoss) <= 1e-6 * runs[0].trainLoss, `train loss: 1 thread ${runs[0].trainLoss}, 2 threads ${runs[1].trainLoss}`);
     assert.ok(Math.abs(runs[0].testLoss - runs[1].testLoss) <= 1e-6 * runs[0].testLoss, `test loss: 1 thread ${runs[0].testLoss}, 2 threads ${runs[1].testLoss}`);
+  });
+});
+
+describe('bad input files: one rule everywhere', () => {
+  it('a missing or a corrupt model, architecture file or run folder is one line naming it, exit 2 (as a bad flag)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cnnlab-badfiles-'));
+    const corrupt = join(dir, 'corrupt.onnx');
+    writeFileSync(corrupt, Buffer.from([1, 2, 3, 4, 5, 6, 7, 8, 9]));
+    const badArch = join(dir, 'bad.json');
+    writeFileSync(badArch, '{ broken');
+    const missing = join(dir, 'missing.onnx');
+    const out = join(dir, 'run');
+    for (const args of [
+      ['eval', missing],
+      ['eval', corrupt],
+      ['predict', 'digit.png', '--model', missing],
+      ['predict', 'digit.png', '--model', corrupt],
+      ['inspect', missing],
+      ['inspect', corrupt],
+      ['train', '--model', missing, '--out', out],
+      ['train', '--model', corrupt, '--out', out],
+      ['train', '--arch-file', join(dir, 'missing.json'), '--out', out],
+      ['train', '--arch-file', badArch, '--out', out],
+      ['train', '--resume', '--out', dir],
+    ]) {
+      const r = cnnlab(...args);
+      assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.match(r.stderr, /^cnnlab: .*(missing\.onnx|corrupt\.onnx|missing\.json|bad\.json|config\.json)/, args.join(' '));
+    }
+    assert.ok(!existsSync(out));
+  });
+});
+
+describe('presets', () => {
+  it('lists every preset with its columns aligned, fashion-best included', () => {
+    const r = cnnlab('presets');
+    assert.equal(r.status, 0, r.stderr);
+    const rows = r.stdout.split('\n').filter((l) => /^\S/.test(l));
+    assert.ok(rows.some((l) => l.startsWith('fashion-best ')));
+    const at = new Set(rows.map((l) => l.indexOf(' params  seed ')));
+    assert.equal(at.size, 1, rows.join('\n'));
+    const options = r.stdout.split('\n').filter((l) => /^\s+\S+=/.test(l));
+    assert.equal(new Set(options.map((l) => l.search(/\S/))).size, 1, options.join('\n'));
   });
 });

@@ -3,7 +3,7 @@
  * CnnlabError or a correct result; no other exception, no hang, no giant allocation.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -204,6 +204,5 @@ describe('fuzzed loaders', () => {
     new DataView(huge.buffer).setUint32(16, 60000);
     new DataView(huge.buffer).setUint32(20, 60000);
     await assert.rejects(prepareImage(huge, 'huge.png'), (err: unknown) => err instanceof CnnlabError && /huge\.png: not a readable image/.test(err.message));
-    assert.ok(readFileSync !== undefined);
   });
 });

@@ -12,7 +12,7 @@ import { buildArtifacts, trainSpecFor } from '../graph-builder/artifacts/build.t
 import { buildInferenceModel } from '../graph-builder/artifacts/inference.ts';
 import { buildEvalModel } from '../graph-builder/artifacts/eval.ts';
 import { buildTrainStepModel } from '../graph-builder/artifacts/train-step.ts';
-import { GraphBuilder } from '../graph-builder/graph/ir.ts';
+import { attr, GraphBuilder } from '../graph-builder/graph/ir.ts';
 import { encodeModel } from '../graph-builder/graph/onnx.ts';
 import { emitLoss } from '../graph-builder/losses.ts';
 import { loadArchFile, loadArchitecture } from '../graph-builder/dsl/arch.ts';
@@ -377,5 +377,18 @@ describe('loss', () => {
   it('NLL on log-probabilities with label smoothing gives cross-entropy’s loss on the logits', async () => {
     const logp = [...logSoftmax(logits.slice(0, 3)), ...logSoftmax(logits.slice(3))];
     assert.ok(Math.abs((await run('nll', logp, 0.1)) - expected(0.1)) < 1e-6);
+  });
+});
+
+describe('the builder notes shapes from the op table', () => {
+  it('a Pad, a Slice and a Reshape with constant inputs, and a Conv, get their output shapes; the batch stays symbolic', async () => {
+    await import('../graph-builder/ops/table.ts');
+    const b = new GraphBuilder('shapes');
+    const x = b.input('x', 'float32', ['N', 3, 8, 8]);
+    const padded = b.op('Pad', [x, b.constI([0, 0, 1, 2, 0, 0, 1, 2])]);
+    const sliced = b.op('Slice', [padded, b.constI([1]), b.constI([9]), b.constI([2])]);
+    const conv = b.op('Conv', [sliced, b.constF(new Float32Array(4 * 3 * 9), [4, 3, 3, 3])], { kernel_shape: attr.ints([3, 3]), strides: attr.ints([2, 2]) });
+    const flat = b.op('Reshape', [conv, b.constI([0, -1])]);
+    assert.deepEqual([padded, sliced, conv, flat].map((v) => b.shapes.get(v)), [['N', 3, 10, 12], ['N', 3, 8, 12], ['N', 4, 3, 5], ['N', 60]]);
   });
 });

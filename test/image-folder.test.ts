@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -87,6 +87,13 @@ describe('image-folder datasets', () => {
     assert.throws(() => listImageFolder(tmp()), /expected train\/<class>\/ and test\/<class>\/ image folders/);
   });
 
+  it('refuses a class whose training folder holds no images, naming it, in one line', async () => {
+    const dir = await shapesFolder(1, 1);
+    mkdirSync(join(dir, 'train', 'star'));
+    writeFileSync(join(dir, 'train', 'star', 'notes.txt'), 'not an image');
+    assert.throws(() => listImageFolder(dir), (e: unknown) => e instanceof CnnlabError && e.exitCode === 2 && /train\/star\/ holds no images .*; every class needs training images$/.test(e.message) && !e.message.includes('\n'));
+  });
+
   it('converts any size and format to the model input: grey 1x28x28 or planar RGB', async () => {
     const red = await sharp({ create: { width: 50, height: 20, channels: 3, background: { r: 255, g: 0, b: 0 } } }).png().toBuffer();
     const rgb = await imageToPlanes(red, [3, 16, 16]);
@@ -163,6 +170,10 @@ describe('image-folder datasets', () => {
     assert.equal(report.dataset, 'folder:shapes');
     assert.equal(report.count, 24);
     assert.ok(Math.abs(report.accuracy - acc) < 1e-6, `eval ${report.accuracy} = the run's test accuracy ${acc}`);
+    const recorded = cnnlab(['eval', out, '--json'], cache);
+    assert.equal(recorded.status, 0, recorded.stderr);
+    assert.ok(Math.abs((JSON.parse(recorded.stdout) as { accuracy: number }).accuracy - acc) < 1e-6, "eval RUN reads the run's own image folders");
+    rmSync(join(out, 'config.json'));
     const noFolder = cnnlab(['eval', out], cache);
     assert.equal(noFolder.status, 2);
     assert.match(noFolder.stderr, /trained on image folders \(folder:shapes\); pass them with --data-dir DIR/);

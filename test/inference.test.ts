@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
@@ -122,13 +122,13 @@ describe('predict and eval on a trained model', () => {
     await fit(cfg, { runDir: run, resume: false, progress: false, log: () => {} });
   });
 
-  it('predict: top-3 for each image, a clear error for a bad file, the others still predicted, exit 1', async () => {
+  it('predict: top-3 for each image, a clear error for a bad file, the others still predicted, exit 2 (a bad input file)', async () => {
     for (const i of [0, 1, 2, 3]) await userImage(i, join(dir, `p${i}.png`), 'png');
     const junk = join(dir, 'junk.txt');
     writeFileSync(junk, 'hello');
     const files = [0, 1, 2, 3].map((i) => join(dir, `p${i}.png`));
     const out = spawnSync(process.execPath, [CLI, 'predict', ...files.slice(0, 2), junk, ...files.slice(2), '--model', run, '--json'], { encoding: 'utf8' });
-    assert.equal(out.status, 1, out.stderr);
+    assert.equal(out.status, 2, out.stderr);
     const report = JSON.parse(out.stdout) as { results: { file: string; top?: { label: number; probability: number }[]; error?: string }[] };
     assert.equal(report.results.length, 5);
     assert.match(report.results[2].error!, /junk\.txt: not a readable image/);
@@ -193,12 +193,28 @@ describe('predict and eval on a trained model', () => {
     assert.ok(model.testAccuracy! > 0.9);
   });
 
-  it('eval and predict refuse a file that is not a cnnlab model', () => {
+  it('eval model.onnx writes misclassified.png into the current folder, never beside the model, and says how many of how many it shows', () => {
+    const cwd = mkdtempSync(join(tmpdir(), 'cnnlab-evalcwd-'));
+    const before = readdirSync(run);
+    const out = spawnSync(process.execPath, [CLI, 'eval', join(run, 'best.onnx'), '--n', '5'], { encoding: 'utf8', cwd });
+    assert.equal(out.status, 0, out.stderr);
+    const [, shown, total] = /^wrote misclassified\.png \((\d+) of (\d+) misclassified images\)$/m.exec(out.stdout) ?? [];
+    assert.equal(shown, '5', out.stdout);
+    const accuracy = Number(/^accuracy (\d+\.\d+)%/m.exec(out.stdout)![1]) / 100;
+    assert.ok(Math.abs(Number(total) - Math.round((1 - accuracy) * 10000)) <= 1, `${total} misclassified at accuracy ${accuracy}`);
+    assert.ok(existsSync(join(cwd, 'misclassified.png')));
+    assert.deepEqual(readdirSync(run), before, 'eval wrote into the model’s folder');
+    // --json counts them too.
+    const json = spawnSync(process.execPath, [CLI, 'eval', run, '--n', '5', '--json', '--misclassified', join(cwd, 'm.png')], { encoding: 'utf8', cwd });
+    assert.deepEqual(JSON.parse(json.stdout).misclassified, { count: Number(total), shown: 5, file: join(cwd, 'm.png') });
+  });
+
+  it('eval and predict refuse a file that is not a cnnlab model: one line, exit 2 (a bad input file)', () => {
     const fake = join(dir, 'fake.onnx');
     writeFileSync(fake, Buffer.from([1, 2, 3, 4, 5, 6, 7, 8, 9]));
     for (const cmd of [['eval', fake], ['predict', join(dir, 'p0.png'), '--model', fake]]) {
       const out = spawnSync(process.execPath, [CLI, ...cmd], { encoding: 'utf8' });
-      assert.equal(out.status, 1);
+      assert.equal(out.status, 2, out.stderr);
       assert.match(out.stderr, /^cnnlab: .*fake\.onnx: not an ONNX model|^cnnlab: .*fake\.onnx: expected an inference model/);
       assert.equal(out.stderr.trim().split('\n').length, 1);
     }

@@ -205,3 +205,63 @@ describe('SIGTERM and SIGINT', () => {
     assert.ok(Number(readCheckpoint(join(out, 'checkpoint.ckpt')).meta.step) > 0);
   });
 });
+
+/**
+ * Starts a training run and sends `signals` (50 ms apart) as soon as it has trained a chunk, before
+ * any checkpoint exists: its TensorBoard log grows by each chunk's losses.
+ */
+function signalledEarly(args: string[], out: string, signals: NodeJS.Signals[]): Promise<{ code: number | null; stdout: string; stderr: string; checkpointBefore: boolean }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    let opened = -1;
+    let checkpointBefore = false;
+    const poll = setInterval(() => {
+      const events = existsSync(out) ? readdirSync(out).find((f) => f.startsWith('events.out.tfevents.')) : undefined;
+      if (!events) return;
+      const size = statSync(join(out, events)).size;
+      if (opened < 0) opened = size;
+      if (size <= opened) return;
+      clearInterval(poll);
+      checkpointBefore = existsSync(join(out, 'checkpoint.ckpt'));
+      signals.forEach((s, i) => setTimeout(() => child.kill(s), 50 * i));
+    }, 5);
+    child.on('exit', (code) => {
+      clearInterval(poll);
+      resolve({ code, stdout, stderr, checkpointBefore });
+    });
+  });
+}
+
+describe('a signal in the first minute, before any periodic checkpoint', () => {
+  // 60 steps an epoch; no periodic checkpoint within the test (600 s).
+  const flags = ['--limit-train', '3000', '--epochs', '2', '--batch', '50', '--steps-per-run', '2', '--seed', '9', '--threads', '2', '--checkpoint-every', '600'];
+
+  it('ends with a checkpoint of the steps done, signalled once or twice at once (a Ctrl-C under npx arrives twice), and --resume ends where an uninterrupted run does', async () => {
+    const reference = mkdtempSync(join(tmpdir(), 'cnnlab-ref-'));
+    const cfg = resolveRunConfig(await loadArchitecture('partA'), { 'limit-train': 3000, epochs: 2, batch: 50, 'steps-per-run': 2, seed: 9, threads: 2, 'checkpoint-every': 600 });
+    await fit(cfg, { runDir: reference, resume: false, progress: false, log: () => {} });
+    const want = readCheckpoint(join(reference, 'checkpoint.ckpt'));
+    for (const [signals, code] of [[['SIGINT'], 130], [['SIGTERM', 'SIGTERM'], 143], [['SIGINT', 'SIGINT'], 130]] as const) {
+      const what = signals.join(' + ');
+      const out = join(mkdtempSync(join(tmpdir(), 'cnnlab-early-')), 'run');
+      const r = await signalledEarly(['train', 'partA', ...flags, '--out', out], out, [...signals]);
+      assert.equal(r.checkpointBefore, false, `${what}: a checkpoint existed before the signal; the run was too quick to test this`);
+      assert.equal(r.code, code, `${what}: ${r.stdout}${r.stderr}`);
+      const step = Number(readCheckpoint(join(out, 'checkpoint.ckpt')).meta.step);
+      assert.ok(step > 0, `${what}: checkpoint at step ${step}`);
+      // Said once, on stdout (the chunk finished) or stderr (the second signal saved the steps before it).
+      const said = `${r.stdout}\n${r.stderr}`;
+      assert.match(said, new RegExp(`(stopped at|saved a checkpoint at) step ${step} \\(epoch \\d, \\d+/60\\)`), `${what}: ${said}`);
+      const resumed = await runCli(['train', '--resume', '--out', out]);
+      assert.equal(resumed.code, 0, `${what}: ${resumed.stderr}`);
+      assert.deepEqual(readMetrics(out).map((m) => m.epoch), [1, 2], what);
+      const got = readCheckpoint(join(out, 'checkpoint.ckpt'));
+      assert.equal(got.meta.step, want.meta.step);
+      for (const [name, t] of want.tensors) assert.deepEqual(Buffer.from(got.tensors.get(name)!.data.buffer), Buffer.from(t.data.buffer), `${what}: ${name} differs after resume`);
+    }
+  });
+});

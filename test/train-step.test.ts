@@ -144,7 +144,7 @@ describe('the train-step graph', () => {
     await r.run(batch);
     const t = r.tensors();
     const meta = modelMeta(arch, DATASETS.mnist);
-    const xs = Array.from(batch.inputs.images, (v) => (v / 255 - meta.mean) / meta.std);
+    const xs = Array.from(batch.inputs.images, (v) => (v / 255 - (meta.mean as number)) / (meta.std as number));
     const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
     const unbiased = xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1);
     assert.ok(Math.abs((t.get('bn1.running_mean')!.data[0] as number) - 0.1 * mean) < 1e-5);

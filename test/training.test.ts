@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { readCheckpoint, writeCheckpoint } from '../graph-builder/artifacts/checkpoint.ts';
+import { createRuntime, cudaFailure } from '../runtime/ort.ts';
 import { resolveRunConfig } from '../training/config.ts';
 import type { TrainFlags } from '../training/flags.ts';
 import { fit } from '../training/fit.ts';
@@ -89,8 +90,8 @@ describe('transfer', () => {
     const out = spawnSync(process.execPath, [CLI, 'transfer', '--from', src, '--to', 'mnist', '--limit-train', '1000', '--finetune-epochs', '1', '--freeze', 'features'], { encoding: 'utf8' });
     assert.equal(out.status, 0, out.stderr);
     assert.match(out.stdout, /\| zero-shot: .* \(trained on fashion-mnist\) on mnist \| \d+\.\d\d% \|/);
-    assert.match(out.stdout, /\| fine-tuned: lr x0\.05 \(0\.00005\), features frozen, 1 epochs \| \d+\.\d\d% \| \d\.\d{4} \| 20 \|/);
-    assert.match(out.stdout, /\| from scratch: lr 0\.001, 1 epochs \| \d+\.\d\d% \| \d\.\d{4} \| 20 \|/);
+    assert.match(out.stdout, /\| fine-tuned: lr x0\.05 \(0\.00005\), features frozen, 1 epoch \| \d+\.\d\d% \| \d\.\d{4} \| 20 \|/);
+    assert.match(out.stdout, /\| from scratch: lr 0\.001, 1 epoch \| \d+\.\d\d% \| \d\.\d{4} \| 20 \|/);
     const before = readCheckpoint(join(src, 'checkpoint.ckpt'));
     const after = readCheckpoint(join(`${src}-to-mnist`, 'finetune', 'checkpoint.ckpt'));
     assert.deepEqual(Array.from(after.tensors.get('conv1.weight')!.data as Float32Array), Array.from(before.tensors.get('conv1.weight')!.data as Float32Array));
@@ -135,19 +136,49 @@ describe('schedules', () => {
   });
 });
 
+/** Whether onnxruntime-node's CUDA provider loads here (a GPU machine after `npm run install-cuda`). */
+const CUDA_LOADS = await createRuntime({ ep: 'cuda' }).then(
+  () => true,
+  () => false,
+);
+
 describe('the train command', () => {
-  it('--ep cuda without CUDA: the install message and exit 1, before any training', () => {
-    const out = spawnSync(process.execPath, [CLI, 'train', 'partA', '--ep', 'cuda', '--epochs', '1', '--limit-train', '100', '--out', join(tmp(), 'run')], { encoding: 'utf8' });
-    assert.equal(out.status, 1, out.stderr);
-    assert.match(out.stderr, /^cnnlab: --ep cuda: the CUDA execution provider is not installed: run `npm run install-cuda` once \(needs an NVIDIA GPU with CUDA 12 and cuDNN 9\)/);
-    assert.equal(out.stderr.trim().split('\n').length, 1);
+  it('--ep cuda without CUDA: the install message in one short line, exit 1, and no run folder', { skip: CUDA_LOADS && 'the CUDA provider loads on this machine' }, () => {
+    // In a fresh folder, without --out (runs/partA-mnist), and with an --out two levels deep: nothing may stay behind.
+    const cwd = tmp();
+    const deep = join(tmp(), 'a', 'run');
+    for (const out of [[], ['--out', deep]]) {
+      const r = spawnSync(process.execPath, [CLI, 'train', 'partA', '--ep', 'cuda', '--epochs', '1', '--limit-train', '100', ...out], { encoding: 'utf8', cwd });
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stderr, /^cnnlab: --ep cuda: the CUDA execution provider is not installed: run `npm run install-cuda` once \(needs an NVIDIA GPU with CUDA 12 and cuDNN 9\), or use --ep cpu \(libonnxruntime_providers_cuda\.so not in \S+\)\n$/);
+      // The library folder named once, not a list of full library paths.
+      assert.equal(r.stderr.split('napi-v6').length, 2, r.stderr);
+      assert.ok(r.stderr.length < 300, `${r.stderr.length} characters: ${r.stderr}`);
+    }
+    assert.deepEqual(readdirSync(cwd), [], 'a run folder was left behind');
+    assert.ok(!existsSync(join(deep, '..')), `${join(deep, '..')} was left behind`);
+  });
+
+  it('a CUDA provider that fails to load names its library folder once', () => {
+    const dir = '/opt/node_modules/onnxruntime-node/bin/napi-v6/linux/x64';
+    const message = `Failed to load library ${dir}/libonnxruntime_providers_cuda.so with error: libcudnn.so.9: cannot open shared object file: No such file or directory\n at ${dir}/onnxruntime_binding.node`;
+    assert.equal(cudaFailure(message, dir), `Failed to load library libonnxruntime_providers_cuda.so with error: libcudnn.so.9: cannot open shared object file: No such file or directory (in ${dir})`);
+    assert.equal(cudaFailure('CUDA failure 100: no CUDA-capable device is detected', dir), 'CUDA failure 100: no CUDA-capable device is detected');
+  });
+
+  it('headers count in the right number: 1 epoch, 2 epochs', () => {
+    const out = spawnSync(process.execPath, [CLI, 'train', 'partA', '--epochs', '1', '--limit-train', '100', '--batch', '100', '--val-split', '0', '--out', join(tmp(), 'run')], { encoding: 'utf8' });
+    assert.equal(out.status, 0, out.stderr);
+    assert.match(out.stdout, /^cnnlab train partA on mnist: 1 epoch, batch 100,/m);
   });
 
   it('rejects bad flags with one line naming the flag, exit 2', () => {
     const cases: [string[], RegExp][] = [
       [['--epochs', '-1'], /--epochs: expected a whole number in 1\.\.10000, got -1/],
       [['--batch', '0'], /--batch: expected a whole number in 1\.\.65536, got 0/],
-      [['--lr', 'fast'], /--lr: expected a number in 0\.\.10, got NaN/],
+      [['--lr', 'fast'], /^cnnlab: --lr: expected a number in 0\.\.10, got 'fast'$/m],
+      [['--lr=fast'], /^cnnlab: --lr: expected a number in 0\.\.10, got 'fast'$/m],
+      [['--epochs', '2x'], /^cnnlab: --epochs: expected a whole number in 1\.\.10000, got '2x'$/m],
       [['--opt', 'lion'], /^cnnlab: --opt: expected one of sgd, adam, adamw, rmsprop, got "lion"$/m],
       [['--dataset', 'cifar'], /^cnnlab: --dataset: expected one of mnist, fashion-mnist, kmnist, emnist-digits, emnist-letters, got "cifar"$/m],
       [['--epochs'], /^cnnlab: --epochs: expected a value after it$/m],
@@ -264,6 +295,23 @@ describe('sweeps and reports', () => {
     assert.match(html, /lr=10, batch=100 <span class="bad">diverged/);
   });
 
+  it('the report reads epochs as whole numbers on its x axis (a one-epoch run: 1, not 1.000000)', async () => {
+    const { writeReport } = await import('../training/report.ts');
+    const epoch = (n: number, loss: number, acc: number) => ({ epoch: n, step: 10 * n, trainLoss: loss, trainAcc: 0.5, testLoss: loss, testAcc: acc, seconds: 1, imagesPerSecond: 100, lr: 0.01 });
+    /** Each chart's axis labels, x then y, as shown (the axes' aria-labels aside). */
+    const axes = async (epochs: ReturnType<typeof epoch>[]) => {
+      const r = await writeReport([{ name: 'a', group: 'g', status: 'done', epochs }], tmp(), 'axes');
+      const groups = readFileSync(r.html, 'utf8').match(/role-axis-label"[^]*?<\/g>/g) ?? [];
+      return groups.map((g) => [...g.matchAll(/>([^<]+)<\/text>/g)].map((m) => m[1]).join(' '));
+    };
+    // Accuracy chart (x, y), then loss chart (x, y).
+    assert.deepEqual(await axes([epoch(1, 0.51, 0.91)]), ['1', '91', '1', '0.51']);
+    const three = await axes([epoch(1, 2.3, 0.12), epoch(2, 0.4, 0.9), epoch(3, 0.21, 0.975)]);
+    assert.equal(three[0], '1 2 3');
+    assert.equal(three[2], '1 2 3');
+    assert.match(three[1], /^10 20 30 .* 100$/);
+  });
+
   it('a re-run with other shared flags stops with one line saying what differs, and --force runs those trials again', async () => {
     const { grid, parseAxis, runSweep, runSearch } = await import('../training/sweep.ts');
     const { parseSpace } = await import('../training/tpe.ts');
@@ -277,7 +325,7 @@ describe('sweeps and reports', () => {
       runSweep({ arch: 'partA', base: changed, trials, dir, fit: quiet, log: () => {} }),
       (err: unknown) =>
         err instanceof UsageError &&
-        err.message === `${dir}: trial lr=0.01 was run with epochs=1, limit-train=200; this sweep asks for epochs=2, limit-train=300 (and 1 more trials): use another --out, or --force to run them again`,
+        err.message === `${dir}: trial lr=0.01 was run with epochs=1, limit-train=200; this sweep asks for epochs=2, limit-train=300 (and 1 more trial): use another --out, or --force to run them again`,
     );
     assert.equal(readFileSync(join(dir, 'sweep.json'), 'utf8'), manifest, 'a refused re-run leaves the sweep as it was');
     // How it runs is not part of a trial's identity.

@@ -1,14 +1,16 @@
 import { join } from 'node:path';
-import { CnnlabError, UsageError } from '../common/errors.ts';
+import { asInputError, CnnlabError, InputError, UsageError } from '../common/errors.ts';
 import { readJsonFile } from '../common/json.ts';
 import { type DataRef, datasetClasses, datasetName, isFolderRef, knownStats, openDataset } from '../datasets/open.ts';
+import { type ChannelOrder, conversionOf, describeConversion, FOLDER_PREFIX, type ImageConversion, type ResizeMode } from '../datasets/registry.ts';
 import { normalizationFor, type TrainSpec, trainSpecFor } from '../graph-builder/artifacts/build.ts';
 import { type Architecture, loadArchitecture } from '../graph-builder/dsl/arch.ts';
+import { parseInputSize } from '../graph-builder/import/onnx-model.ts';
 import type { OptimizerName, Recipe, ScheduleName } from '../graph-builder/dsl/presets.ts';
 import type { AugmentSettings } from './augment.ts';
 import type { EpName } from '../runtime/ort.ts';
-import type { InputRange, OutputKind } from '../graph-builder/model.ts';
-import { checkFlags, checkNumber, FLAG_NAMES, type FlagName, type FlagSpec, pickFlags, TRAIN_FLAGS, type TrainFlags } from './flags.ts';
+import { type InputRange, type Normalization, normalizationMismatch, type OutputKind } from '../graph-builder/model.ts';
+import { checkFlags, checkNumber, FLAG_NAMES, type FlagName, type FlagSpec, parseNormalize, pickFlags, TRAIN_FLAGS, type TrainFlags } from './flags.ts';
 import { hyperAt, scheduleOf } from './schedule.ts';
 
 /** Everything a run needs, resolved from the preset's recipe and the flags; saved as config.json. */
@@ -32,7 +34,9 @@ export interface RunConfig {
   gamma: number;
   onecycle: NonNullable<Recipe['onecycle']>;
   augment: AugmentSettings | null;
-  normalization: { mean: number; std: number };
+  normalization: Normalization;
+  /** How image-folder images become the model's planes (channel order, resizing); absent for the default (RGB, stretched). */
+  conversion?: ImageConversion;
   shuffle: boolean;
   limitTrain?: number;
   /** Training images held out for validation: a count, or a fraction below 1; 0 for none. */
@@ -85,7 +89,7 @@ export function dataRefOf(f: TrainFlags, arch?: Architecture): DataRef {
 export function resolveRunConfig(arch: Architecture, f: TrainFlags, archFile?: string, modelFile?: string): RunConfig {
   const r = arch.recipe;
   checkFlags(f);
-  for (const k of ['input-range', 'output-kind'] as const) if (f[k] !== undefined && !modelFile) throw new UsageError(`--${k}: applies to an imported model (--model model.onnx)`);
+  for (const k of ['input-range', 'output-kind', 'input-size', 'new-head'] as const) if (f[k] !== undefined && !modelFile) throw new UsageError(`--${k}: applies to an imported model (--model model.onnx)`);
   const ref = dataRefOf(f, arch);
   const dataset = datasetName(ref, r.dataset);
   const optimizer = (f.opt as OptimizerName | undefined) ?? r.optimizer;
@@ -131,7 +135,8 @@ export function resolveRunConfig(arch: Architecture, f: TrainFlags, archFile?: s
     gamma: num(f, 'gamma') ?? 0.1,
     onecycle: r.onecycle ?? DEFAULT_ONECYCLE,
     augment,
-    normalization: parseNormalize(f.normalize) ?? normalizationFor({ ...arch, recipe: r }, { name: dataset, title: dataset, classes: [], ...knownStats(dataset) }),
+    normalization: runNormalization(arch, f, dataset),
+    conversion: runConversion(arch, f, dataset),
     shuffle: f.shuffle ?? r.shuffle,
     limitTrain: num(f, 'limit-train'),
     valSplit,
@@ -147,18 +152,40 @@ export function resolveRunConfig(arch: Architecture, f: TrainFlags, archFile?: s
   };
 }
 
-/** `--normalize MEAN,STD`. */
-function parseNormalize(value: string | undefined): { mean: number; std: number } | undefined {
-  if (value === undefined) return undefined;
-  const [mean, std, extra] = value.split(',').map((v) => Number(v.trim()));
-  if (extra !== undefined || !Number.isFinite(mean) || !(std > 0)) throw new UsageError(`--normalize: expected MEAN,STD with STD > 0 (e.g. 0.1307,0.3081), got '${value}'`);
-  return { mean, std };
+/** --normalize (else the recipe's), its values per channel as many as the model's input channels. */
+function runNormalization(arch: Architecture, f: TrainFlags, dataset: string): Normalization {
+  const n = parseNormalize(f.normalize) ?? normalizationFor(arch, { name: dataset, title: dataset, classes: [], ...knownStats(dataset) });
+  const wrong = normalizationMismatch(n, arch.model.inputShape[0]);
+  if (wrong) throw new UsageError(`--normalize: ${wrong}`);
+  return n;
+}
+
+/** The run's input preparation in one line, where it is more than a scalar normalisation of RGB images stretched to the input (the run header prints it). */
+export function describeRunInput(cfg: Pick<RunConfig, 'normalization' | 'conversion'>): string | undefined {
+  const { mean, std } = cfg.normalization;
+  if (!cfg.conversion && !Array.isArray(mean) && !Array.isArray(std)) return undefined;
+  const stat = (v: number | number[]) => (Array.isArray(v) ? `[${v.join(', ')}]` : String(v));
+  return `input: (x - ${stat(mean)}) / ${stat(std)}${cfg.conversion ? `; images read as ${describeConversion(cfg.conversion)}` : ''}`;
+}
+
+/** The flags' (else the recipe's) conversion of image-folder images; a 1-channel model in BGR, or a flag without image folders, is one line. */
+function runConversion(arch: Architecture, f: TrainFlags, dataset: string): ImageConversion | undefined {
+  const given = conversionOf(f['channel-order'] as ChannelOrder | undefined, f.resize as ResizeMode | undefined);
+  if (f['channel-order'] === 'bgr' && arch.model.inputShape[0] !== 3) throw new UsageError(`--channel-order: bgr applies to a 3-channel (RGB) model; this one takes ${arch.model.inputShape[0]} channel${arch.model.inputShape[0] === 1 ? '' : 's'}`);
+  const folder = dataset.startsWith(FOLDER_PREFIX);
+  if (given && !folder) throw new UsageError(`--${given.resize ? 'resize' : 'channel-order'}: applies to image folders (--data-dir DIR with train/<class>/); ${dataset}'s images are read as they are`);
+  if (!folder) return undefined;
+  // A model cnnlab trained keeps its conversion unless a flag says otherwise.
+  const saved = arch.recipe.conversion;
+  return conversionOf((f['channel-order'] as ChannelOrder | undefined) ?? saved?.channelOrder, (f.resize as ResizeMode | undefined) ?? saved?.resize);
 }
 
 /** The architecture a run config names: a preset, a DSL file, or an imported ONNX model. */
 export function loadRunArchitecture(cfg: Pick<RunConfig, 'architecture' | 'archFile' | 'modelFile' | 'flags' | 'dataset'>): Promise<Architecture> {
-  const model = cfg.modelFile ? { file: cfg.modelFile, outputKind: cfg.flags['output-kind'] as OutputKind | undefined } : undefined;
-  const classes = cfg.modelFile ? undefined : runClasses(cfg).length;
+  const classes = runClasses(cfg).length;
+  const model = cfg.modelFile
+    ? { file: cfg.modelFile, outputKind: cfg.flags['output-kind'] as OutputKind | undefined, inputSize: parseInputSize(cfg.flags['input-size'] as string | undefined), classes, newHead: cfg.flags['new-head'] === true }
+    : undefined;
   return loadArchitecture(cfg.archFile || cfg.modelFile ? undefined : cfg.architecture, cfg.archFile, {}, model, classes);
 }
 
@@ -172,7 +199,7 @@ export async function withMeasuredStats(arch: Architecture, f: TrainFlags): Prom
   if (f.normalize !== undefined || arch.recipe.normalize !== 'dataset') return f;
   const ref = dataRefOf(f, arch);
   if (knownStats(datasetName(ref, arch.recipe.dataset))) return f;
-  const data = await openDataset(ref, arch.model.inputShape);
+  const data = await openDataset(ref, arch.model.inputShape, { conversion: runConversion(arch, f, datasetName(ref, arch.recipe.dataset)) });
   return { ...f, normalize: `${data.info.mean.toPrecision(6)},${data.info.std.toPrecision(6)}` };
 }
 
@@ -192,10 +219,15 @@ function defaultLr(opt: OptimizerName): number {
  */
 export async function readRunConfig(dir: string, o: { continuing?: boolean } = {}): Promise<RunConfig> {
   const path = join(dir, 'config.json');
-  // A config.json is a few kB; 1 MB is far beyond any real one.
-  const saved = readJsonFile(path, 1024 * 1024) as Partial<RunConfig> | null;
+  let saved: Partial<RunConfig> | null;
+  try {
+    // A config.json is a few kB; 1 MB is far beyond any real one.
+    saved = readJsonFile(path, 1024 * 1024) as Partial<RunConfig> | null;
+  } catch (err) {
+    throw asInputError(err);
+  }
   if (typeof saved !== 'object' || saved === null || typeof saved.architecture !== 'string' || typeof saved.flags !== 'object' || saved.flags === null) {
-    throw new CnnlabError(`${path}: not a cnnlab run config (architecture and flags expected)`);
+    throw new InputError(`${path}: not a cnnlab run config (architecture and flags expected)`);
   }
   // Runs from before the validation split trained on every training image.
   if (saved.flags['val-split'] === undefined) saved.flags['val-split'] = 0;
@@ -205,10 +237,10 @@ export async function readRunConfig(dir: string, o: { continuing?: boolean } = {
     // Set by transfer, not by a flag: a fine-tuning run with frozen features stays frozen.
     if (saved.freeze === 'features') cfg.freeze = 'features';
     const drift = o.continuing ? recipeDrift(saved, cfg) : undefined;
-    if (drift) throw new CnnlabError(`the run was started by a build that resolved its recipe differently: ${drift}; finish it with that build, or start a new run`);
+    if (drift) throw new InputError(`the run was started by a build that resolved its recipe differently: ${drift}; finish it with that build, or start a new run`);
     return cfg;
   } catch (err) {
-    if (err instanceof CnnlabError) throw new CnnlabError(`${path}: ${err.message}`);
+    if (err instanceof CnnlabError) throw new InputError(`${path}: ${err.message}`);
     throw err;
   }
 }

@@ -1,7 +1,7 @@
 import cliProgress from 'cli-progress';
 import sharp from 'sharp';
 import { misclassifiedTiles, renderGrid } from '../datasets/grid.ts';
-import { CnnlabError, DivergedError } from '../common/errors.ts';
+import { asInputError, CnnlabError, DivergedError, InputError } from '../common/errors.ts';
 import { Rng } from '../common/rng.ts';
 import { openDataset } from '../datasets/open.ts';
 import { type Dataset, exampleAt, exampleSize, holdOut, type Split, sliceSplit } from '../datasets/sources.ts';
@@ -12,7 +12,8 @@ import { graphTargetFor } from '../graph-builder/autodiff/registry.ts';
 import type { Architecture } from '../graph-builder/dsl/arch.ts';
 import { checkTrainable } from '../graph-builder/import/onnx-model.ts';
 import { initParams, type ParamSet } from '../graph-builder/dsl/init.ts';
-import { byteImageDims, featureParams } from '../graph-builder/model.ts';
+import { byteImageDims } from '../graph-builder/model.ts';
+import { frozenParams, trainableLine } from './freeze.ts';
 import { HASH_MODULUS } from '../graph-builder/train-mode.ts';
 import { createRuntime, type Runtime, type Session } from '../runtime/ort.ts';
 import { type StepBatch, StepRunner } from '../runtime/step-runner.ts';
@@ -31,8 +32,12 @@ export interface FitOptions {
   progress?: boolean;
   /** One line per epoch (default console.log). */
   log?: (line: string) => void;
-  /** Set to stop after the current chunk, with a checkpoint (Ctrl-C). */
-  stop?: { requested: boolean };
+  /**
+   * Set to stop after the current chunk, with a checkpoint (Ctrl-C); armed once set-up is done.
+   * While training, fit sets `saveNow`: it writes a checkpoint of the steps done so far where none
+   * holds them yet and says so (a second signal calls it before quitting at once).
+   */
+  stop?: { requested: boolean; arm?: () => void; saveNow?: () => string | undefined };
   /** Start from these parameters instead of a fresh initialisation (fine-tuning). */
   init?: ParamSet;
 }
@@ -147,6 +152,10 @@ interface OpenRun {
   history: EpochMetrics[];
   /** The sums of the epoch a mid-epoch checkpoint stopped in, so its metrics cover the whole epoch. */
   resumeSums?: EpochSums;
+  /** The epoch in progress, until its end-of-epoch checkpoint: what a checkpoint written now holds of it. */
+  pass?: EpochPass;
+  /** The step the newest checkpoint holds (the run's start: nothing to save). */
+  savedStep: number;
 }
 
 /** An epoch's running training sums, saved with a mid-epoch checkpoint. */
@@ -168,8 +177,11 @@ function epochSumsOf(meta: Checkpoint['meta']): EpochSums | undefined {
 async function openRun(cfg: RunConfig, opts: FitOptions, log: (line: string) => void): Promise<OpenRun> {
   const folder = new RunFolder(opts.runDir);
   if (opts.resume && !folder.hasCheckpoint()) throw new CnnlabError(`--resume: ${folder.checkpointPath} not found; start the run without --resume`, 2);
-  const arch = await loadRunArchitecture(cfg);
-  const data = await openDataset({ dataset: cfg.dataset, dataDir: cfg.dataDir }, arch.model.inputShape);
+  // The run's model is the user's (a preset, their architecture file or ONNX model): one that cannot be used is exit 2.
+  const arch = await loadRunArchitecture(cfg).catch((err: unknown) => {
+    throw asInputError(err);
+  });
+  const data = await openDataset({ dataset: cfg.dataset, dataDir: cfg.dataDir }, arch.model.inputShape, { conversion: cfg.conversion });
   checkFitsDataset(arch, data);
   const held = cfg.valSplit < 1 ? Math.round(cfg.valSplit * data.train.count) : cfg.valSplit;
   if (held >= data.train.count) throw new CnnlabError(`--val-split ${cfg.valSplit}: holds out ${held} of the ${data.train.count} training images, leaving none to train on`, 2);
@@ -180,27 +192,48 @@ async function openRun(cfg: RunConfig, opts: FitOptions, log: (line: string) => 
   const stepsPerEpoch = fullSteps + (remainder ? 1 : 0);
   if (stepsPerEpoch === 0) throw new CnnlabError(`--batch ${cfg.batch}: larger than the ${train.count} training images`, 2);
 
-  // The loaded data's name and classes, with the run's normalisation (its measured or fixed --normalize).
-  const meta = { ...modelMeta(arch, { ...data.info, ...cfg.normalization }), inputRange: cfg.inputRange };
-  if (arch.model.source) checkTrainable(arch.model);
-  const frozen = cfg.freeze === 'features' ? featureParams(arch.model) : undefined;
+  // The loaded data's name and classes, with the run's normalisation (its measured or fixed --normalize) and image conversion.
+  const meta = { ...modelMeta(arch, data.info), ...cfg.normalization, inputRange: cfg.inputRange, conversion: cfg.conversion };
+  if (arch.model.source) asInput(() => checkTrainable(arch.model));
+  const frozen = frozenParams(arch.model, cfg.freeze ?? cfg.flags.freeze);
+  for (const note of arch.notes ?? []) log(note);
+  if (frozen || arch.model.source) log(trainableLine(arch.model, frozen));
   const rt = await createRuntime({ ep: cfg.ep, threads: cfg.threads, deviceId: cfg.deviceId });
   if (rt.note) log(rt.note);
   // The train step made for the provider in use ('auto' resolved); its checkpoint is the same for every provider.
-  const built = compile(arch.model, { optimizer: cfg.train.optimizer, loss: cfg.train.loss, smoothing: cfg.train.smoothing, meta, frozen, target: graphTargetFor(rt.ep) });
+  const building = Date.now();
+  const built = asInput(() => compile(arch.model, { optimizer: cfg.train.optimizer, loss: cfg.train.loss, smoothing: cfg.train.smoothing, meta, frozen, target: graphTargetFor(rt.ep) }));
+  if (arch.model.source) log(`built the train step of ${arch.model.source.file}: ${arch.model.graph.nodes.length} forward nodes, ${(built.trainStep.length / 1e6).toFixed(1)} MB, ${((Date.now() - building) / 1000).toFixed(1)} s`);
   let start: Checkpoint;
   if (opts.resume) {
-    start = folder.readCheckpoint();
-    if (start.meta.architecture !== arch.id) throw new CnnlabError(`${folder.checkpointPath}: holds ${String(start.meta.architecture)}, the run trains ${arch.id}`);
+    start = asInput(() => folder.readCheckpoint());
+    if (start.meta.architecture !== arch.id) throw new InputError(`${folder.checkpointPath}: holds ${String(start.meta.architecture)}, the run trains ${arch.id}`);
   } else {
     start = built.initialCheckpoint(opts.init ?? initParams(arch.model, cfg.seed));
   }
   const runner = await StepRunner.create(rt, built.trainStep, built.iface, start);
   const evalSession = await rt.createSession(built.eval);
-  const history = folder.open(cfg, opts.resume ? { step: runner.step, meta: start.meta } : undefined);
-  const sched = scheduleOf(cfg, stepsPerEpoch);
   const resumeSums = opts.resume ? epochSumsOf(start.meta) : undefined;
-  return { cfg, arch, built, train, val, test: data.test, classes: data.info.classes, sched, stepsPerEpoch, fullSteps, remainder, rt, runner, evalSession, folder, history, resumeSums };
+  const history = folder.open(cfg, opts.resume ? { step: runner.step, meta: start.meta, epochEndPending: endsUnevaluatedEpoch(runner.step, stepsPerEpoch, resumeSums) } : undefined);
+  const sched = scheduleOf(cfg, stepsPerEpoch);
+  return { cfg, arch, built, train, val, test: data.test, classes: data.info.classes, sched, stepsPerEpoch, fullSteps, remainder, rt, runner, evalSession, folder, history, resumeSums, savedStep: runner.step };
+}
+
+/** Runs a read of what the user gave; a CnnlabError from it is an InputError (exit 2, see common/errors.ts). */
+function asInput<T>(read: () => T): T {
+  try {
+    return read();
+  } catch (err) {
+    throw asInputError(err);
+  }
+}
+
+/**
+ * Whether a checkpoint stands at the end of an epoch whose evaluation never ran: saved with the
+ * epoch's sums (a signal or a periodic save on its last chunk), not by the end of the epoch.
+ */
+function endsUnevaluatedEpoch(step: number, stepsPerEpoch: number, sums: EpochSums | undefined): boolean {
+  return step > 0 && step % stepsPerEpoch === 0 && sums?.step === step;
 }
 
 /** The model must take the dataset's images and score its classes (image folders are converted to its input). */
@@ -208,23 +241,77 @@ function checkFitsDataset(arch: Architecture, data: Dataset): void {
   const m = arch.model;
   const where = m.source?.file ?? arch.id;
   const shape = data.train.shape.join('x');
-  if (m.inputShape.join('x') !== shape) throw new CnnlabError(`${where}: input '${m.input}' takes ${m.inputShape.join('x')} images; ${data.info.name} has ${shape} (an image folder given with --data-dir is converted to any input)`);
-  if (m.classes !== data.info.classes.length) throw new CnnlabError(`${where}: output scores ${m.classes} classes; ${data.info.name} has ${data.info.classes.length}`);
+  if (m.inputShape.join('x') !== shape) throw new InputError(`${where}: input '${m.input}' takes ${m.inputShape.join('x')} images; ${data.info.name} has ${shape} (an image folder given with --data-dir is converted to any input)`);
+  if (m.classes !== data.info.classes.length) throw new InputError(`${where}: output scores ${m.classes} classes; ${data.info.name} has ${data.info.classes.length}`);
 }
 
-/** Saves the checkpoint; mid-epoch, with the epoch's sums so far (`pass`). */
+/** Saves the checkpoint; before the end of an epoch's evaluation, with the epoch's sums so far (`pass`). */
 function saveCheckpoint(r: OpenRun, pass?: EpochPass): void {
   const { cfg, runner } = r;
   const epochSums = pass && { step: runner.step, lossSum: pass.lossSum, correct: pass.correct, seen: pass.seen, seconds: pass.seconds };
   r.folder.saveCheckpoint({ architecture: r.arch.id, step: runner.step, seed: cfg.seed, epochs: cfg.epochs, stepsPerEpoch: r.stepsPerEpoch, ...(epochSums ? { epochSums } : {}) }, runner.tensors());
+  r.savedStep = runner.step;
 }
 
-function progressBar(opts: FitOptions): cliProgress.SingleBar | undefined {
-  if (!(opts.progress ?? Boolean(process.stderr.isTTY))) return undefined;
-  return new cliProgress.SingleBar(
-    { format: 'epoch {epoch} [{bar}] {value}/{total} img | {speed} img/s | loss {loss} | lr {lr}', stream: process.stderr, hideCursor: true, clearOnComplete: true },
-    cliProgress.Presets.shades_classic,
-  );
+/** Where a run stands, as the stop messages say it: the step, and the epoch with its steps done. */
+function standing(r: OpenRun): string {
+  const step = r.runner.step;
+  // At an epoch's end, before its evaluation, the run is still in that epoch.
+  const epoch = Math.max(0, Math.ceil(step / r.stepsPerEpoch) - 1);
+  return `step ${step} (epoch ${epoch + 1}, ${step - epoch * r.stepsPerEpoch}/${r.stepsPerEpoch})`;
+}
+
+/**
+ * A checkpoint of the steps done so far, where none holds them yet (what a second signal writes
+ * before quitting at once). A signal handler runs between two awaits of the training loop, where
+ * the carried tensors and the epoch's sums always agree: onnxruntime-node runs a session on the
+ * main thread, and what follows a run up to the next one is synchronous.
+ */
+function saveNow(r: OpenRun, runDir: string): string | undefined {
+  if (!r.pass || r.runner.step <= r.savedStep) return undefined;
+  saveCheckpoint(r, r.pass);
+  return `saved a checkpoint at ${standing(r)}; resume with --resume --out ${runDir}`;
+}
+
+/** What trainEpoch reports progress to: cli-progress's bar on a terminal, or timed lines in a log. */
+interface Progress {
+  start(total: number, value: number, payload: Record<string, string>): void;
+  update(value: number, payload: Record<string, string | number>): void;
+  stop(): void;
+}
+
+/** Seconds between progress lines when stderr is not a terminal (a log file, a CI job, kubectl logs); CNNLAB_PROGRESS_SECONDS changes it. */
+const logProgressSeconds = () => {
+  const s = Number(process.env.CNNLAB_PROGRESS_SECONDS);
+  return Number.isFinite(s) && s >= 0 ? s : 10;
+};
+
+/**
+ * A bar on a terminal (stderr a TTY, or opts.progress); otherwise, unless opts.progress is false,
+ * one line on stderr every ~10 s, so a run whose output goes to a file shows it is alive.
+ */
+function progressBar(opts: FitOptions): Progress | undefined {
+  if (opts.progress ?? Boolean(process.stderr.isTTY)) {
+    return new cliProgress.SingleBar(
+      { format: 'epoch {epoch} [{bar}] {value}/{total} img | {speed} img/s | loss {loss} | lr {lr}', stream: process.stderr, hideCursor: true, clearOnComplete: true },
+      cliProgress.Presets.shades_classic,
+    );
+  }
+  if (opts.progress === false || opts.log) return undefined;
+  let total = 0;
+  let epoch = '';
+  let last = 0;
+  return {
+    start: (t, _v, payload) => {
+      [total, epoch, last] = [t, payload.epoch, Date.now()];
+    },
+    update: (value, p) => {
+      if (Date.now() - last < logProgressSeconds() * 1000) return;
+      last = Date.now();
+      process.stderr.write(`epoch ${epoch}: ${value}/${total} images, ${p.speed} img/s, loss ${p.loss}, lr ${p.lr}\n`);
+    },
+    stop: () => undefined,
+  };
 }
 
 /** The training half of an epoch: its sums, or where a stop request halted it. */
@@ -242,13 +329,15 @@ interface EpochPass {
  * multiples of K (so a resumed run makes the same runs), the short last batch alone; the next
  * chunk is assembled (and augmented) while onnxruntime runs the current one.
  */
-async function trainEpoch(r: OpenRun, epoch: number, bar: cliProgress.SingleBar | undefined, stop: FitOptions['stop'], lastSave: { at: number }): Promise<EpochPass> {
+async function trainEpoch(r: OpenRun, epoch: number, bar: Progress | undefined, stop: FitOptions['stop'], lastSave: { at: number }): Promise<EpochPass> {
   const { cfg, runner, stepsPerEpoch, fullSteps, train } = r;
   const order = epochOrder(cfg, train.count, epoch);
   // Resumed mid-epoch: the sums so far come from the checkpoint, so the epoch's metrics cover all of it.
   const carried = r.resumeSums?.step === runner.step ? r.resumeSums : undefined;
   r.resumeSums = undefined;
-  const pass: EpochPass = { lossSum: carried?.lossSum ?? 0, correct: carried?.correct ?? 0, seen: carried?.seen ?? 0, lastLr: 0, seconds: carried?.seconds ?? 0, stopped: false };
+  // lastLr: the learning rate of the step before, where a resumed epoch has no step left to run.
+  const pass: EpochPass = { lossSum: carried?.lossSum ?? 0, correct: carried?.correct ?? 0, seen: carried?.seen ?? 0, lastLr: carried ? hyperAt(r.sched, runner.step - 1).lr : 0, seconds: carried?.seconds ?? 0, stopped: false };
+  r.pass = pass;
   const before = pass.seconds;
   let epochStep = runner.step - epoch * stepsPerEpoch;
   const t0 = performance.now();
@@ -301,11 +390,16 @@ async function misclassifiedGrid(r: OpenRun, predicted: Uint8Array, epoch: numbe
   return { png, width, height };
 }
 
-/** Evaluates the epoch's parameters, records the epoch, exports last.onnx (and best.onnx), saves the checkpoint. */
+/**
+ * Evaluates the epoch's parameters, records the epoch, exports last.onnx (and best.onnx), saves
+ * the checkpoint. Everything that waits comes first and writes nothing; the records follow in one
+ * synchronous stretch, so a signal handler finds the epoch either unrecorded or checkpointed.
+ */
 async function finishEpoch(r: OpenRun, epoch: number, pass: EpochPass, best: number): Promise<EpochMetrics> {
   const params = paramsOf(r.runner.tensors(), r.arch);
   const ev = await evaluate(r.rt, r.evalSession, params, r.arch, r.test, r.cfg.evalBatch, true);
   const vl = r.val.count ? await evaluate(r.rt, r.evalSession, params, r.arch, r.val, r.cfg.evalBatch) : undefined;
+  const grid = await misclassifiedGrid(r, ev.predicted!, epoch + 1);
   const m: EpochMetrics = {
     epoch: epoch + 1,
     step: r.runner.step,
@@ -320,12 +414,14 @@ async function finishEpoch(r: OpenRun, epoch: number, pass: EpochPass, best: num
   };
   r.folder.recordEpoch(m);
   const weights = new Map(r.arch.model.params.filter((p) => p.trainable).map((p) => [p.name, params.get(p.name)!]));
-  r.folder.recordEpochImages(m.step, weights, await misclassifiedGrid(r, ev.predicted!, m.epoch));
+  r.folder.recordEpochImages(m.step, weights, grid);
   const val: Record<string, string> = m.valAcc === undefined ? {} : { 'cnnlab.val_accuracy': m.valAcc.toFixed(4) };
   const model = r.built.inference(params, { 'cnnlab.run': r.folder.dir, 'cnnlab.test_accuracy': m.testAcc.toFixed(4), ...val, 'cnnlab.epoch': String(m.epoch) });
-  r.folder.writeModel('last.onnx', model);
-  if (rankOf(m) >= best) r.folder.writeModel('best.onnx', model);
+  const layout = r.arch.model.source?.layout;
+  r.folder.writeModel('last.onnx', model, layout);
+  if (rankOf(m) >= best) r.folder.writeModel('best.onnx', model, layout);
   saveCheckpoint(r);
+  r.pass = undefined;
   return m;
 }
 
@@ -333,17 +429,23 @@ async function finishEpoch(r: OpenRun, epoch: number, pass: EpochPass, best: num
 export async function fit(cfg: RunConfig, opts: FitOptions): Promise<FitResult> {
   const log = opts.log ?? ((l: string) => console.log(l));
   const r = await openRun(cfg, opts, log);
+  opts.stop?.arm?.();
+  if (opts.stop) opts.stop.saveNow = () => saveNow(r, opts.runDir);
   const bar = progressBar(opts);
   const epochs: EpochMetrics[] = [...r.history];
   const lastSave = { at: Date.now() };
+  const stopped = () => {
+    log(`stopped at ${standing(r)}; checkpoint saved. Resume with --resume --out ${opts.runDir}`);
+    return { epochs, interrupted: true, runtime: r.rt.ep };
+  };
+  // A checkpoint at an epoch's end saved before its evaluation continues with that evaluation.
+  const first = Math.floor(r.runner.step / r.stepsPerEpoch) - (endsUnevaluatedEpoch(r.runner.step, r.stepsPerEpoch, r.resumeSums) ? 1 : 0);
   try {
-    for (let epoch = Math.floor(r.runner.step / r.stepsPerEpoch); epoch < cfg.epochs; epoch++) {
+    for (let epoch = first; epoch < cfg.epochs; epoch++) {
       const pass = await trainEpoch(r, epoch, bar, opts.stop, lastSave);
       if (pass.stopped) {
         saveCheckpoint(r, pass);
-        const at = r.runner.step - epoch * r.stepsPerEpoch;
-        log(`stopped at step ${r.runner.step} (epoch ${epoch + 1}, ${at}/${r.stepsPerEpoch}); checkpoint saved. Resume with --resume --out ${opts.runDir}`);
-        return { epochs, interrupted: true, runtime: r.rt.ep };
+        return stopped();
       }
       const m = await finishEpoch(r, epoch, pass, epochs.reduce((b, e) => Math.max(b, rankOf(e)), 0));
       epochs.push(m);
@@ -351,8 +453,11 @@ export async function fit(cfg: RunConfig, opts: FitOptions): Promise<FitResult> 
       log(
         `epoch ${String(m.epoch).padStart(2)}/${cfg.epochs}  train loss ${m.trainLoss.toFixed(4)} acc ${pct(m.trainAcc)}  ${m.valAcc === undefined ? '' : `val acc ${pct(m.valAcc)}  `}test loss ${m.testLoss.toFixed(4)} acc ${pct(m.testAcc)}  ${m.seconds.toFixed(1)} s (${Math.round(m.imagesPerSecond)} img/s)`,
       );
+      // A signal during the evaluation: the epoch's checkpoint is written, the next epoch not begun.
+      if (opts.stop?.requested && epoch + 1 < cfg.epochs) return stopped();
     }
   } finally {
+    if (opts.stop) opts.stop.saveNow = undefined;
     bar?.stop();
     await r.runner.release();
     await r.evalSession.release();

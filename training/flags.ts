@@ -1,5 +1,6 @@
 import { UsageError } from '../common/errors.ts';
-import { DATASET_NAMES } from '../datasets/registry.ts';
+import { CHANNEL_ORDERS, DATASET_NAMES, RESIZE_MODES } from '../datasets/registry.ts';
+import type { Normalization } from '../graph-builder/model.ts';
 import { EP_NAMES } from '../runtime/ort.ts';
 
 /** A number flag's accepted range; `hiOpen` excludes hi; `int` wants a whole number. */
@@ -55,7 +56,12 @@ export const TRAIN_FLAGS = {
   'limit-train': { type: 'number', range: { lo: 1, hi: MAX_INT, int: true }, recipe: true, describe: 'train on the first N training images only' },
   shuffle: { type: 'boolean', recipe: true, describe: "shuffle each epoch (--no-shuffle; default: the preset's)" },
   'input-range': { type: 'string', choices: ['0..1', '0..255'], recipe: true, describe: 'an imported model (--model): what its input expects of a white pixel (default 0..1)' },
-  normalize: { type: 'string', recipe: true, describe: 'MEAN,STD: inputs become (x - MEAN) / STD after scaling (default: the preset’s; none for an imported model)' },
+  normalize: { type: 'string', recipe: true, describe: 'MEAN,STD, or per channel M1,M2,M3/S1,S2,S3 (in the order the input takes the channels): inputs become (x - MEAN) / STD after scaling (default: the preset’s; none for an imported model)' },
+  'channel-order': { type: 'string', choices: CHANNEL_ORDERS, recipe: true, describe: 'a 3-channel model: the order its input takes the colour planes in, rgb (default) or bgr (Caffe, OpenCV); image folders are converted so' },
+  resize: { type: 'string', choices: RESIZE_MODES, recipe: true, describe: 'image folders: stretch to the input size (default), or crop: scale until the image covers it, then cut out the centre (torchvision’s Resize + CenterCrop)' },
+  freeze: { type: 'string', recipe: true, describe: "parameters to keep fixed: comma-separated globs over their names (as cnnlab inspect lists them), or 'backbone' for every one but the head's" },
+  'new-head': { type: 'boolean', recipe: true, describe: 'an imported model: a fresh classifier head even where its width already fits the classes (it is replaced anyway where it does not)' },
+  'input-size': { type: 'string', recipe: true, describe: 'an imported model whose input height and width are symbolic: HxW' },
   'output-kind': { type: 'string', choices: ['logits', 'probabilities', 'log-probabilities'], recipe: true, describe: 'an imported model: what its output holds, where its last op does not say' },
   'checkpoint-every': { type: 'number', range: { lo: 0, hi: 1e6 }, recipe: false, describe: 'seconds between mid-epoch checkpoints (default 60; 0: epoch ends only)' },
 } as const satisfies Record<string, FlagSpec>;
@@ -79,11 +85,16 @@ export function pickFlags(f: Record<string, unknown>): TrainFlags {
   return out as TrainFlags;
 }
 
+/** What a number flag accepts, as its error message says it: `a whole number in 1..10000`. */
+export function expectedNumber(r: NumberRange): string {
+  return `${r.int ? 'a whole number' : 'a number'} in ${r.lo}..${r.hi}${r.hiOpen ? ' (exclusive)' : ''}`;
+}
+
 /** A number within lo..hi, or a one-line UsageError naming the flag. */
 export function checkNumber(value: number | undefined, flag: string, r: NumberRange): number | undefined {
   if (value === undefined) return undefined;
   const ok = (r.int ? Number.isInteger(value) : Number.isFinite(value)) && value >= r.lo && (r.hiOpen ? value < r.hi : value <= r.hi);
-  if (!ok) throw new UsageError(`${flag}: expected ${r.int ? 'a whole number' : 'a number'} in ${r.lo}..${r.hi}${r.hiOpen ? ' (exclusive)' : ''}, got ${value}`);
+  if (!ok) throw new UsageError(`${flag}: expected ${expectedNumber(r)}, got ${value}`);
   return value;
 }
 
@@ -99,6 +110,26 @@ export function checkFlags(f: TrainFlags): TrainFlags {
     }
   }
   return f;
+}
+
+/**
+ * `--normalize MEAN,STD`, or one value per channel `M1,M2,M3/S1,S2,S3` (`MEAN/STD` and a single
+ * value on either side of the slash also do): a list of one value is a number. A bad value is
+ * one line naming the flag; the channel count is checked against the model by checkNormalization.
+ */
+export function parseNormalize(value: string | undefined): Normalization | undefined {
+  if (value === undefined) return undefined;
+  const bad = () =>
+    new UsageError(`--normalize: expected MEAN,STD or M1,M2,M3/S1,S2,S3 (one value per channel) with every STD > 0, e.g. 0.1307,0.3081 or 0.485,0.456,0.406/0.229,0.224,0.225; got '${value}'`);
+  const list = (s: string) => s.split(',').map((v) => (v.trim() === '' ? NaN : Number(v.trim())));
+  const sides = value.split('/');
+  if (sides.length > 2) throw bad();
+  const whole = list(value);
+  if (sides.length === 1 && whole.length !== 2) throw bad();
+  const [mean, std] = sides.length === 2 ? sides.map(list) : [[whole[0]], [whole[1]]];
+  if (!mean.every(Number.isFinite) || !std.every((v) => Number.isFinite(v) && v > 0)) throw bad();
+  if (mean.length > 1 && std.length > 1 && mean.length !== std.length) throw bad();
+  return { mean: mean.length === 1 ? mean[0] : mean, std: std.length === 1 ? std[0] : std };
 }
 
 /** Reads a `--vary key=value` value as the flag's type. */

@@ -63,8 +63,9 @@ function chartSpec(title: string, entries: ReportEntry[], field: 'testAcc' | 'tr
     data: { values },
     mark: { type: 'line', point: true, strokeWidth: 2 },
     encoding: {
-      x: { field: 'epoch', type: 'quantitative', title: 'epoch', axis: { tickMinStep: 1, labelFontSize: 12, titleFontSize: 13 } },
-      y: { field: 'value', type: 'quantitative', title: axis, scale: { zero: false }, axis: { labelFontSize: 12, titleFontSize: 13 } },
+      // Whole epochs, and values without trailing zeros: a one-epoch run's axes read 1 and 91, not 1.000000 and 91.000000.
+      x: { field: 'epoch', type: 'quantitative', title: 'epoch', axis: { tickMinStep: 1, format: 'd', labelFontSize: 12, titleFontSize: 13 } },
+      y: { field: 'value', type: 'quantitative', title: axis, scale: { zero: false }, axis: { format: '~r', labelFontSize: 12, titleFontSize: 13 } },
       color: { field: 'trial', type: 'nominal', title: 'trial', legend: { labelFontSize: 12, titleFontSize: 13, labelLimit: 320 } },
     },
   };

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { type WeightLayout, writeOnnxFile } from '../graph-builder/graph/onnx-file.ts';
 import { basename, join } from 'node:path';
-import { CnnlabError } from '../common/errors.ts';
+import { InputError } from '../common/errors.ts';
 import { appendWhole, writeFileAtomic } from '../common/files.ts';
 import { type Checkpoint, type CkptTensor, readCheckpoint, writeCheckpoint } from '../graph-builder/artifacts/checkpoint.ts';
 import { TensorBoardWriter } from './tensorboard.ts';
@@ -44,11 +45,11 @@ export function readMetrics(runDir: string): EpochMetrics[] {
     } catch {
       // A process killed while appending leaves half a last line: that epoch is redone on resume.
       if (i === lines.length - 1) break;
-      throw new CnnlabError(`${path}: line ${i + 1} is not JSON`);
+      throw new InputError(`${path}: line ${i + 1} is not JSON`);
     }
     const e = m as Partial<EpochMetrics> | null;
     if (typeof e !== 'object' || e === null || typeof e.epoch !== 'number' || typeof e.step !== 'number' || typeof e.testAcc !== 'number') {
-      throw new CnnlabError(`${path}: line ${i + 1} is not an epoch record (epoch, step, testAcc, ...)`);
+      throw new InputError(`${path}: line ${i + 1} is not an epoch record (epoch, step, testAcc, ...)`);
     }
     out.push(e as EpochMetrics);
   }
@@ -83,10 +84,13 @@ export class RunFolder {
    * Starts the folder's record, or continues it from `resumed` (a checkpoint read from it): writes
    * config.json, keeps the epochs the checkpoint covers (the rest are redone), and opens the
    * TensorBoard log cut back to what it held at the checkpoint. Returns the kept epochs.
+   * `epochEndPending`: the checkpoint stands at an epoch's end saved before that epoch was
+   * evaluated, so that epoch is redone too (its evaluation and record).
    */
-  open(config: unknown, resumed?: { step: number; meta: Checkpoint['meta'] }): EpochMetrics[] {
+  open(config: unknown, resumed?: { step: number; meta: Checkpoint['meta']; epochEndPending?: boolean }): EpochMetrics[] {
     writeFileAtomic(join(this.dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
-    const history = resumed ? readMetrics(this.dir).filter((m) => m.step <= resumed.step) : [];
+    const kept = (m: EpochMetrics) => m.step < resumed!.step || (m.step === resumed!.step && !resumed!.epochEndPending);
+    const history = resumed ? readMetrics(this.dir).filter(kept) : [];
     writeFileAtomic(join(this.dir, 'metrics.jsonl'), history.map((m) => `${JSON.stringify(m)}\n`).join(''));
     const events = resumed?.meta.events;
     const size = resumed?.meta.eventsBytes;
@@ -118,8 +122,9 @@ export class RunFolder {
     if (misclassified) this.events().image(step, 'misclassified/test', misclassified.png, misclassified.width, misclassified.height);
   }
 
-  writeModel(file: string, bytes: Uint8Array): void {
-    writeFileAtomic(join(this.dir, file), bytes);
+  /** Writes a trained model; 'external' puts its weights in `<file>.data` beside it, the layout an imported model came in. */
+  writeModel(file: string, bytes: Uint8Array, layout: WeightLayout = 'inline'): void {
+    writeOnnxFile(join(this.dir, file), bytes, layout);
   }
 
   private events(): TensorBoardWriter {

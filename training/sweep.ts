@@ -1,7 +1,8 @@
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { CnnlabError, DivergedError, UsageError } from '../common/errors.ts';
+import { asInputError, CnnlabError, DivergedError, InputError, UsageError } from '../common/errors.ts';
 import { readJsonFile } from '../common/json.ts';
+import { plural } from '../common/text.ts';
 import { writeFileAtomic } from '../common/files.ts';
 import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { PRESETS } from '../graph-builder/dsl/presets.ts';
@@ -53,7 +54,14 @@ const STATUSES: readonly TrialStatus[] = ['pending', 'done', 'diverged', 'invali
 /** sweep.json of a 10,000-trial sweep is about 5 MB. */
 const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
 
-const readJson = (path: string) => readJsonFile(path, MAX_MANIFEST_BYTES);
+/** A sweep's JSON file; a damaged one is one line naming it, exit 2 (see common/errors.ts). */
+const readJson = (path: string) => {
+  try {
+    return readJsonFile(path, MAX_MANIFEST_BYTES);
+  } catch (err) {
+    throw asInputError(err);
+  }
+};
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const optionalNumber = (v: unknown) => v === undefined || typeof v === 'number';
@@ -83,7 +91,7 @@ function trialProblem(v: unknown): string | undefined {
 export function readTrialRecord(path: string): TrialRecord {
   const v = readJson(path);
   const problem = trialProblem(v);
-  if (problem) throw new CnnlabError(`${path}: not a trial status (${problem}); delete it to run the trial again`);
+  if (problem) throw new InputError(`${path}: not a trial status (${problem}); delete it to run the trial again`);
   return v as TrialRecord;
 }
 
@@ -91,7 +99,7 @@ export function readTrialRecord(path: string): TrialRecord {
 export function readSweepManifest(path: string): SweepManifest {
   const v = readJson(path);
   const bad = (why: string): never => {
-    throw new CnnlabError(`${path}: not a sweep manifest (${why}); delete it and re-run the sweep to rebuild it from the trials' status.json files`);
+    throw new InputError(`${path}: not a sweep manifest (${why}); delete it and re-run the sweep to rebuild it from the trials' status.json files`);
   };
   if (!isObject(v)) return bad('not an object');
   if (typeof v.arch !== 'string' || !v.arch) bad('arch must be a non-empty string');
@@ -237,7 +245,7 @@ export async function runSweep(o: SweepOptions): Promise<SweepManifest> {
   if (clashes.length && !o.force) {
     const { p, d } = clashes[0];
     const what = d.saved.length ? ` was run with ${d.saved.join(', ')}; this sweep asks for ${d.wanted.join(', ')}` : ' was run with another recipe';
-    throw new UsageError(`${o.dir}: trial ${p.trial.id}${what}${clashes.length > 1 ? ` (and ${clashes.length - 1} more trials)` : ''}: use another --out, or --force to run them again`);
+    throw new UsageError(`${o.dir}: trial ${p.trial.id}${what}${clashes.length > 1 ? ` (and ${plural(clashes.length - 1, 'more trial', 'more trials')})` : ''}: use another --out, or --force to run them again`);
   }
   const save = () => writeFileAtomic(manifestPath, `${JSON.stringify({ arch: o.arch, base: o.base, trials: [...records.values()] }, null, 2)}\n`);
   const at = o.position ?? { index: 0, total: o.trials.length };

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { CnnlabError } from '../common/errors.ts';
+import { plural } from '../common/text.ts';
 import type { DatasetName } from '../datasets/registry.ts';
 import { loadDataset } from '../datasets/sources.ts';
 import { evaluateInference } from '../inference/evaluate.ts';
@@ -57,13 +58,13 @@ export async function transfer(o: TransferOptions): Promise<TransferRow[]> {
   const scratch = await fit({ ...base, freeze: undefined }, { ...o.fit, runDir: `${out}/scratch`, resume: false });
   const last = (r: Awaited<ReturnType<typeof fit>>) => r.epochs[r.epochs.length - 1];
   rows.push({
-    setting: `fine-tuned: lr x${o.lrScale} (${+(source.lr * o.lrScale).toPrecision(3)})${o.freeze ? ', features frozen' : ''}, ${o.finetuneEpochs} epochs`,
+    setting: `fine-tuned: lr x${o.lrScale} (${+(source.lr * o.lrScale).toPrecision(3)})${o.freeze ? ', features frozen' : ''}, ${plural(o.finetuneEpochs, 'epoch')}`,
     accuracy: last(tuned).testAcc,
     loss: last(tuned).testLoss,
     steps: last(tuned).step,
     run: `${out}/finetune`,
   });
-  rows.push({ setting: `from scratch: lr ${source.lr}, ${o.finetuneEpochs} epochs`, accuracy: last(scratch).testAcc, loss: last(scratch).testLoss, steps: last(scratch).step, run: `${out}/scratch` });
+  rows.push({ setting: `from scratch: lr ${source.lr}, ${plural(o.finetuneEpochs, 'epoch')}`, accuracy: last(scratch).testAcc, loss: last(scratch).testLoss, steps: last(scratch).step, run: `${out}/scratch` });
   return rows;
 }
 

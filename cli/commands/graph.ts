@@ -1,10 +1,11 @@
 import type { Argv, CommandModule } from 'yargs';
-import { UsageError } from '../../common/errors.ts';
+import { asInputError, UsageError } from '../../common/errors.ts';
 import { datasetClasses, knownStats } from '../../datasets/open.ts';
 import { DATASET_NAMES, type DatasetName, DATASETS } from '../../datasets/registry.ts';
 import { buildArtifacts, type TrainSpec, trainSpecFor } from '../../graph-builder/artifacts/build.ts';
 import { type Architecture, loadArchitecture } from '../../graph-builder/dsl/arch.ts';
 import type { OutputKind } from '../../graph-builder/model.ts';
+import { parseInputSize } from '../../graph-builder/import/onnx-model.ts';
 import { inspectModel } from '../../inference/inspect.ts';
 import { foreignFromArgs, foreignOptions } from './model-options.ts';
 import { type OptimizerName, PRESET_NAMES, PRESETS } from '../../graph-builder/dsl/presets.ts';
@@ -16,6 +17,7 @@ export interface ArchArgs {
   'arch-file'?: string;
   model?: string;
   'output-kind'?: string;
+  'input-size'?: string;
 }
 
 /** The positional architecture and --arch-file, shared by every command that takes a model. */
@@ -33,7 +35,11 @@ export function archOptions<T>(y: Argv<T>): Argv<T & ArchArgs> {
 export function archFromArgs(args: ArchArgs, classes?: number): Promise<Architecture> {
   const given = [args.arch && 'a preset', args['arch-file'] && '--arch-file', args.model && '--model'].filter(Boolean);
   if (given.length > 1) throw new UsageError(`name one model: ${given.join(' and ')} were given`);
-  return loadArchitecture(args.arch, args['arch-file'], {}, args.model ? { file: args.model, outputKind: args['output-kind'] as OutputKind | undefined } : undefined, classes);
+  const model = args.model ? { file: args.model, outputKind: args['output-kind'] as OutputKind | undefined, inputSize: parseInputSize(args['input-size']) } : undefined;
+  // A model or architecture file that cannot be used is the user's input to fix (exit 2).
+  return loadArchitecture(args.arch, args['arch-file'], {}, model, classes).catch((err: unknown) => {
+    throw asInputError(err);
+  });
 }
 
 /** The class count of the data that --dataset and --data-dir name (every preset's own dataset has ten). */
@@ -138,24 +144,31 @@ const importCommand: CommandModule<object, ImportArgs> = {
       type: 'string',
       describe: 'output folder (default: out/<model>)',
     }) as Argv<ImportArgs>,
-  handler: async (args) => writeArtifacts(withPreparation(await archFromArgs({ model: args.file, 'output-kind': args['output-kind'] }), args), args),
+  handler: async (args) => writeArtifacts(withPreparation(await archFromArgs({ model: args.file, 'output-kind': args['output-kind'], 'input-size': args['input-size'] }), args), args),
 };
 
-const inspect: CommandModule<object, { file: string }> = {
+const inspect: CommandModule<object, { file: string; 'input-size'?: string }> = {
   command: 'inspect <file>',
   describe: 'what an ONNX model holds (inputs, outputs, ops, parameters) and what cnnlab can do with it',
-  builder: (y) => y.positional('file', { type: 'string', demandOption: true }) as Argv<{ file: string }>,
-  handler: (args) => console.log(inspectModel(args.file)),
+  builder: (y) =>
+    y.positional('file', { type: 'string', demandOption: true }).option('input-size', { type: 'string', describe: 'HxW, for a model whose input height and width are symbolic' }) as Argv<{
+      file: string;
+      'input-size'?: string;
+    }>,
+  handler: (args) => console.log(inspectModel(args.file, parseInputSize(args['input-size']))),
 };
 
 const presets: CommandModule = {
   command: 'presets',
   describe: 'list the named architectures with their seeds, parameters and options',
   handler: async () => {
+    // Columns as wide as the longest name (fashion-best), so none shifts.
+    const width = Math.max(...Object.values(PRESETS).map((p) => p.name.length));
+    const seedWidth = Math.max(...Object.values(PRESETS).map((p) => String(p.seed).length));
     for (const p of Object.values(PRESETS)) {
       const arch = await loadArchitecture(p.name);
-      console.log(`${p.name.padEnd(10)} ${arch.model.trainableCount.toLocaleString('en-US').padStart(10)} params  seed ${p.seed}  ${p.description}`);
-      for (const [k, o] of Object.entries(p.options)) console.log(`${''.padEnd(12)}${`${k}=${String(o.default)}`.padEnd(18)} ${o.describe}`);
+      console.log(`${p.name.padEnd(width)} ${arch.model.trainableCount.toLocaleString('en-US').padStart(10)} params  seed ${String(p.seed).padEnd(seedWidth)}  ${p.description}`);
+      for (const [k, o] of Object.entries(p.options)) console.log(`${''.padEnd(width + 2)}${`${k}=${String(o.default)}`.padEnd(18)} ${o.describe}`);
     }
   },
 };

@@ -1,8 +1,9 @@
 import type { Argv, CommandModule } from 'yargs';
 import { CnnlabError } from '../../common/errors.ts';
 import { createDemoServer, loadServedModels } from '../../inference/server.ts';
+import { type ForeignArgs, foreignFromArgs, foreignOptions } from './model-options.ts';
 
-interface ServeArgs {
+interface ServeArgs extends ForeignArgs {
   model?: string[];
   port: number;
   host: string;
@@ -12,13 +13,13 @@ const serve: CommandModule<object, ServeArgs> = {
   command: 'serve',
   describe: 'the in-browser demo: draw a digit, upload images, browse test samples, fine-tune in the browser',
   builder: (y) =>
-    y
+    foreignOptions(y)
       .option('model', { type: 'string', array: true, describe: 'run folders or .onnx files (repeat for several; default: the newest run)' })
       .option('port', { type: 'number', default: 8080 })
       .option('host', { type: 'string', default: '127.0.0.1', describe: 'address to bind (default: this machine only)' }) as Argv<ServeArgs>,
   handler: async (args) => {
     if (!Number.isInteger(args.port) || args.port < 0 || args.port > 65535) throw new CnnlabError(`--port: expected 0..65535, got ${args.port}`, 2);
-    const models = await loadServedModels(args.model?.length ? args.model : [undefined]);
+    const models = await loadServedModels(args.model?.length ? args.model : [undefined], foreignFromArgs(args));
     const server = createDemoServer(models);
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) => reject(new CnnlabError(`--port ${args.port}: cannot listen on ${args.host} (${err.code ?? err.message})`)));

@@ -1,6 +1,7 @@
 import { basename } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { UsageError } from '../../common/errors.ts';
+import { plural } from '../../common/text.ts';
 import { collectEntries, writeReport } from '../../training/report.ts';
 import { grid, jhuQuestions, parseAxis, runSearch, runSweep, scoreText, shard, splitSettings, trialScore } from '../../training/sweep.ts';
 import { parseSpace } from '../../training/tpe.ts';
@@ -50,7 +51,7 @@ const sweep: CommandModule<object, SweepArgs> = {
     }
     const mine = shard(trials, args.shard);
     const dir = args.out ?? `runs/sweeps/${args.preset ?? arch!.replace(/[^A-Za-z0-9._=-]+/g, '_')}`;
-    console.log(`sweep ${arch}: ${trials.length} trials${args.shard ? `, shard ${args.shard}: ${mine.length}` : ''} -> ${dir}`);
+    console.log(`sweep ${arch}: ${plural(trials.length, 'trial')}${args.shard ? `, shard ${args.shard}: ${mine.length}` : ''} -> ${dir}`);
     const stop = installStopHandler();
     const m = await runSweep({ arch: arch!, model: args.model, archFile: args['arch-file'], base, trials: mine, dir, fit: { stop }, force: args.force });
     if (stop.requested) return void (process.exitCode = stop.exitCode);
@@ -115,7 +116,7 @@ const search: CommandModule<object, SearchArgs> = {
     const space = parseSpace(args.space);
     for (const key of Object.keys(space)) splitSettings(arch, { [key]: space[key].kind === 'int' ? String((space[key] as { lo: number }).lo) : (space[key] as { values: string[] }).values[0] });
     const dir = args.out ?? `runs/search/${arch.replace(/[^A-Za-z0-9._=-]+/g, '_')}-${args.algo}`;
-    console.log(`search ${arch} (${args.algo}, ${args.trials} trials) over ${args.space} -> ${dir}`);
+    console.log(`search ${arch} (${args.algo}, ${plural(args.trials, 'trial')}) over ${args.space} -> ${dir}`);
     const stop = installStopHandler();
     const m = await runSearch({ arch, model: args.model, archFile: args['arch-file'], base, space, trials: args.trials, algo: args.algo as 'tpe' | 'random', seed: args.seed ?? 0, dir, fit: { stop }, force: args.force });
     if (stop.requested) return void (process.exitCode = stop.exitCode);

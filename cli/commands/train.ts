@@ -1,10 +1,12 @@
-import { accessSync, constants, existsSync, rmSync } from 'node:fs';
+import { accessSync, constants, existsSync, rmdirSync, rmSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { plural } from '../../common/text.ts';
 import { ensureDir } from '../../common/files.ts';
 import type { Argv, CommandModule } from 'yargs';
 import { UsageError } from '../../common/errors.ts';
 import { loadArchitecture } from '../../graph-builder/dsl/arch.ts';
 import { readCheckpoint } from '../../graph-builder/artifacts/checkpoint.ts';
-import { readRunConfig, recipeDifferences, recipeOf, resolveRunConfig, resumeConfig, type RunConfig, withMeasuredStats } from '../../training/config.ts';
+import { describeRunInput, readRunConfig, recipeDifferences, recipeOf, resolveRunConfig, resumeConfig, type RunConfig, withMeasuredStats } from '../../training/config.ts';
 import { FLAG_NAMES, pickFlags, type TrainFlags } from '../../training/flags.ts';
 import { fit } from '../../training/fit.ts';
 import { chosenEpoch } from '../../training/run-folder.ts';
@@ -30,13 +32,29 @@ export function defaultRunDir(cfg: RunConfig): string {
   for (let i = 2; ; i++) if (!existsSync(`${base}-${i}`)) return `${base}-${i}`;
 }
 
-/** Fails early, with the flag named, when the run folder cannot be created or written. */
+/**
+ * Fails early, with the flag named, when the run folder cannot be created or written. It creates
+ * the missing folders to find out (as root, access() calls /proc writable; mkdir says otherwise)
+ * and removes them again: nothing stays behind until the run opens its folder, after the
+ * provider and the sessions have opened.
+ */
 function checkWritable(dir: string): void {
+  const missing: string[] = [];
+  for (let d = resolve(dir); !existsSync(d) && dirname(d) !== d; d = dirname(d)) missing.push(d);
   try {
     ensureDir(dir);
     accessSync(dir, constants.W_OK);
   } catch (err) {
     throw new UsageError(`--out ${dir}: cannot create or write the run folder (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  } finally {
+    // Deepest first; a folder something else has meanwhile put a file in stays.
+    for (const d of missing) {
+      try {
+        rmdirSync(d);
+      } catch {
+        break;
+      }
+    }
   }
 }
 
@@ -51,25 +69,53 @@ export async function resumedConfig(dir: string): Promise<RunConfig> {
 export interface StopRequest {
   requested: boolean;
   exitCode: number;
+  /** Starts catching the signals (until then they end the process at once, set-up included). */
+  arm: () => void;
+  /** Set by fit while it trains: writes a checkpoint of the steps no checkpoint holds yet, and says so. */
+  saveNow?: () => string | undefined;
 }
 
 /**
  * SIGINT (Ctrl-C) and SIGTERM (docker stop, Kubernetes, Slurm) both finish the current chunk of
- * K steps, save a checkpoint and exit 130 or 143; a second signal exits at once, which loses
- * nothing either: every file is written atomically, so the last checkpoint stays whole.
+ * K steps, save a checkpoint and exit 130 or 143; a second signal exits at once, after writing a
+ * checkpoint of the steps done before the current chunk where none holds them yet (a Ctrl-C under
+ * npx arrives twice: from the terminal, and forwarded by npm). Every file is written atomically,
+ * so the last checkpoint stays whole.
+ * Unarmed (`armed: false`), the signals keep their default action until `arm()`: set-up (import,
+ * graph building, session creation, much of it synchronous) has nothing to save and stops at once.
  */
-export function installStopHandler(): StopRequest {
-  const stop: StopRequest = { requested: false, exitCode: 130 };
+export function installStopHandler(o: { armed?: boolean } = {}): StopRequest {
+  let armed = false;
+  const stop: StopRequest = {
+    requested: false,
+    exitCode: 130,
+    arm: () => {
+      if (armed) return;
+      armed = true;
+      on('SIGINT', 130, 'Ctrl-C');
+      on('SIGTERM', 143, 'SIGTERM');
+    },
+  };
   const on = (signal: NodeJS.Signals, code: number, name: string) =>
     process.on(signal, () => {
-      if (stop.requested) process.exit(code);
+      if (stop.requested) quitNow(stop, code);
       stop.requested = true;
       stop.exitCode = code;
       process.stderr.write(`\ncnnlab: ${name}: finishing the current chunk and saving a checkpoint (again to quit at once)\n`);
     });
-  on('SIGINT', 130, 'Ctrl-C');
-  on('SIGTERM', 143, 'SIGTERM');
+  if (o.armed ?? true) stop.arm();
   return stop;
+}
+
+/** A second signal: the steps no checkpoint holds yet are saved (one checkpoint write), then the process ends. */
+function quitNow(stop: StopRequest, code: number): never {
+  try {
+    const saved = stop.saveNow?.();
+    if (saved) process.stderr.write(`cnnlab: ${saved}\n`);
+  } catch (err) {
+    process.stderr.write(`cnnlab: quitting without a checkpoint of the last steps: ${(err as Error).message.split('\n')[0]}\n`);
+  }
+  process.exit(code);
 }
 
 const train: CommandModule<object, TrainArgs> = {
@@ -98,6 +144,8 @@ const train: CommandModule<object, TrainArgs> = {
       for (const note of resumed.notes) console.log(note);
     } else {
       const arch = await archFromArgs(args, classesFor(args));
+      // The run records where its images are, so eval, predict and --resume find them from any folder.
+      if (args['data-dir'] !== undefined) args['data-dir'] = resolve(args['data-dir']);
       cfg = resolveRunConfig(arch, await withMeasuredStats(arch, args), args['arch-file'], args.model);
       out ??= defaultRunDir(cfg);
       if (existsSync(`${out}/checkpoint.ckpt`)) throw new UsageError(`--out ${out}: a run is already there; add --resume to continue it or choose another folder`);
@@ -105,11 +153,13 @@ const train: CommandModule<object, TrainArgs> = {
     }
     const opt = cfg.train.optimizer;
     console.log(
-      `cnnlab train ${cfg.architecture} on ${cfg.dataset}: ${cfg.epochs} epochs, batch ${cfg.batch}, ${opt.name} lr ${cfg.lr}` +
+      `cnnlab train ${cfg.architecture} on ${cfg.dataset}: ${plural(cfg.epochs, 'epoch')}, batch ${cfg.batch}, ${opt.name} lr ${cfg.lr}` +
         `${opt.name === 'adam' || opt.name === 'adamw' ? '' : ` momentum ${cfg.momentum}`}${opt.weightDecay ? ` wd ${opt.weightDecay}` : ''}, ${cfg.schedule} schedule` +
         `${cfg.augment ? ', augmented' : ''}, K=${cfg.stepsPerRun} steps per run -> ${out}`,
     );
-    const stop = installStopHandler();
+    const input = describeRunInput(cfg);
+    if (input) console.log(input);
+    const stop = installStopHandler({ armed: false });
     const result = await fit(cfg, { runDir: out, resume: args.resume, stop });
     if (result.interrupted) process.exitCode = stop.exitCode;
     else if (result.epochs.length) {

@@ -7,6 +7,7 @@ import { encodeCheckpoint } from './checkpoint.ts';
 import type { OptimizerName } from '../dsl/presets.ts';
 import { IR_VERSION, OPSET } from '../graph/onnx.ts';
 import type { LossKind } from '../losses.ts';
+import type { Normalization } from '../model.ts';
 import { defaultOptimizer, type OptimizerConfig } from '../optimizers.ts';
 import { compile } from './compile.ts';
 import type { ModelMeta } from './inference.ts';
@@ -61,7 +62,7 @@ export interface Manifest {
   irVersion: number;
   parameters: { name: string; shape: number[]; trainable: boolean }[];
   trainableParameters: number;
-  normalization: { mean: number; std: number };
+  normalization: Normalization;
   optimizer: OptimizerConfig;
   loss: LossKind;
   labelSmoothing: number;
@@ -71,7 +72,7 @@ export interface Manifest {
 }
 
 /** The recipe's normalisation: fixed constants, or the training set's own statistics ('dataset'). */
-export function normalizationFor(arch: Architecture, data: DatasetInfo): { mean: number; std: number } {
+export function normalizationFor(arch: Architecture, data: DatasetInfo): Normalization {
   const n = arch.recipe.normalize;
   if (n !== 'dataset') return n;
   if (data.mean === undefined || data.std === undefined) throw new CnnlabError(`${data.name}: its pixel mean and std are measured when it is read; read it first (cnnlab datasets stats) or pass --normalize MEAN,STD`);

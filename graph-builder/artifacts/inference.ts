@@ -1,4 +1,5 @@
 import type { ParamSet } from '../dsl/init.ts';
+import type { ImageConversion } from '../../datasets/registry.ts';
 import type { InputRange, Model } from '../model.ts';
 import { emitForward, emitNormalize } from '../forward.ts';
 import { attr, GraphBuilder } from '../graph/ir.ts';
@@ -9,22 +10,34 @@ export interface ModelMeta {
   architecture: string;
   dataset: string;
   classes: readonly string[];
-  mean: number;
-  std: number;
+  /** (x - mean) / std: one value for every channel, or one per channel. */
+  mean: number | number[];
+  std: number | number[];
   /** The value a white pixel has at the model's input, before normalisation (default 1). */
   inputRange?: InputRange;
+  /** How its training images were converted (channel order, resizing), where not the default. */
+  conversion?: ImageConversion;
   /** Anything else worth showing in a model card (test accuracy, run name, ...). */
   extra?: Record<string, string>;
 }
 
+/**
+ * How an image file becomes the model's input planes, in its metadata (JSON): `channelOrder`
+ * ('bgr'; absent: 'rgb'), `resize` ('crop'; absent: 'stretch') and, for an imported model,
+ * `size` [H, W]. Written where it says more than the defaults; predict, eval and serve read it.
+ */
+export const IMAGE_KEY = 'cnnlab.image';
+
 export function metadataProps(a: Model, meta: ModelMeta): Record<string, string> {
+  const order = a.inputShape[0] === 1 ? '' : meta.conversion?.channelOrder === 'bgr' ? ' (BGR planes)' : ' (RGB)';
   return {
     'cnnlab.architecture': meta.architecture,
     'cnnlab.dataset': meta.dataset,
     'cnnlab.classes': JSON.stringify(meta.classes),
     'cnnlab.normalization': JSON.stringify({ mean: meta.mean, std: meta.std }),
     'cnnlab.parameters': String(a.trainableCount),
-    'cnnlab.input': `image: float32 [N,${a.inputShape.join(',')}], pixels 0..1${a.inputShape[0] === 1 ? '' : ' (RGB)'}, normalised inside the graph`,
+    'cnnlab.input': `image: float32 [N,${a.inputShape.join(',')}], pixels 0..1${order}, normalised inside the graph`,
+    ...(meta.conversion?.channelOrder || meta.conversion?.resize ? { [IMAGE_KEY]: JSON.stringify(meta.conversion) } : {}),
     ...meta.extra,
   };
 }

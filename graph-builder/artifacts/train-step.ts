@@ -3,7 +3,7 @@ import type { GradRule } from '../autodiff/rule.ts';
 import { type GraphTarget, gradRulesFor } from '../autodiff/registry.ts';
 import { byteImageDims, type Model } from '../model.ts';
 import { emitForward, emitImageFromBytes, emitNormalize } from '../forward.ts';
-import { attr, type Dim, type DType, GraphBuilder } from '../graph/ir.ts';
+import { attr, type Dim, type DType, GraphBuilder, type Node } from '../graph/ir.ts';
 import { encodeModel } from '../graph/onnx.ts';
 import { emitLoss, type LossKind } from '../losses.ts';
 import { emitStepNumber, emitUpdate, type OptimizerConfig, stateNames } from '../optimizers.ts';
@@ -91,7 +91,9 @@ export interface StepValues {
 export function emitLossAndGradients(b: GraphBuilder, a: Model, opts: Omit<TrainGraphOptions, 'optimizer'>, v: StepValues, rules?: Record<string, GradRule>) {
   const x = emitNormalize(b, v.image, opts.meta.mean, opts.meta.std);
   const mode = trainMode(v.seed);
-  const scores = emitForward(b, a, x, { param: v.param, train: mode.hooks });
+  // A BatchNorm whose scale and shift are both frozen runs on its running statistics, which stay as they are.
+  const frozenBatchNorm = opts.frozen && ((n: Node) => opts.frozen!.has(n.inputs[1]) && opts.frozen!.has(n.inputs[2]));
+  const scores = emitForward(b, a, x, { param: v.param, train: mode.hooks, frozenBatchNorm });
   const { loss, correct } = emitLoss(b, scores, v.labels, { kind: opts.loss, smoothing: opts.smoothing, reduction: 'mean', classes: a.classes });
   const trainable = a.params.filter((p) => p.trainable && !opts.frozen?.has(p.name)).map((p) => v.param(p.name));
   const grads = emitBackward(b, loss, trainable, rules);
@@ -149,6 +151,7 @@ export function buildTrainStepModel(a: Model, opts: TrainGraphOptions): { bytes:
     for (const s of slots) next.set(stateName(p, s), upd.state[s]);
   }
   for (const [buffer, value] of bufferUpdates) next.set(buffer, value);
+  for (const p of a.params) if (!p.trainable && !next.has(p.name)) next.set(p.name, at(p.name));
   next.set('step', b.op('Add', [at('step'), b.constI([1], [])], {}, 'step_next'));
 
   // Body outputs: cond, carried values, then the per-step scan outputs.

@@ -19,20 +19,8 @@ export interface GradContext {
 /** Returns the gradient of each forward input (GI(i)), undefined where not needed. */
 export type GradRule = (ctx: GradContext) => (string | undefined)[];
 
-export function intAttr(node: Node, name: string, fallback: number): number {
-  const a = node.attrs[name];
-  return a && a.kind === 'int' ? a.value : fallback;
-}
-
-export function intsAttr(node: Node, name: string, fallback: number[]): number[] {
-  const a = node.attrs[name];
-  return a && a.kind === 'ints' ? a.value : fallback;
-}
-
-export function floatAttr(node: Node, name: string, fallback: number): number {
-  const a = node.attrs[name];
-  return a && a.kind === 'float' ? a.value : fallback;
-}
+/** The op table's attribute readers, under the names the rules use. */
+export { attrFloat as floatAttr, attrInt as intAttr, attrInts as intsAttr } from '../ops/spec.ts';
 
 /** The statically known shape of a value, or an error naming the node that needs it. */
 export function staticShape(ctx: GradContext, value: string): Dim[] {

@@ -3,7 +3,9 @@ import { basename, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { tsImport } from 'tsx/esm/api';
 import { CnnlabError } from '../../common/errors.ts';
-import { readPreparation } from '../artifacts/compile.ts';
+import { readImageConversion, readPreparation } from '../artifacts/compile.ts';
+import { readOnnxFile } from '../graph/onnx-file.ts';
+import { replaceHead } from '../import/head.ts';
 import { type ImportOptions, importOnnxModel } from '../import/onnx-model.ts';
 import type { Model } from '../model.ts';
 import { LAYER_KINDS, type Layer, layerKind, type Sequential } from './layers.ts';
@@ -19,6 +21,8 @@ export interface Architecture {
   /** The DSL layers it was built from (absent for an imported model). */
   layers?: Sequential;
   recipe: Recipe;
+  /** What loading did that a run should say (an imported model's replaced head). */
+  notes?: string[];
 }
 
 /** The recipe an architecture file gets when it states none: the NTNU one (Adam 1e-3). */
@@ -154,8 +158,14 @@ const MAX_ONNX_BYTES = 512 * 1024 * 1024;
 /** The recipe an imported model gets (flags override it): Adam 1e-3, batch 64, 5 epochs, pixels 0..1, no normalisation. */
 const IMPORT_RECIPE: Recipe = { ...FILE_RECIPE, batch: 64, normalize: { mean: 0, std: 1 }, inputRange: 1 };
 
+/** What a run asks of an imported model's head: the dataset's class count, and whether to start a fresh head even where the width fits. */
+export interface HeadOptions {
+  classes?: number;
+  newHead?: boolean;
+}
+
 /** An ONNX classifier from PyTorch or elsewhere (`--model`); a model cnnlab trained keeps the input preparation its metadata records. */
-export function loadModelFile(file: string, opts: ImportOptions = {}): Architecture {
+export function loadModelFile(file: string, opts: ImportOptions & HeadOptions = {}): Architecture {
   let bytes: Uint8Array;
   try {
     const size = statSync(file).size;
@@ -165,11 +175,21 @@ export function loadModelFile(file: string, opts: ImportOptions = {}): Architect
     if (err instanceof CnnlabError) throw err;
     throw new CnnlabError(`--model ${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? 'error'})`, 2);
   }
-  const model = importOnnxModel(bytes, file, opts);
+  const onnxFile = readOnnxFile(file, bytes);
+  const imported = importOnnxModel(onnxFile.bytes, file, { ...opts, layout: onnxFile.layout });
+  const notes: string[] = [];
+  let model = imported;
+  if (opts.classes !== undefined && (opts.classes !== imported.classes || opts.newHead)) {
+    const replaced = replaceHead(imported, opts.classes);
+    model = replaced.model;
+    notes.push(replaced.note);
+  }
   const recipe = { ...IMPORT_RECIPE };
   const saved = readPreparation(model.source!.metadata, file);
   if (saved) Object.assign(recipe, { normalize: { mean: saved.mean, std: saved.std }, inputRange: saved.range });
-  return { id: model.id, model, recipe };
+  const { channelOrder, resize } = readImageConversion(model.source!.metadata, file);
+  if (channelOrder || resize) recipe.conversion = { ...(channelOrder ? { channelOrder } : {}), ...(resize ? { resize } : {}) };
+  return { id: model.id, model, recipe, notes };
 }
 
 /** A preset spelling (`partB`, `mads:filters=64`) or, with `archFile`, a user's file, or with `modelFile`, an ONNX model. */
@@ -185,7 +205,7 @@ function presetArchitecture(spec: string, overrides: Record<string, string>, cla
  * `modelFile`, an ONNX model. `classes`: the dataset's class count, which a preset's or file's
  * head is made to fit (an imported model's output is what it is; training checks it).
  */
-export async function loadArchitecture(spec: string | undefined, archFile?: string, overrides: Record<string, string> = {}, model?: { file: string } & ImportOptions, classes?: number): Promise<Architecture> {
+export async function loadArchitecture(spec: string | undefined, archFile?: string, overrides: Record<string, string> = {}, model?: { file: string } & ImportOptions & HeadOptions, classes?: number): Promise<Architecture> {
   if (model) return loadModelFile(model.file, model);
   if (archFile) return loadArchFile(archFile, classes);
   if (!spec) throw new CnnlabError('name an architecture (a preset such as partB) or pass --arch-file', 2);

@@ -1,6 +1,6 @@
 import { UsageError } from '../../common/errors.ts';
-import type { DatasetName } from '../../datasets/registry.ts';
-import type { InputRange } from '../model.ts';
+import type { DatasetName, ImageConversion } from '../../datasets/registry.ts';
+import type { InputRange, Normalization } from '../model.ts';
 import {
   avgPool2d,
   batchNorm2d,
@@ -30,10 +30,12 @@ export interface Recipe {
   epochs: number;
   schedule: ScheduleName;
   /** 'dataset': the training set's own mean/std; or fixed constants. */
-  normalize: 'dataset' | { mean: number; std: number };
+  normalize: 'dataset' | Normalization;
   shuffle: boolean;
   /** The value a white pixel has at the model's input (default 1: pixels 0..1). */
   inputRange?: InputRange;
+  /** How image files become its input planes (channel order, resizing), where not the default (a model cnnlab trained records it). */
+  conversion?: ImageConversion;
   /** Random rotation (degrees), translation (pixels) and brightness/contrast jitter, or none. */
   augment?: { rotate: number; translate: number; jitter: number; flip?: boolean; pil?: boolean; erase?: number };
   /** Label smoothing of the loss's target (PyTorch's CrossEntropyLoss label_smoothing), default 0. */

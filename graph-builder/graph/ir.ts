@@ -81,6 +81,18 @@ const BROADCAST_OPS = new Set(['Add', 'Sub', 'Mul', 'Div', 'Pow', 'Max', 'Min', 
 /** Ops whose (first) output has the shape of their first input. */
 const SAME_SHAPE_OPS = new Set(['Neg', 'Relu', 'Exp', 'Log', 'Sqrt', 'Identity', 'Reciprocal', 'Abs', 'Softmax', 'LogSoftmax', 'Dropout']);
 
+/**
+ * Output shape rules by op, registered by the op table (graph-builder/ops/table.ts) when it loads:
+ * the builder notes an output's shape from them where the sets above do not give it. (The table
+ * imports the gradient rules, which import this file, so it registers itself instead of being
+ * imported here.)
+ */
+export type ShapeRuleFn = (node: Node, ctx: { shape: (v: string) => Dim[]; constant: (v: string) => number[] | undefined }) => Dim[];
+const shapeRules = new Map<string, ShapeRuleFn>();
+export function registerShapeRules(rules: Iterable<[string, ShapeRuleFn]>): void {
+  for (const [op, rule] of rules) shapeRules.set(op, rule);
+}
+
 /** NumPy-style broadcast of static shapes; undefined where they cannot be combined statically. */
 export function broadcastShapes(shapes: Dim[][]): Dim[] | undefined {
   const rank = Math.max(...shapes.map((s) => s.length));
@@ -109,6 +121,8 @@ export class GraphBuilder {
   readonly dtypes = new Map<string, DType>();
   /** Node runs differentiated as a whole by the gradient rule named after their op. */
   readonly composites: Composite[] = [];
+  /** The values of the Constant nodes this builder made (axes, shapes), for the shape rules. */
+  private readonly constants = new Map<string, Tensor>();
   private readonly names: Map<string, number>;
 
   constructor(name: string, names: Map<string, number> = new Map()) {
@@ -200,8 +214,24 @@ export class GraphBuilder {
       if (shape) this.shapes.set(out, shape);
     } else if (SAME_SHAPE_OPS.has(op) && known[0]) {
       this.shapes.set(out, known[0]);
+    } else if (shapeRules.has(op) && inputs.every((i, k) => i === '' || known[k] !== undefined)) {
+      this.noteFromRule(op, inputs, attrs, out);
     }
     return out;
+  }
+
+  /** The op table's shape rule for a node just emitted, where it can tell (constant inputs from this builder's Constant nodes). */
+  private noteFromRule(op: string, inputs: string[], attrs: Record<string, AttrValue>, out: string): void {
+    const node = this.graph.nodes[this.graph.nodes.length - 1];
+    const constant = (v: string) => {
+      const t = this.constants.get(v);
+      return t ? Array.from(t.data as ArrayLike<number | bigint>, Number) : undefined;
+    };
+    try {
+      this.shapes.set(out, shapeRules.get(op)!({ ...node, inputs, attrs }, { shape: (v) => this.shapes.get(v)!, constant }));
+    } catch {
+      // A rule that cannot tell (a symbolic size where it needs a number) leaves the shape unknown, as before.
+    }
   }
 
   /**
@@ -228,6 +258,7 @@ export class GraphBuilder {
     const name = this.fresh(hint);
     const value: Tensor = { name: `${name}_value`, dtype: 'float32', dims, data: Float32Array.from(values) };
     this.graph.nodes.push({ op: 'Constant', name: this.fresh(`${name}_node`), inputs: [], outputs: [name], attrs: { value: attr.tensor(value) } });
+    this.constants.set(name, value);
     this.note(name, 'float32', dims);
     return name;
   }
@@ -237,6 +268,7 @@ export class GraphBuilder {
     const name = this.fresh(hint);
     const value: Tensor = { name: `${name}_value`, dtype: 'int64', dims, data: BigInt64Array.from(values.map((v) => BigInt(v))) };
     this.graph.nodes.push({ op: 'Constant', name: this.fresh(`${name}_node`), inputs: [], outputs: [name], attrs: { value: attr.tensor(value) } });
+    this.constants.set(name, value);
     this.note(name, 'int64', dims);
     return name;
   }

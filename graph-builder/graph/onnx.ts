@@ -207,20 +207,78 @@ export function decodeGraph(bytes: Uint8Array): DecodedGraph {
 }
 
 /**
- * The same model with new data for the named float initialisers and metadata added: every name,
+ * The same model with new data for the named float initialisers (and Constant nodes) and metadata added: every name,
  * node, input and output stays as it was, so a trained model drops back into its user's pipeline.
  */
-export function replaceInitializers(bytes: Uint8Array, values: ReadonlyMap<string, Float32Array>, metadata: Record<string, string>): Uint8Array {
+export function replaceInitializers(bytes: Uint8Array, values: ReadonlyMap<string, Float32Array>, metadata: Record<string, string>, head?: { output: string; classes: number; dims: Record<string, number[]> }): Uint8Array {
   const m = onnx.ModelProto.decode(bytes);
-  for (const t of m.graph?.initializer ?? []) {
-    const v = t.name ? values.get(t.name) : undefined;
-    if (!v) continue;
+  if (head && m.graph) reshapeHead(m.graph, head);
+  if (m.graph) toInferenceForm(m.graph);
+  const put = (t: onnxProto.onnx.ITensorProto, v: Float32Array | undefined) => {
+    if (!v) return;
     t.rawData = rawBytes(v);
     t.floatData = [];
+  };
+  for (const t of m.graph?.initializer ?? []) put(t, t.name ? values.get(t.name) : undefined);
+  // Weights older exporters hold in Constant nodes: the node's output names the parameter.
+  for (const n of m.graph?.node ?? []) {
+    const a = n.opType === 'Constant' ? n.attribute?.find((x) => x.name === 'value' && x.t) : undefined;
+    if (a?.t && n.output?.[0]) put(a.t, values.get(n.output[0]));
+  }
+  // A copy the exporter merged into another initialiser (read through an Identity) becomes its own initialiser again.
+  if (m.graph) {
+    const copies = (m.graph.node ?? []).filter((n) => n.opType === 'Identity' && n.output?.[0] && values.has(n.output[0]) && !(m.graph!.initializer ?? []).some((t) => t.name === n.output![0]));
+    for (const n of copies) {
+      const v = values.get(n.output![0])!;
+      const source =
+        (m.graph.initializer ?? []).find((t) => t.name === n.input?.[0]) ??
+        (m.graph.node ?? []).find((c) => c.opType === 'Constant' && c.output?.[0] === n.input?.[0])?.attribute?.find((x) => x.name === 'value')?.t;
+      m.graph.initializer = [...(m.graph.initializer ?? []), { name: n.output![0], dataType: onnx.TensorProto.DataType.FLOAT, dims: source?.dims ?? [v.length], rawData: rawBytes(v) }];
+    }
+    m.graph.node = (m.graph.node ?? []).filter((n) => !copies.includes(n));
   }
   const kept = (m.metadataProps ?? []).filter((p) => !(p.key && p.key in metadata));
   m.metadataProps = [...kept, ...Object.entries(metadata).map(([key, value]) => onnx.StringStringEntryProto.create({ key, value }))];
   return onnx.ModelProto.encode(m).finish();
+}
+
+/**
+ * A training-mode export's nodes in inference form, so the trained model's answers do not depend
+ * on the batch: BatchNormalization without training_mode (0) and only its Y output, Dropout without
+ * its training_mode input (the identity at inference, as at import).
+ */
+function toInferenceForm(g: onnxProto.onnx.IGraphProto): void {
+  const read = new Set([...(g.node ?? []).flatMap((n) => n.input ?? []), ...(g.output ?? []).map((o) => o.name ?? '')]);
+  for (const n of g.node ?? []) {
+    if (n.opType === 'BatchNormalization') {
+      const mode = n.attribute?.find((a) => a.name === 'training_mode');
+      if (mode && Number(mode.i) === 1 && !(n.output ?? []).slice(1).some((o) => o && read.has(o))) {
+        // Absent means 0, in every opset that has the attribute (and in the older ones, which lack it).
+        n.attribute = (n.attribute ?? []).filter((a) => a.name !== 'training_mode');
+        n.output = (n.output ?? []).slice(0, 1);
+      }
+    } else if (n.opType === 'Dropout' && (n.input?.length ?? 0) > 2) {
+      n.input = n.input!.slice(0, 2);
+    }
+  }
+}
+
+/**
+ * A replaced head's new width in the file: the head's tensors get their new dims, the output its
+ * new class count, and the exporter's intermediate shape annotations go (onnxruntime infers them;
+ * stale ones along the head would contradict the new width).
+ */
+function reshapeHead(g: onnxProto.onnx.IGraphProto, head: { output: string; classes: number; dims: Record<string, number[]> }): void {
+  for (const t of g.initializer ?? []) if (t.name && head.dims[t.name]) t.dims = head.dims[t.name];
+  for (const n of g.node ?? []) {
+    const t = n.opType === 'Constant' && n.output?.[0] ? n.attribute?.find((a) => a.name === 'value')?.t : undefined;
+    if (t && head.dims[n.output![0]]) t.dims = head.dims[n.output![0]];
+  }
+  for (const o of g.output ?? []) {
+    const dim = o.name === head.output ? o.type?.tensorType?.shape?.dim : undefined;
+    if (dim && dim.length > 1) dim[1] = { dimValue: head.classes };
+  }
+  g.valueInfo = [];
 }
 
 /** Reads the parts of a model cnnlab needs (metadata, interface, weights). Throws on bad bytes. */

@@ -1,149 +1,85 @@
-import { CnnlabError } from '../../common/errors.ts';
-import { GRAD_RULES, NON_DIFFERENTIABLE } from '../autodiff/registry.ts';
+import { CnnlabError, InputError, UsageError } from '../../common/errors.ts';
+import { GRAD_RULES } from '../autodiff/registry.ts';
 import { attr, type Dim, type Graph, type Node, type Tensor } from '../graph/ir.ts';
 import { decodeGraph, type DecodedGraph } from '../graph/onnx.ts';
-import { elementCount, type LayerGroup, type Model, type OutputKind, type ParamSpec } from '../model.ts';
-import { inferShape } from './shapes.ts';
+import { elementCount, type LayerGroup, type Model, type OutputKind } from '../model.ts';
+import type { NormalizeContext } from '../ops/spec.ts';
+import { NON_DIFFERENTIABLE, opSpec } from '../ops/table.ts';
+import { FOLDABLE, type Folded, foldedOf, foldNode } from './fold.ts';
+import { type Importer, paramsOf } from './params.ts';
 
-/** The opsets cnnlab reads: what PyTorch's exporter, tf2onnx and onnx's own tools write today. */
-export const IMPORT_OPSETS = { min: 13, max: 18 };
+/** The opsets cnnlab reads: the ONNX Model Zoo's opset 7-12 files up to the newest onnxruntime 1.30 loads. */
+export const IMPORT_OPSETS = { min: 7, max: 26 };
 
-/** Forward ops an imported graph may use (shape computations are folded away before this list applies). */
-export const IMPORT_OPS = [
-  'Conv', 'ConvTranspose', 'Gemm', 'MatMul', 'Add', 'Sub', 'Mul', 'Div', 'Relu', 'LeakyRelu', 'Sigmoid', 'Tanh', 'Clip',
-  'HardSwish', 'MaxPool', 'AveragePool', 'GlobalAveragePool', 'BatchNormalization', 'Dropout', 'Flatten', 'Reshape',
-  'Transpose', 'Concat', 'Softmax', 'LogSoftmax', 'Identity', 'Constant',
-] as const;
-
-/** Ops whose all-constant inputs are evaluated at import (PyTorch's Shape/Gather/Unsqueeze/Concat before a Reshape). */
-const FOLDABLE = new Set(['Shape', 'Gather', 'Unsqueeze', 'Squeeze', 'Concat', 'Slice', 'Cast', 'Add', 'Sub', 'Mul', 'Div', 'Identity', 'Constant', 'Reshape']);
-
-/** Ops lowered by the train step rather than differentiated as they stand. */
+/** Ops the train step lowers rather than differentiates as they stand. */
 const LOWERED = new Set(['Dropout', 'BatchNormalization']);
 
 export interface ImportOptions {
   /** What the output holds, where the graph's last op does not say (LogSoftmax, Softmax). */
   outputKind?: OutputKind;
+  /** Height and width for an input whose height and width are symbolic (--input-size). */
+  inputSize?: [number, number];
+  /** Where the weights were: inside the file or in external data files (kept when the trained model is written). */
+  layout?: 'inline' | 'external';
 }
 
-/** A folded value: numbers, with 'N' where the batch size stands (from Shape of a batched value). */
-interface Folded {
-  dims: number[];
-  values: (number | 'N')[];
-  dtype: Tensor['dtype'];
+/** `--input-size HxW` (or one number for a square), or undefined where not given. */
+export function parseInputSize(value: string | undefined): [number, number] | undefined {
+  if (value === undefined) return undefined;
+  const parts = value.toLowerCase().split('x').map((v) => Number(v.trim()));
+  const [h, w] = parts.length === 1 ? [parts[0], parts[0]] : parts;
+  if (parts.length > 2 || ![h, w].every((d) => Number.isInteger(d) && d >= 1 && d <= 4096)) throw new UsageError(`--input-size: expected HxW such as 224x224 (1..4096 each), got '${value}'`);
+  return [h, w];
 }
 
-const isFloatParamSlot = (op: string, i: number) =>
-  ((op === 'Conv' || op === 'ConvTranspose' || op === 'Gemm') && (i === 1 || i === 2)) || (op === 'MatMul' && i === 1) || (op === 'BatchNormalization' && i >= 1);
-
-function roleOf(op: string, i: number): ParamSpec['role'] {
-  if (op === 'BatchNormalization') return (['weight', 'weight', 'bias', 'running_mean', 'running_var'] as const)[i];
-  return i === 2 ? 'bias' : 'weight';
-}
-
-/** Evaluates one foldable node over folded inputs; undefined where it cannot be folded. */
-function foldNode(node: Node, inputs: Folded[], shapeOf: (v: string) => Dim[] | undefined): Folded | undefined {
-  const ints = (key: string, fallback: number[]) => (node.attrs[key]?.kind === 'ints' ? (node.attrs[key].value as number[]) : fallback);
-  const int = (key: string, fallback: number) => (node.attrs[key]?.kind === 'int' ? (node.attrs[key].value as number) : fallback);
-  const vec = (values: (number | 'N')[], dtype: Tensor['dtype'] = 'int64'): Folded => ({ dims: [values.length], values, dtype });
-  const [a, b] = inputs;
-  switch (node.op) {
-    case 'Shape': {
-      const s = shapeOf(node.inputs[0]);
-      if (!s || s.some((d) => typeof d === 'string' && d !== 'N')) return undefined;
-      return vec(s.slice(int('start', 0), node.attrs.end ? int('end', s.length) : s.length) as (number | 'N')[]);
-    }
-    case 'Gather': {
-      if (!a || !b || a.dims.length !== 1 || int('axis', 0) !== 0) return undefined;
-      const pick = b.values.map((i) => (typeof i === 'number' ? a.values[i < 0 ? i + a.values.length : i] : undefined));
-      if (pick.some((v) => v === undefined)) return undefined;
-      return { dims: b.dims, values: pick as (number | 'N')[], dtype: a.dtype };
-    }
-    case 'Unsqueeze':
-    case 'Squeeze':
-      if (!a) return undefined;
-      return a.dims.length <= 1 ? vec(a.values, a.dtype) : undefined;
-    case 'Concat':
-      return inputs.every((x) => x && x.dims.length === 1) ? vec(inputs.flatMap((x) => x.values), a.dtype) : undefined;
-    case 'Slice': {
-      if (!a || a.dims.length !== 1 || !b || !inputs[2]) return undefined;
-      const n = a.values.length;
-      const at = (v: number | 'N') => (typeof v === 'number' ? Math.max(0, Math.min(n, v < 0 ? v + n : v)) : undefined);
-      const [start, end] = [at(b.values[0]), at(inputs[2].values[0])];
-      const step = inputs[4] ? inputs[4].values[0] : 1;
-      if (start === undefined || end === undefined || step !== 1) return undefined;
-      return vec(a.values.slice(start, end), a.dtype);
-    }
-    case 'Cast':
-      return a && int('to', 0) !== 1 ? { ...a, dtype: 'int64' } : undefined;
-    case 'Identity':
-      return a;
-    case 'Add':
-    case 'Sub':
-    case 'Mul':
-    case 'Div': {
-      if (!a || !b || a.dtype === 'float32' || b.dtype === 'float32' || a.values.includes('N') || b.values.includes('N')) return undefined;
-      const n = Math.max(a.values.length, b.values.length);
-      if (a.values.length !== n && a.values.length !== 1) return undefined;
-      if (b.values.length !== n && b.values.length !== 1) return undefined;
-      const f = { Add: (x: number, y: number) => x + y, Sub: (x: number, y: number) => x - y, Mul: (x: number, y: number) => x * y, Div: (x: number, y: number) => Math.trunc(x / y) }[node.op];
-      const values = Array.from({ length: n }, (_, i) => f(a.values[a.values.length === 1 ? 0 : i] as number, b.values[b.values.length === 1 ? 0 : i] as number));
-      return { dims: a.values.length === n ? a.dims : b.dims, values, dtype: a.dtype };
-    }
-    default:
-      return undefined;
-  }
-}
-
-function foldedOf(t: Tensor): Folded {
-  const values = t.data instanceof BigInt64Array ? Array.from(t.data, Number) : Array.from(t.data as ArrayLike<number>);
-  return { dims: t.dims, values, dtype: t.dtype };
-}
-
-interface Importer {
-  file: string;
-  graph: Graph;
-  shapes: Map<string, Dim[]>;
-  folded: Map<string, Folded>;
-  floats: Map<string, Tensor>;
-  kept: Node[];
-  fixedBatch?: number;
-}
-
-/** The image input: the one graph input that is not an initialiser, float [N,C,H,W] with C 1 or 3. */
-function imageInput(im: Importer): { name: string; shape: number[] } {
+/** The image input: the one graph input that is not an initialiser, float [N,C,H,W] or channels-last [N,H,W,C], C 1 or 3. */
+function imageInput(im: Importer, opts: ImportOptions): { name: string; shape: number[]; channelsLast: boolean } {
   const inits = new Set(im.graph.initializers.map((t) => t.name));
   const inputs = im.graph.inputs.filter((i) => !inits.has(i.name));
   const list = inputs.slice(0, 4).map((i) => `${i.name} [${i.shape?.join(', ') ?? '?'}]`).join(', ') + (inputs.length > 4 ? ', ...' : '');
-  if (inputs.length !== 1) throw new CnnlabError(`${im.file}: expected one image input, found ${inputs.length}${list ? ` (${list})` : ''}`);
+  if (inputs.length !== 1) throw new InputError(`${im.file}: expected one image input, found ${inputs.length}${list ? ` (${list})` : ''}`);
   const x = inputs[0];
   const s = x.shape;
-  if (x.dtype !== 'float32' || !s || s.length !== 4) throw new CnnlabError(`${im.file}: input '${x.name}' is ${x.dtype} [${s?.join(', ') ?? 'unknown shape'}]; expected float [N, C, H, W]`);
-  const [n, c, h, w] = s;
-  if (c !== 1 && c !== 3) throw new CnnlabError(`${im.file}: input '${x.name}' has ${c} channels [${s.join(', ')}]; expected 1 (grayscale) or 3 (RGB)`);
-  if (typeof h !== 'number' || typeof w !== 'number' || h < 1 || w < 1) throw new CnnlabError(`${im.file}: input '${x.name}' has a symbolic height or width [${s.join(', ')}]; export it with a fixed image size`);
+  if (x.dtype !== 'float32' || !s || s.length !== 4) throw new InputError(`${im.file}: input '${x.name}' is ${x.dtype} [${s?.join(', ') ?? 'unknown shape'}]; expected float [N, C, H, W]`);
+  const channelsLast = s[1] !== 1 && s[1] !== 3 && (s[3] === 1 || s[3] === 3);
+  const [n, c, h0, w0] = channelsLast ? [s[0], s[3], s[1], s[2]] : s;
+  if (c !== 1 && c !== 3) throw new InputError(`${im.file}: input '${x.name}' has ${c} channels [${s.join(', ')}]; expected 1 (grayscale) or 3 (RGB)`);
+  const symbolic = typeof h0 !== 'number' || typeof w0 !== 'number' || h0 < 1 || w0 < 1;
+  if (symbolic && !opts.inputSize) throw new InputError(`${im.file}: input '${x.name}' has a symbolic height or width [${s.join(', ')}]; give the image size with --input-size HxW`);
+  const [h, w] = symbolic ? opts.inputSize! : [h0 as number, w0 as number];
+  if (opts.inputSize && !symbolic && (opts.inputSize[0] !== h || opts.inputSize[1] !== w)) {
+    throw new InputError(`${im.file}: --input-size ${opts.inputSize.join('x')} differs from input '${x.name}' [${s.join(', ')}], which fixes ${h}x${w}`);
+  }
   if (typeof n === 'number') im.fixedBatch = n;
-  im.shapes.set(x.name, ['N', c, h, w]);
-  return { name: x.name, shape: [c, h, w] };
+  im.shapes.set(x.name, channelsLast ? ['N', h, w, c] : ['N', c, h, w]);
+  return { name: x.name, shape: [c, h, w], channelsLast };
 }
 
 /** A kept node's target-shape input as a Constant the train step can use: the batch entry becomes 0 (copy). */
 function reshapeConstant(im: Importer, node: Node): Node {
   const f = im.folded.get(node.inputs[1]);
-  if (!f) throw new CnnlabError(`${im.file}: node ${node.name} (Reshape): its target shape is computed at run time from more than the input's shape; cnnlab needs it constant`);
+  if (!f) throw new InputError(`${im.file}: node ${node.name} (Reshape): its target shape is computed at run time from more than the input's shape; cnnlab needs it constant`);
   const values = f.values.map((v, i) => {
     if (v === 'N' || (i === 0 && v === im.fixedBatch && im.shapes.get(node.inputs[0])?.[0] === 'N')) {
-      if (i !== 0) throw new CnnlabError(`${im.file}: node ${node.name} (Reshape) moves the batch axis to position ${i}; keep the batch first`);
+      if (i !== 0) throw new InputError(`${im.file}: node ${node.name} (Reshape) moves the batch axis to position ${i}; keep the batch first`);
       return 0;
     }
     return v;
   });
   const name = `${node.inputs[1]}__cnnlab_shape`;
   im.folded.set(name, { dims: [values.length], values, dtype: 'int64' });
-  return { ...node, inputs: [node.inputs[0], name] };
+  // The batch entry's 0 means "copy": allowzero=1 (PyTorch 2.x writes it) would read it as size 0.
+  const attrs = Object.fromEntries(Object.entries(node.attrs).filter(([k]) => k !== 'allowzero'));
+  if (node.attrs.allowzero?.kind === 'int' && node.attrs.allowzero.value === 1 && f.values.some((v) => v === 0)) {
+    throw new InputError(`${im.file}: node ${node.name} (Reshape) reshapes to a size of 0 (allowzero=1); cnnlab cannot train an empty tensor`);
+  }
+  return { ...node, inputs: [node.inputs[0], name], attrs };
 }
 
-/** Constant nodes for the folded values the kept nodes read (shapes, Clip bounds, scale factors). */
+/** A folded number as int64: INT64_MAX read back as a double is 2^63, which BigInt64Array would wrap to INT64_MIN. */
+const int64 = (x: number): bigint => (x >= 2 ** 63 ? 2n ** 63n - 1n : x <= -(2 ** 63) ? -(2n ** 63n) : BigInt(Math.trunc(x)));
+
+/** Constant nodes for the folded values and constant floats the kept nodes read (shapes, Clip bounds, scale factors). */
 function constantNodes(im: Importer, params: Set<string>): Node[] {
   const out: Node[] = [];
   const done = new Set<string>();
@@ -154,9 +90,9 @@ function constantNodes(im: Importer, params: Set<string>): Node[] {
       const f = im.folded.get(v);
       if (!fl && !f) continue;
       done.add(v);
-      const value: Tensor = fl ?? { name: v, dtype: 'int64', dims: f!.dims, data: BigInt64Array.from(f!.values.map((x) => BigInt(x as number))) };
+      const value: Tensor = fl ?? { name: v, dtype: 'int64', dims: f!.dims, data: BigInt64Array.from(f!.values.map((x) => int64(x as number))) };
       if (!fl && (f!.values.includes('N') || f!.dtype === 'float32')) {
-        if (f!.values.includes('N')) throw new CnnlabError(`${im.file}: node ${n.name} (${n.op}) reads the batch size as a value; cnnlab cannot train such a graph`);
+        if (f!.values.includes('N')) throw new InputError(`${im.file}: node ${n.name} (${n.op}) reads the batch size as a value; cnnlab cannot train such a graph`);
         value.dtype = 'float32';
         value.data = Float32Array.from(f!.values as number[]);
       }
@@ -166,139 +102,288 @@ function constantNodes(im: Importer, params: Set<string>): Node[] {
   return out;
 }
 
-/** Walks the nodes: folds shape computations, checks ops, infers shapes, lowers Dropout's inputs. */
-function walk(im: Importer, dropouts: Map<string, { p: number; salt: number }>): void {
-  const shapeOf = (v: string) => im.shapes.get(v) ?? (im.floats.has(v) ? im.floats.get(v)!.dims : im.folded.get(v)?.dims);
-  im.graph.nodes.forEach((node, index) => {
-    const where = `${im.file}: node ${node.name} (${node.op})`;
-    if (node.domain && node.domain !== 'ai.onnx') throw new CnnlabError(`${where}: op of domain ${node.domain}; cnnlab reads standard ONNX ops only`);
-    if (node.op === 'Constant') {
-      const t = node.attrs.value;
-      if (t?.kind !== 'tensor') throw new CnnlabError(`${where}: only 'value' constants are supported`);
-      if (t.value.dtype === 'float32') im.floats.set(node.outputs[0], { ...t.value, name: node.outputs[0] });
-      else im.folded.set(node.outputs[0], foldedOf(t.value));
-      return;
+/** A Constant node's value as a tensor (value, value_float(s), value_int(s)); undefined for forms cnnlab does not read. */
+function constantValue(node: Node): Tensor | undefined {
+  const a = Object.values(node.attrs)[0];
+  const name = node.outputs[0];
+  if (!a) return undefined;
+  if (a.kind === 'tensor') return { ...a.value, name };
+  if (a.kind === 'float') return { name, dtype: 'float32', dims: [], data: Float32Array.of(a.value) };
+  if (a.kind === 'floats') return { name, dtype: 'float32', dims: [a.value.length], data: Float32Array.from(a.value) };
+  if (a.kind === 'int') return { name, dtype: 'int64', dims: [], data: BigInt64Array.of(BigInt(a.value)) };
+  if (a.kind === 'ints') return { name, dtype: 'int64', dims: [a.value.length], data: BigInt64Array.from(a.value.map(BigInt)) };
+  return undefined;
+}
+
+/** The rewrite context the op table's `normalize` entries get. */
+function normalizeContext(im: Importer, opset: number): NormalizeContext {
+  const fresh = (hint: string) => {
+    let name = `${hint}__cnnlab`;
+    for (let k = 1; im.names.has(name); k++) name = `${hint}__cnnlab_${k}`;
+    im.names.add(name);
+    return name;
+  };
+  return {
+    opset,
+    fresh,
+    constI: (values, hint) => {
+      const name = fresh(hint);
+      im.folded.set(name, { dims: [values.length], values, dtype: 'int64' });
+      return name;
+    },
+    constF: (values, dims, hint) => {
+      const name = fresh(hint);
+      im.floats.set(name, { name, dtype: 'float32', dims, data: Float32Array.from(values) });
+      im.fixed.add(name);
+      return name;
+    },
+    constant: (v) => constantOf(im, v),
+    shape: (v) => shapeOf(im, v),
+  };
+}
+
+const shapeOf = (im: Importer, v: string): Dim[] | undefined => im.shapes.get(v) ?? (im.floats.has(v) ? im.floats.get(v)!.dims : im.folded.get(v)?.dims);
+const constantOf = (im: Importer, v: string): number[] | undefined => {
+  const f = im.folded.get(v);
+  if (f) return f.values.includes('N') ? undefined : (f.values as number[]);
+  const t = im.floats.get(v);
+  return t && t.data.length <= 4096 ? Array.from(t.data as Float32Array) : undefined;
+};
+
+/** A value as a folded constant: folded shapes, or a float scalar (a scale factor, never a weight). */
+function foldable(im: Importer, v: string): Folded | undefined {
+  const f = im.folded.get(v);
+  if (f) return f;
+  const t = im.floats.get(v);
+  return t && t.data.length === 1 ? foldedOf(t) : undefined;
+}
+
+/** Drops what opset 6 and earlier wrote on every node and turns a float-to-float Cast into Identity. */
+function legacyForm(node: Node, im: Importer): Node {
+  let n = node;
+  if (n.attrs.consumed_inputs) n = { ...n, attrs: Object.fromEntries(Object.entries(n.attrs).filter(([k]) => k !== 'consumed_inputs')) };
+  if (n.op === 'Cast' && n.attrs.to?.kind === 'int' && n.attrs.to.value === 1 && !im.folded.has(n.inputs[0])) n = { ...n, op: 'Identity', attrs: {} };
+  return n;
+}
+
+/** Records an op cnnlab cannot import and marks everything computed from it as unknown. */
+function skip(im: Importer, node: Node, key: string): void {
+  im.unsupported.set(key, (im.unsupported.get(key) ?? 0) + 1);
+  for (const o of node.outputs) im.unknown.add(o);
+}
+
+/** Walks the nodes: folds shape computations, rewrites older opsets' forms, checks ops, infers shapes. */
+function walk(im: Importer, opset: number, dropouts: Map<string, { p: number; salt: number }>): void {
+  const ctx = normalizeContext(im, opset);
+  im.graph.nodes.forEach((raw, index) => {
+    if (raw.domain && raw.domain !== 'ai.onnx') return skip(im, raw, `${raw.domain}.${raw.op}`);
+    if (raw.inputs.some((v) => im.unknown.has(v))) return skip(im, raw, opSpec(raw.op)?.shape || opSpec(raw.op)?.shapes || FOLDABLE.has(raw.op) || raw.op === 'Constant' ? '' : raw.op);
+    if (raw.op === 'Constant') return readConstant(im, raw);
+    if (untie(im, raw)) return;
+    const spec = opSpec(raw.op);
+    const node = legacyForm(raw, im);
+    for (const n of spec?.normalize && node.op === raw.op ? normalized(im, node, () => spec.normalize!(node, ctx)) : [node]) {
+      if (!foldInto(im, n)) keep(im, n, index, dropouts);
     }
-    if (FOLDABLE.has(node.op)) {
-      const inputs = node.inputs.filter(Boolean).map((v) => im.folded.get(v));
-      const ready = node.op === 'Shape' || inputs.every((f) => f !== undefined);
-      const f = ready ? foldNode(node, inputs as Folded[], (v) => im.shapes.get(v)) : undefined;
-      if (f) {
-        im.folded.set(node.outputs[0], f);
-        return;
-      }
-    }
-    if (!(IMPORT_OPS as readonly string[]).includes(node.op)) throw new CnnlabError(`${where}: not an op cnnlab can import; supported: ${IMPORT_OPS.join(', ')}`);
-    for (const v of node.inputs) if (v && !shapeOf(v)) throw new CnnlabError(`${where}: reads ${v}, which no earlier node or initialiser defines`);
-    let kept = node;
-    if (node.op === 'Dropout') {
-      const ratio = node.inputs[1] ? (im.folded.get(node.inputs[1]) ?? (im.floats.get(node.inputs[1]) && foldedOf(im.floats.get(node.inputs[1])!))) : undefined;
-      const p = ratio ? Number(ratio.values[0]) : 0.5;
-      kept = { ...node, inputs: [node.inputs[0]], outputs: [node.outputs[0]], attrs: {} };
-      dropouts.set(node.name, { p, salt: (index * 1000003 + 54321) % 2147483647 });
-    } else if (node.op === 'BatchNormalization') {
-      kept = { ...node, outputs: [node.outputs[0]], attrs: { epsilon: node.attrs.epsilon ?? attr.float(1e-5), momentum: node.attrs.momentum ?? attr.float(0.9) } };
-    } else if (node.op === 'Reshape') {
-      kept = reshapeConstant(im, node);
-    }
-    try {
-      im.shapes.set(kept.outputs[0], inferShape(kept, (v) => shapeOf(v)!, (v) => im.folded.get(v)?.values as number[] | undefined));
-    } catch (err) {
-      if (err instanceof CnnlabError) throw err;
-      throw new CnnlabError(`${where} ${(err as Error).message}`);
-    }
-    im.kept.push(kept);
   });
 }
 
-/** Parameters: float initialisers read as weights and biases (trained) or as BatchNorm statistics (buffers). */
-function paramsOf(im: Importer): ParamSpec[] {
-  const out = new Map<string, ParamSpec>();
-  for (const n of im.kept) {
-    n.inputs.forEach((v, i) => {
-      const t = im.floats.get(v);
-      if (!t || !isFloatParamSlot(n.op, i) || out.has(v) || !im.graph.initializers.some((g) => g.name === v)) return;
-      const role = roleOf(n.op, i);
-      out.set(v, { name: v, shape: t.dims, role, trainable: role === 'weight' || role === 'bias', init: { kind: 'given', data: t.data as Float32Array } });
-    });
+/** A node rewritten into cnnlab's form; a form it cannot rewrite is one line naming the node. */
+function normalized(im: Importer, node: Node, rewrite: () => Node[]): Node[] {
+  try {
+    return rewrite();
+  } catch (err) {
+    if (err instanceof CnnlabError) throw err;
+    throw new InputError(`${im.file}: node ${node.name} (${node.op}) ${(err as Error).message}`);
   }
-  return [...out.values()];
 }
 
-/** The output, what it holds, and the node to train from (a final Softmax is left to the loss). */
-function outputOf(im: Importer, opts: ImportOptions): { output: string; kind: OutputKind; trainFrom: string } {
-  const outs = im.graph.outputs;
-  if (outs.length !== 1) throw new CnnlabError(`${im.file}: expected one output (class scores), found ${outs.length}: ${outs.map((o) => o.name).join(', ')}`);
-  const output = outs[0].name;
-  const last = im.kept.find((n) => n.outputs[0] === output);
-  if (!last) throw new CnnlabError(`${im.file}: output '${output}' is not computed by the graph's nodes`);
-  const detected: OutputKind | undefined = last.op === 'LogSoftmax' ? 'log-probabilities' : last.op === 'Softmax' ? 'probabilities' : undefined;
-  const kind = opts.outputKind ?? detected ?? 'logits';
-  if (kind === 'probabilities' && last.op !== 'Softmax') throw new CnnlabError(`${im.file}: output '${output}' comes from ${last.op}, not Softmax; --output-kind probabilities needs a final Softmax (use logits or log-probabilities)`);
-  const s = im.shapes.get(output)!;
-  if (s.length !== 2 || typeof s[1] !== 'number') throw new CnnlabError(`${im.file}: output '${output}' is [${s.join(', ')}]; expected class scores [N, classes]`);
-  return { output, kind, trainFrom: kind === 'probabilities' ? last.inputs[0] : output };
+/** A Constant node: float values may be weights (params.ts decides), the rest fold. */
+function readConstant(im: Importer, node: Node): void {
+  const t = constantValue(node);
+  if (!t) return skip(im, node, 'Constant (sparse or string value)');
+  if (t.dtype === 'float32') {
+    im.floats.set(node.outputs[0], t);
+    im.fromConstants.add(node.outputs[0]);
+  } else im.folded.set(node.outputs[0], foldedOf(t));
 }
 
 /**
- * The ONNX front-end: a classifier exported by PyTorch, tf2onnx or onnx's tools becomes a Model.
- * Its float initialisers become parameters under their own names; shape computations on the
- * batch size are folded into constants; every problem is one line naming the file and the node.
+ * PyTorch's exporter merges identical initialisers (all-ones BatchNorm scales and running
+ * variances, all-zero biases) and reads the copies through Identity nodes; each copy was its
+ * own parameter or buffer in the model, and is one again here (the trained model gets it back
+ * as an initialiser of the Identity's output name).
  */
-export function importOnnxModel(bytes: Uint8Array, file: string, opts: ImportOptions = {}): Model {
+function untie(im: Importer, node: Node): boolean {
+  const t = node.op === 'Identity' ? im.floats.get(node.inputs[0]) : undefined;
+  if (!t || im.fixed.has(node.inputs[0]) || t.data.length < 2) return false;
+  im.floats.set(node.outputs[0], { ...t, name: node.outputs[0], data: (t.data as Float32Array).slice() });
+  if (im.fromConstants.has(node.inputs[0])) im.fromConstants.add(node.outputs[0]);
+  return true;
+}
+
+/** Folds a node whose inputs are all constant (or a Shape of a static shape); true where it did. */
+function foldInto(im: Importer, node: Node): boolean {
+  if (!FOLDABLE.has(node.op)) return false;
+  const inputs = node.inputs.filter(Boolean).map((v) => foldable(im, v));
+  const ready = node.op === 'Shape' || inputs.every((f) => f !== undefined);
+  const f = ready ? foldNode(node, inputs as Folded[], (v) => im.shapes.get(v)) : undefined;
+  if (f) im.folded.set(node.outputs[0], f);
+  return f !== undefined;
+}
+
+/** Keeps a forward node: checks it is known, lowers Dropout's inputs, infers its output shapes. */
+function keep(im: Importer, node: Node, index: number, dropouts: Map<string, { p: number; salt: number }>): void {
+  const where = `${im.file}: node ${node.name} (${node.op})`;
+  const spec = opSpec(node.op);
+  if (!spec || !(spec.shape || spec.shapes)) return skip(im, node, node.op);
+  for (const v of node.inputs) if (v && !shapeOf(im, v)) throw new InputError(`${where}: reads ${v}, which no earlier node or initialiser defines`);
+  let kept = node;
+  if (node.op === 'Dropout') {
+    const ratio = node.inputs[1] ? foldable(im, node.inputs[1]) : undefined;
+    const p = ratio ? Number(ratio.values[0]) : node.attrs.ratio?.kind === 'float' ? node.attrs.ratio.value : 0.5;
+    kept = { ...node, inputs: [node.inputs[0]], outputs: [node.outputs[0]], attrs: {} };
+    dropouts.set(node.name, { p, salt: (index * 1000003 + 54321) % 2147483647 });
+  } else if (node.op === 'BatchNormalization') {
+    kept = { ...node, outputs: [node.outputs[0]], attrs: { epsilon: node.attrs.epsilon ?? attr.float(1e-5), momentum: node.attrs.momentum ?? attr.float(0.9) } };
+  } else if (node.op === 'Reshape') {
+    kept = reshapeConstant(im, node);
+  }
+  const sctx = { shape: (v: string) => shapeOf(im, v)!, constant: (v: string) => constantOf(im, v) };
+  try {
+    const shapes = spec.shapes ? spec.shapes(kept, sctx) : [spec.shape!(kept, sctx)];
+    kept.outputs.forEach((o, i) => o && shapes[i] && im.shapes.set(o, shapes[i]));
+  } catch (err) {
+    if (err instanceof CnnlabError) throw err;
+    throw new InputError(`${where} ${(err as Error).message}`);
+  }
+  im.kept.push(kept);
+}
+
+/** One line naming every op type cnnlab cannot import, with counts. */
+function refuseUnsupported(im: Importer): void {
+  const ops = [...im.unsupported].filter(([op]) => op !== '');
+  if (ops.length === 0) return;
+  const total = ops.reduce((a, [, n]) => a + n, 0);
+  const list = ops.map(([op, n]) => (n > 1 ? `${op} x${n}` : op)).join(', ');
+  throw new InputError(`${im.file}: ${total} node(s) of ${ops.length} op type(s) cnnlab cannot import: ${list} (the README's op table lists what it reads)`);
+}
+
+/**
+ * The class-score output: the graph's one output, or of two outputs the one the other is the
+ * Softmax of (cnnlab's own inference.onnx: `logits`, and `probabilities` = Softmax(logits), each
+ * possibly through Identity). `dropped` lists the nodes that only make the probabilities output.
+ */
+function scoresOutput(im: Importer): { name: string; dropped: Set<Node> } {
+  const outs = im.graph.outputs.map((o) => o.name);
+  if (outs.length === 1) return { name: outs[0], dropped: new Set() };
+  const producer = (v: string) => im.kept.find((n) => n.outputs[0] === v);
+  const unaliased = (v: string) => {
+    for (let n = producer(v); n?.op === 'Identity'; n = producer(v)) v = n.inputs[0];
+    return v;
+  };
+  if (outs.length === 2) {
+    for (const [probs, scores] of [[outs[1], outs[0]], [outs[0], outs[1]]]) {
+      const softmax = producer(unaliased(probs));
+      if (softmax?.op !== 'Softmax' || unaliased(softmax.inputs[0]) !== unaliased(scores)) continue;
+      const dropped = new Set<Node>([softmax]);
+      for (let v = probs, n = producer(v); n && n !== softmax; v = n.inputs[0], n = producer(v)) dropped.add(n);
+      return { name: scores, dropped };
+    }
+  }
+  throw new InputError(`${im.file}: expected one output (class scores), found ${outs.length}: ${outs.join(', ')} (two are read only as logits and their Softmax)`);
+}
+
+/** The output, what it holds, and the node to train from (a final Softmax is left to the loss); `dropped`: nodes training leaves out. */
+function outputOf(im: Importer, opts: ImportOptions): { output: string; kind: OutputKind; trainFrom: string; dropped: Set<Node> } {
+  const { name: output, dropped } = scoresOutput(im);
+  const last = im.kept.find((n) => n.outputs[0] === output);
+  if (!last) throw new InputError(`${im.file}: output '${output}' is not computed by the graph's nodes`);
+  const detected: OutputKind | undefined = last.op === 'LogSoftmax' ? 'log-probabilities' : last.op === 'Softmax' ? 'probabilities' : undefined;
+  const kind = opts.outputKind ?? detected ?? 'logits';
+  if (kind === 'probabilities' && last.op !== 'Softmax') throw new InputError(`${im.file}: output '${output}' comes from ${last.op}, not Softmax; --output-kind probabilities needs a final Softmax (use logits or log-probabilities)`);
+  const s = im.shapes.get(output)!;
+  if (s.length !== 2 || typeof s[1] !== 'number') throw new InputError(`${im.file}: output '${output}' is [${s.join(', ')}]; expected class scores [N, classes]`);
+  if (kind === 'probabilities') dropped.add(last);
+  return { output, kind, trainFrom: kind === 'probabilities' ? last.inputs[0] : output, dropped };
+}
+
+/** Decodes the bytes and checks the opset, each problem one line naming the file. */
+function decode(bytes: Uint8Array, file: string): DecodedGraph {
   let decoded: DecodedGraph;
   try {
     decoded = decodeGraph(bytes);
   } catch (err) {
-    throw new CnnlabError(`${file}: not an ONNX model (${(err as Error).message.split('\n')[0]})`);
+    throw new InputError(`${file}: not an ONNX model (${(err as Error).message.split('\n')[0]})`);
   }
-  const { graph, opset } = decoded;
-  if (opset < IMPORT_OPSETS.min || opset > IMPORT_OPSETS.max) throw new CnnlabError(`${file}: ONNX opset ${opset}; cnnlab reads opsets ${IMPORT_OPSETS.min} to ${IMPORT_OPSETS.max} (export with opset_version=17)`);
-  const im: Importer = { file, graph, shapes: new Map(), folded: new Map(), floats: new Map(), kept: [] };
+  const { opset } = decoded;
+  if (opset < IMPORT_OPSETS.min || opset > IMPORT_OPSETS.max) throw new InputError(`${file}: ONNX opset ${opset}; cnnlab reads opsets ${IMPORT_OPSETS.min} to ${IMPORT_OPSETS.max}`);
+  return decoded;
+}
+
+/**
+ * The ONNX front-end: a classifier exported by PyTorch, tf2onnx, paddle2onnx or onnx's tools
+ * becomes a Model. Older and newer opsets' forms are rewritten into cnnlab's (the op table's
+ * `normalize`); float tensors that reach the loss become parameters under their own names
+ * (params.ts); shape computations on the batch size are folded into constants; every problem is
+ * one line naming the file and the node, and unsupported ops are listed all at once.
+ */
+export function importOnnxModel(bytes: Uint8Array, file: string, opts: ImportOptions = {}): Model {
+  const decoded = decode(bytes, file);
+  const { graph } = decoded;
+  const names = new Set(graph.nodes.flatMap((n) => [...n.inputs, ...n.outputs]));
+  const im: Importer = { file, graph, shapes: new Map(), folded: new Map(), floats: new Map(), kept: [], fixed: new Set(), fromConstants: new Set(), unsupported: new Map(), unknown: new Set(), names };
   for (const t of graph.initializers) {
     if (t.dtype === 'float32') im.floats.set(t.name, t);
     else im.folded.set(t.name, foldedOf(t));
   }
-  const input = imageInput(im);
+  const input = imageInput(im, opts);
   const dropouts = new Map<string, { p: number; salt: number }>();
-  walk(im, dropouts);
-  const params = paramsOf(im);
-  const { output, kind, trainFrom } = outputOf(im, opts);
+  walk(im, decoded.opset, dropouts);
+  refuseUnsupported(im);
+  const { output, kind, trainFrom, dropped } = outputOf(im, opts);
+  im.kept = im.kept.filter((n) => !dropped.has(n));
+  const params = paramsOf(im, trainFrom);
   const paramNames = new Set(params.map((p) => p.name));
-  const keep = im.kept.filter((n) => !(kind === 'probabilities' && n.outputs[0] === output));
-  im.kept = keep;
-  const nodes = [...constantNodes(im, paramNames), ...keep];
+  // A channels-last input is fed as [N, C, H, W] and transposed back inside the graph.
+  const modelInput = input.channelsLast ? `${input.name}__cnnlab_nchw` : input.name;
+  const toNhwc: Node[] = input.channelsLast ? [{ op: 'Transpose', name: `${input.name}__cnnlab_nhwc`, inputs: [modelInput], outputs: [input.name], attrs: { perm: attr.ints([0, 2, 3, 1]) } }] : [];
+  if (input.channelsLast) im.shapes.set(modelInput, ['N', ...input.shape]);
+  const nodes = [...toNhwc, ...constantNodes(im, paramNames), ...im.kept];
   const forward: Graph = {
     name: graph.name || 'imported',
     nodes,
-    inputs: [{ name: input.name, dtype: 'float32', shape: ['N', ...input.shape] }, ...params.map((p) => ({ name: p.name, dtype: 'float32' as const, shape: p.shape }))],
+    inputs: [{ name: modelInput, dtype: 'float32', shape: ['N', ...input.shape] }, ...params.map((p) => ({ name: p.name, dtype: 'float32' as const, shape: p.shape }))],
     outputs: [{ name: trainFrom, dtype: 'float32', shape: im.shapes.get(trainFrom) }],
     initializers: [],
   };
-  const layers: LayerGroup[] = keep.map((n, i) => ({ index: i + 1, name: n.name, type: n.op, nodes: [n], output: n.outputs[0] }));
-  const classes = im.shapes.get(output)![1] as number;
+  const layers: LayerGroup[] = im.kept.map((n, i) => ({ index: i + 1, name: n.name, type: n.op, nodes: [n], output: n.outputs[0] }));
   return {
     id: `onnx:${file.split(/[\\/]/).pop()}`,
     graph: forward,
-    input: input.name,
+    input: modelInput,
     inputShape: input.shape,
     output: trainFrom,
     outputKind: kind === 'probabilities' ? 'logits' : kind,
-    classes,
+    classes: im.shapes.get(output)![1] as number,
     params,
     trainableCount: params.filter((p) => p.trainable).reduce((a, p) => a + elementCount(p.shape), 0),
     shapes: im.shapes,
     layers,
     dropouts,
-    source: { file, bytes, metadata: decoded.metadata, outputKind: kind, output },
+    source: { file, bytes, metadata: decoded.metadata, outputKind: kind, output, layout: opts.layout ?? 'inline', constantParams: params.filter((p) => im.fromConstants.has(p.name)).map((p) => p.name), channelsLast: input.channelsLast },
   };
 }
 
-/** Refuses, before anything runs, a model with an op the autodiff has no gradient rule for (one line naming the node). */
+/** Refuses, before anything runs, a model with ops the autodiff has no gradient rule for (one line listing them with counts). */
 export function checkTrainable(model: Model): void {
+  const missing = new Map<string, number>();
   for (const n of model.graph.nodes) {
     if (n.op in GRAD_RULES || NON_DIFFERENTIABLE.has(n.op) || LOWERED.has(n.op)) continue;
-    const file = model.source?.file ?? model.id;
-    throw new CnnlabError(`${file}: node ${n.name} (${n.op}) has no gradient rule; cnnlab can evaluate this model but not train it`);
+    missing.set(n.op, (missing.get(n.op) ?? 0) + 1);
   }
+  if (missing.size === 0) return;
+  const file = model.source?.file ?? model.id;
+  const list = [...missing].map(([op, k]) => (k > 1 ? `${op} x${k}` : op)).join(', ');
+  throw new InputError(`${file}: no gradient rule for ${list}; cnnlab can evaluate this model but not train it`);
 }

@@ -1,8 +1,10 @@
 import { attr } from '../../graph/ir.ts';
+import { windowPads } from '../../ops/window.ts';
 import { type GradContext, type GradRule, intAttr, intsAttr, staticShape } from '../rule.ts';
 
 /**
- * Y = Conv(X, W, B), no dilation (groups through groupedConv).
+ * Y = Conv(X, W, B); groups and dilations through groupedConv. kernel_shape defaults to W's
+ * spatial dims and auto_pad is resolved here too (the import's normalize makes both explicit).
  * dX: for stride 1, a Conv of dY with W flipped and its channel axes swapped (inputGradConv);
  *     else a ConvTranspose of dY with W.
  * dW: batched GEMMs over an unfolded X for stride 1 (weightGradUnfolded), else a Conv of X^T
@@ -13,14 +15,14 @@ export const conv: GradRule = (ctx) => {
   const { b, node } = ctx;
   const [x, w] = ctx.inputs;
   const dY = ctx.gradOutputs[0]!;
-  const groups = intAttr(node, 'group', 1);
-  if (groups !== 1) return groupedConv(ctx, groups);
-  if (intsAttr(node, 'dilations', [1, 1]).some((d) => d !== 1)) throw new Error(`autodiff: Conv ${node.name}: dilations are not supported`);
-  const kernel = intsAttr(node, 'kernel_shape', []);
-  const strides = intsAttr(node, 'strides', [1, 1]);
-  const pads = intsAttr(node, 'pads', [0, 0, 0, 0]);
   const xShape = staticShape(ctx, x);
   const [, , h, wd] = xShape as [unknown, unknown, number, number];
+  const kernel = node.attrs.kernel_shape ? intsAttr(node, 'kernel_shape', []) : (staticShape(ctx, w) as number[]).slice(2);
+  const strides = intsAttr(node, 'strides', [1, 1]);
+  const dilations = intsAttr(node, 'dilations', [1, 1]);
+  const pads = windowPads(node, [h, wd], kernel, strides, dilations);
+  const groups = intAttr(node, 'group', 1);
+  if (groups !== 1 || dilations.some((d) => d !== 1)) return groupedConv(ctx, { groups, h, wd, kernel, strides, pads, dilations });
   const out: (string | undefined)[] = [undefined, undefined, undefined];
 
   if (ctx.needsGrad[0]) {
@@ -34,23 +36,21 @@ export const conv: GradRule = (ctx) => {
     const cOut = staticShape(ctx, w)[0] as number;
     out[1] = strides.every((s) => s === 1) ? weightGradUnfolded(ctx, x, dY, { cIn, cOut, h, wd, kernel, pads }) : weightGradConv(ctx, x, dY, w, kernel, strides, pads);
   }
-  if (ctx.inputs.length > 2 && ctx.needsGrad[2]) {
-    out[2] = b.op('ReduceSum', [dY, b.constI([0, 2, 3])], { keepdims: attr.int(0) }, `grad_${ctx.inputs[2]}`);
-  }
+  if (ctx.inputs.length > 2 && ctx.needsGrad[2]) out[2] = biasGrad(ctx, dY);
   return out;
 };
 
 /**
  * Y = ConvTranspose(X, W, B), the adjoint of the Conv that maps Y's space to X's with the same
- * W, strides and pads: dX = Conv(dY, W), and dW is that Conv's weight gradient with dY as its
- * input and X as its output gradient (so the Conv rule, groups included, serves both).
+ * W, strides, pads, dilations and groups: dX = Conv(dY, W), and dW is that Conv's weight
+ * gradient with dY as its input and X as its output gradient (so the Conv rule serves both).
  */
 export const convTranspose: GradRule = (ctx) => {
   const { b, node } = ctx;
   const [x, w] = ctx.inputs;
   const dY = ctx.gradOutputs[0]!;
-  if (intsAttr(node, 'dilations', [1, 1]).some((d) => d !== 1)) throw new Error(`autodiff: ConvTranspose ${node.name}: dilations are not supported`);
-  const keep = ['kernel_shape', 'strides', 'pads', 'group'].filter((k) => node.attrs[k]);
+  const nonDefault = (k: string) => node.attrs[k] && !(k === 'dilations' && intsAttr(node, k, [1, 1]).every((d) => d === 1));
+  const keep = ['kernel_shape', 'strides', 'pads', 'group', 'dilations'].filter(nonDefault);
   const asConv = { ...node, op: 'Conv', attrs: Object.fromEntries(keep.map((k) => [k, node.attrs[k]])) };
   b.note(dY, 'float32', staticShape(ctx, ctx.outputs[0]));
   const out: (string | undefined)[] = [undefined, undefined, undefined];
@@ -59,48 +59,161 @@ export const convTranspose: GradRule = (ctx) => {
     b.note(out[0], 'float32', staticShape(ctx, x));
   }
   if (ctx.needsGrad[1]) out[1] = conv({ ...ctx, node: asConv, inputs: [dY, w], outputs: [x], gradOutputs: [x], needsGrad: [false, true] })[1];
-  if (ctx.inputs.length > 2 && ctx.needsGrad[2]) out[2] = b.op('ReduceSum', [dY, b.constI([0, 2, 3])], { keepdims: attr.int(0) }, `grad_${ctx.inputs[2]}`);
+  if (ctx.inputs.length > 2 && ctx.needsGrad[2]) out[2] = biasGrad(ctx, dY);
   return out;
 };
 
+/** dB: dY summed over batch and space. */
+function biasGrad(ctx: GradContext, dY: string): string {
+  return ctx.b.op('ReduceSum', [dY, ctx.b.constI([0, 2, 3])], { keepdims: attr.int(0) }, `grad_${ctx.inputs[2]}`);
+}
+
+/** A Conv's window, defaults filled in and pads explicit [top, left, bottom, right]. */
+type Geometry = { groups: number; h: number; wd: number; kernel: number[]; strides: number[]; pads: number[]; dilations: number[] };
+
 /**
- * A grouped (or depthwise) Conv's gradient as one ungrouped gradient per group: X's and dY's
- * channels and W's output channels sliced per group, the parts concatenated back. Correct for
- * any group count; a depthwise layer of C channels emits C small gradients (no fused kernel).
+ * The gradient of a grouped (depthwise included) or dilated Conv, a few nodes for any group count.
+ * dX: for stride 1 and pads up to d*(k-1), a Conv of dY with W rotated 180 degrees and each
+ *     group's in/out channel axes swapped ([C, M/g, kh, kw]), same groups and dilations, pads
+ *     d*(k-1)-p (groupedInputGradConv); else a ConvTranspose of dY with W, same attributes (dY
+ *     spread with zeros and then the stride-1 Conv measured 1.6x to 2x slower, depthwise 3x3 and
+ *     5x5 stride 2: bench/grouped-conv.ts, 'dX zero-insert').
+ * dW: for stride 1, batched GEMMs over X unfolded along its width against dY shifted by each
+ *     kernel row (groupedWeightGradUnfolded); else one Conv over the batch: each group's input
+ *     channels as the batch of a Conv whose g groups hold N channels each, dY^T ([M, N, Ho, Wo])
+ *     as its kernel (groupedWeightGradConv).
  */
-function groupedConv(ctx: GradContext, groups: number): (string | undefined)[] {
-  const { b, node } = ctx;
+function groupedConv(ctx: GradContext, geo: Geometry): (string | undefined)[] {
+  const { b } = ctx;
   const [x, w] = ctx.inputs;
   const dY = ctx.gradOutputs[0]!;
-  const [n, c, h, wd] = staticShape(ctx, x);
-  const [m, cg, kh, kw] = staticShape(ctx, w) as number[];
-  const [, , ho, wo] = staticShape(ctx, ctx.outputs[0]);
-  const mg = m / groups;
-  const slice = (v: string, axis: number, from: number, size: number, shape: (number | string)[]) => {
-    const s = b.op('Slice', [v, b.constI([from]), b.constI([from + size]), b.constI([axis])], {}, `${v}_group`);
-    b.note(s, 'float32', shape);
-    return s;
-  };
-  const ungrouped = { ...node, attrs: { ...node.attrs, group: attr.int(1) } };
-  const dX: string[] = [];
-  const dW: string[] = [];
-  for (let g = 0; g < groups; g++) {
-    const part = conv({
-      ...ctx,
-      node: ungrouped,
-      inputs: [slice(x, 1, g * cg, cg, [n, cg, h, wd]), slice(w, 0, g * mg, mg, [mg, cg, kh, kw])],
-      gradOutputs: [slice(dY, 1, g * mg, mg, [n, mg, ho, wo])],
-      needsGrad: [ctx.needsGrad[0], ctx.needsGrad[1]],
-    });
-    if (part[0]) dX.push(part[0]);
-    if (part[1]) dW.push(part[1]);
-  }
+  const xShape = staticShape(ctx, x);
+  const [m, cg] = staticShape(ctx, w) as number[];
+  const fullPads = geo.pads.map((p, i) => geo.dilations[i % 2] * (geo.kernel[i % 2] - 1) - p);
   const out: (string | undefined)[] = [undefined, undefined, undefined];
-  if (ctx.needsGrad[0]) out[0] = b.op('Concat', dX, { axis: attr.int(1) }, `grad_${x}`);
-  if (ctx.needsGrad[1]) out[1] = b.op('Concat', dW, { axis: attr.int(0) }, `grad_${w}`);
-  if (ctx.needsGrad[0]) b.note(out[0]!, 'float32', [n, c, h, wd]);
-  if (ctx.inputs.length > 2 && ctx.needsGrad[2]) out[2] = b.op('ReduceSum', [dY, b.constI([0, 2, 3])], { keepdims: attr.int(0) }, `grad_${ctx.inputs[2]}`);
+  if (ctx.needsGrad[0]) {
+    const asConv = geo.strides.every((s) => s === 1) && fullPads.every((p) => p >= 0);
+    out[0] = asConv ? groupedInputGradConv(ctx, dY, w, { ...geo, m, cg, fullPads }) : inputGradConvTranspose(ctx, x, dY, w, geo);
+    b.note(out[0], 'float32', xShape);
+  }
+  if (ctx.needsGrad[1]) {
+    const shape = { ...geo, c: xShape[1] as number, m };
+    const unfolded = geo.strides.every((st) => st === 1);
+    out[1] = unfolded ? groupedWeightGradUnfolded(ctx, x, dY, w, shape) : groupedWeightGradConv(ctx, x, dY, w, shape);
+    b.note(out[1], 'float32', [m, cg, ...geo.kernel]);
+  }
+  if (ctx.inputs.length > 2 && ctx.needsGrad[2]) out[2] = biasGrad(ctx, dY);
   return out;
+}
+
+/**
+ * dX for stride 1 of a grouped or dilated Conv: Conv(dY, W'), W' = W rotated 180 degrees with
+ * [M, C/g] read as [g, M/g, C/g] and swapped to [g, C/g, M/g] (a Reshape alone where C/g or
+ * M/g is 1, nothing where both are: depthwise).
+ */
+function groupedInputGradConv(ctx: GradContext, dY: string, w: string, s: Geometry & { m: number; cg: number; fullPads: number[] }): string {
+  const { b } = ctx;
+  const x = ctx.inputs[0];
+  const [kh, kw] = s.kernel;
+  const mg = s.m / s.groups;
+  const c = s.cg * s.groups;
+  let flipped = b.op('Slice', [w, b.constI([-1, -1]), b.constI([-(2 ** 31), -(2 ** 31)]), b.constI([2, 3]), b.constI([-1, -1])], {}, `${w}_rotated`);
+  if (s.groups === 1) flipped = b.op('Transpose', [flipped], { perm: attr.ints([1, 0, 2, 3]) }, `${w}_rotated_T`);
+  else if (s.cg !== 1 && mg !== 1) {
+    const split = b.op('Reshape', [flipped, b.constI([s.groups, mg, s.cg, kh, kw])], {}, `${w}_rotated_groups`);
+    const swapped = b.op('Transpose', [split], { perm: attr.ints([0, 2, 1, 3, 4]) }, `${w}_rotated_groups_T`);
+    flipped = b.op('Reshape', [swapped, b.constI([c, mg, kh, kw])], {}, `${w}_rotated_T`);
+  } else if (mg !== 1) flipped = b.op('Reshape', [flipped, b.constI([c, mg, kh, kw])], {}, `${w}_rotated_T`);
+  const attrs: Record<string, ReturnType<typeof attr.ints>> = { kernel_shape: attr.ints(s.kernel), pads: attr.ints(s.fullPads) };
+  if (s.dilations.some((d) => d !== 1)) attrs.dilations = attr.ints(s.dilations);
+  if (s.groups !== 1) attrs.group = attr.int(s.groups);
+  return b.op('Conv', [dY, flipped], attrs, `grad_${x}`);
+}
+
+/**
+ * dW of a grouped or dilated Conv as one Conv: X as [C/g, g*N, H, W] (group j's channel c at
+ * [c, j*N + n]), dY^T ([M, N, Ho, Wo], M's order being group-major already) as the kernel, g
+ * groups, dilated by the stride and strided by the dilation, forward pads; [C/g, M, kh', kw']
+ * sliced to the kernel where the stride left extra rows, then transposed to [M, C/g, kh, kw].
+ */
+function groupedWeightGradConv(ctx: GradContext, x: string, dY: string, w: string, s: Geometry & { c: number; m: number }): string {
+  const { b } = ctx;
+  const cg = s.c / s.groups;
+  const perm = attr.ints([1, 0, 2, 3]);
+  let xs: string;
+  if (cg === 1 || s.groups === 1) {
+    xs = b.op('Transpose', [x], { perm }, `${x}_T`);
+    if (s.groups !== 1) xs = b.op('Reshape', [xs, b.constI([1, -1, s.h, s.wd])], {}, `${x}_T_groups`);
+  } else {
+    const split = b.op('Reshape', [x, b.constI([0, s.groups, cg, s.h, s.wd])], {}, `${x}_groups`);
+    const swapped = b.op('Transpose', [split], { perm: attr.ints([2, 1, 0, 3, 4]) }, `${x}_groups_T`);
+    xs = b.op('Reshape', [swapped, b.constI([cg, -1, s.h, s.wd])], {}, `${x}_T_groups`);
+  }
+  const dYT = b.op('Transpose', [dY], { perm }, `${dY}_T`);
+  const attrs: Record<string, ReturnType<typeof attr.ints>> = { pads: attr.ints(s.pads), dilations: attr.ints(s.strides), strides: attr.ints(s.dilations) };
+  if (s.groups !== 1) attrs.group = attr.int(s.groups);
+  let dWT = b.op('Conv', [xs, dYT], attrs, `grad_${w}_T`);
+  const spanned = [0, 1].map((i) => Math.floor(((i === 0 ? s.h : s.wd) + s.pads[i] + s.pads[i + 2] - s.strides[i] * (outSize(s, i) - 1) - 1) / s.dilations[i]) + 1);
+  if (spanned.some((k, i) => k !== s.kernel[i])) dWT = b.op('Slice', [dWT, b.constI([0, 0]), b.constI(s.kernel), b.constI([2, 3])], {}, `grad_${w}_T`);
+  return b.op('Transpose', [dWT], { perm }, `grad_${w}`);
+}
+
+/**
+ * Stride-1 dW of a grouped or dilated Conv as weightGradUnfolded's shifted-dY GEMM, batched over
+ * the groups: X padded and unfolded along its width ([N, g, C/g*kw, Hp*Wo], column j taken at
+ * j*d), dY shifted down by i*d rows for each kernel row i ([N, g, Hp*Wo, kh*M/g]), one MatMul
+ * per image and group, summed over the images.
+ * Against one grouped Conv (groupedWeightGradConv, whose im2col copies a 3x3 output's taps three
+ * floats at a time), CPU EP, 2 threads, CPU ms, median of 20 interleaved rounds, this vs Conv,
+ * `npx tsx bench/grouped-conv.ts --shape N,C,H,W [--kernel 5] [--group G] --only 'dW rule,dW conv'`
+ * (earlier runs in brackets): depthwise 3x3 [8,96,56,56] 42 vs 58 (34 vs 38);
+ * [32,96,56,56] 160 vs 188; [8,32,112,112] 44 vs 70 (38 vs 48); [32,32,112,112] 180 vs 260
+ * (157 vs 209); 5x5 [8,240,28,28] 54 vs 58 (32 vs 38); 32 groups [8,128,56,56] 38 vs 56; a tie
+ * at 28x28: [8,144,28,28] 16 vs 19 (13 vs 14, 16 vs 15), [32,144,28,28] 65 vs 57 (58 vs 60).
+ * (k*k shifted slices of X times dY, reduced: 0.7x to 1.1x the Conv's time at stride 1, 2x at
+ * stride 2. One ungrouped gradient per group, O(groups) nodes, is up to 1.6x faster still at
+ * 28x28: its channel-sized copies stay in cache.) For strides above 1 the Conv is used: the
+ * unfold would copy the skipped columns too.
+ */
+function groupedWeightGradUnfolded(ctx: GradContext, x: string, dY: string, w: string, s: Geometry & { c: number; m: number }): string {
+  const { b } = ctx;
+  const [kh, kw] = s.kernel;
+  const [dh, dw] = s.dilations;
+  const [pt, pl, pb, pr] = s.pads;
+  const [g, cg, mg] = [s.groups, s.c / s.groups, s.m / s.groups];
+  const hp = s.h + pt + pb;
+  const [ho, wo] = [hp - dh * (kh - 1), s.wd + pl + pr - dw * (kw - 1)];
+  const name = (n: string) => `${w}_${n}`;
+  // [N, C, kw, Hp, Wo]: channel c's column j of every window.
+  const padded = pt + pl + pb + pr > 0 ? b.op('Pad', [x, b.constI([0, 0, pt, pl, 0, 0, pb, pr])], {}, name('padded')) : x;
+  const cols: string[] = [];
+  for (let j = 0; j < kw; j++) {
+    const col = kw > 1 ? b.op('Slice', [padded, b.constI([j * dw]), b.constI([j * dw + wo]), b.constI([3])], {}, name(`col${j}`)) : padded;
+    cols.push(b.op('Unsqueeze', [col, b.constI([2])], {}, name(`col${j}`)));
+  }
+  const columns = cols.length > 1 ? b.op('Concat', cols, { axis: attr.int(2) }, name('cols')) : cols[0];
+  const unfolded = b.op('Reshape', [columns, b.constI([0, g, cg * kw, hp * wo])], {}, name('unfolded'));
+  // [N, g, kh*M/g, Hp*Wo]: dY moved down by i*d rows, zeros around it, for each kernel row i.
+  const dYFlat = b.op('Reshape', [dY, b.constI([0, g, mg, ho * wo])], {}, name('dy_flat'));
+  const shifted: string[] = [];
+  for (let i = 0; i < kh; i++) {
+    const [before, after] = [i * dh * wo, (kh - 1 - i) * dh * wo];
+    shifted.push(before + after > 0 ? b.op('Pad', [dYFlat, b.constI([0, 0, 0, before, 0, 0, 0, after])], {}, name(`dy_shift${i}`)) : dYFlat);
+  }
+  const stacked = shifted.length > 1 ? b.op('Concat', shifted, { axis: attr.int(2) }, name('dy_shifted')) : shifted[0];
+  const stackedT = b.op('Transpose', [stacked], { perm: attr.ints([0, 1, 3, 2]) }, name('dy_shifted_T'));
+  const perImage = b.op('MatMul', [unfolded, stackedT], {}, name('rows_per_image'));
+  const rows = b.op('ReduceSum', [perImage, b.constI([0])], { keepdims: attr.int(0) }, name('rows'));
+  // [g, C/g, kw, kh, M/g] -> [g, M/g, C/g, kh, kw] -> [M, C/g, kh, kw].
+  const split = b.op('Reshape', [rows, b.constI([g, cg, kw, kh, mg])], {}, name('rows_split'));
+  const ordered = b.op('Transpose', [split], { perm: attr.ints([0, 4, 1, 3, 2]) }, name('rows_T'));
+  return b.op('Reshape', [ordered, b.constI([s.m, cg, kh, kw])], {}, `grad_${w}`);
+}
+
+/** The forward output's size along spatial axis i (0: height, 1: width). */
+function outSize(s: Geometry, i: number): number {
+  const n = i === 0 ? s.h : s.wd;
+  return Math.floor((n + s.pads[i] + s.pads[i + 2] - s.dilations[i] * (s.kernel[i] - 1) - 1) / s.strides[i]) + 1;
 }
 
 /**
@@ -116,16 +229,22 @@ function inputGradConv(ctx: GradContext, x: string, dY: string, w: string, kerne
   return b.op('Conv', [dY, swapped], { kernel_shape: attr.ints(kernel), pads: attr.ints(fullPads) }, `grad_${x}`);
 }
 
-/** dX for any stride: a ConvTranspose of dY with W (output_padding restores rows a stride dropped). */
+/**
+ * dX for any stride: a ConvTranspose of dY with W (output_padding restores rows a stride dropped;
+ * dilations and groups as the forward's where not 1).
+ */
 function inputGradConvTranspose(
   ctx: GradContext,
   x: string,
   dY: string,
   w: string,
-  s: { h: number; wd: number; kernel: number[]; strides: number[]; pads: number[] },
+  s: { h: number; wd: number; kernel: number[]; strides: number[]; pads: number[]; dilations?: number[]; groups?: number },
 ): string {
-  const extra = [0, 1].map((i) => ((i === 0 ? s.h : s.wd) + s.pads[i] + s.pads[i + 2] - s.kernel[i]) % s.strides[i]);
+  const d = s.dilations ?? [1, 1];
+  const extra = [0, 1].map((i) => ((i === 0 ? s.h : s.wd) + s.pads[i] + s.pads[i + 2] - d[i] * (s.kernel[i] - 1) - 1) % s.strides[i]);
   const attrs: Record<string, ReturnType<typeof attr.ints>> = { kernel_shape: attr.ints(s.kernel), strides: attr.ints(s.strides), pads: attr.ints(s.pads) };
+  if (d.some((v) => v !== 1)) attrs.dilations = attr.ints(d);
+  if (s.groups !== undefined && s.groups !== 1) attrs.group = attr.int(s.groups);
   if (extra.some((e) => e !== 0)) attrs.output_padding = attr.ints(extra);
   return ctx.b.op('ConvTranspose', [dY, w], attrs, `grad_${x}`);
 }
