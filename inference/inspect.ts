@@ -4,6 +4,7 @@ import { compile } from '../graph-builder/artifacts/compile.ts';
 import type { ValueInfo } from '../graph-builder/graph/ir.ts';
 import { decodeGraph, type DecodedGraph } from '../graph-builder/graph/onnx.ts';
 import { readOnnxFile } from '../graph-builder/graph/onnx-file.ts';
+import { findHead } from '../graph-builder/import/head.ts';
 import { checkTrainable, importOnnxModel } from '../graph-builder/import/onnx-model.ts';
 import { elementCount, type Model } from '../graph-builder/model.ts';
 import { defaultOptimizer } from '../graph-builder/optimizers.ts';
@@ -16,13 +17,23 @@ const reason = (err: unknown) => {
   throw err;
 };
 
+/** What fine-tuning on another class count does to the model's head. */
+function headLine(model: Model): string {
+  try {
+    const h = findHead(model);
+    return `with ${model.classes} classes as it is, any other count through a new head in place of ${h.node.op} node ${h.node.name}`;
+  } catch {
+    return `with ${model.classes} classes (no classifier layer found to replace for another count)`;
+  }
+}
+
 /** Whether the model's train step builds (every op has a gradient rule, every rule accepts its node). */
 function trainVerdict(model: Model): string {
   checkTrainable(model);
   compile(model, { optimizer: defaultOptimizer('sgd', 0, false), loss: model.outputKind === 'log-probabilities' ? 'nll' : 'cross-entropy', meta: { architecture: model.id, dataset: 'mnist', classes: [], mean: 0, std: 1 } });
   const buffers = model.params.filter((p) => !p.trainable).reduce((a, p) => a + elementCount(p.shape), 0);
   const loss = model.outputKind === 'log-probabilities' ? 'NLL on its log-probabilities' : 'cross-entropy on its logits';
-  const folders = `image folders of ${model.classes} classes (--data-dir DIR) are converted to its ${model.inputShape.join('x')} input`;
+  const folders = `image folders (--data-dir DIR) are converted to its ${model.inputShape.join('x')} input, ${headLine(model)}`;
   const fits = model.inputShape.join('x') === '1x28x28' && model.classes === 10 ? `MNIST, Fashion-MNIST, KMNIST and EMNIST digits fit it (1x28x28 images, 10 classes), and ${folders}` : `${folders} (the built-in datasets are 1x28x28)`;
   return `yes: ${fmt(model.trainableCount)} trainable parameters${buffers ? `, ${fmt(buffers)} BatchNorm statistics` : ''}, ${model.dropouts.size} dropout site(s), ${loss}; ${fits}`;
 }

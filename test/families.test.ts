@@ -24,6 +24,7 @@ import type { Graph } from '../graph-builder/graph/ir.ts';
 import type { ParamSet } from '../graph-builder/dsl/init.ts';
 import type { Model } from '../graph-builder/model.ts';
 import { defaultOptimizer } from '../graph-builder/optimizers.ts';
+import { inspectModel } from '../inference/inspect.ts';
 import { createRuntime } from '../runtime/ort.ts';
 import { StepRunner } from '../runtime/step-runner.ts';
 
@@ -150,6 +151,10 @@ describe('what exporters write, read as they wrote it', () => {
     for (const name of ['dense/MatMul/ReadVariableOp:0', 'dense/BiasAdd/ReadVariableOp:0', 'conv2d/BiasAdd/ReadVariableOp:0']) {
       assert.ok(trainable.some((t) => t.endsWith(name)), `${name} is trained`);
     }
+    const text = inspectModel(join(DIR, 'tf2onnx_style.onnx'));
+    assert.match(text, /^trainable parameters: 4 tensors, 7,890 values$/m);
+    assert.match(text, /^  StatefulPartitionedCall\/sequential\/dense\/BiasAdd\/ReadVariableOp:0  \[10\]$/m);
+    assert.match(text, /any other count through a new head in place of MatMul node/);
   });
 
   it('weights held in Constant nodes (opset 9, symbolic image size) are parameters, and the trained values go back into those nodes', () => {

@@ -238,11 +238,11 @@ function signalledEarly(args: string[], out: string, signals: NodeJS.Signals[]):
 
 describe('a signal in the first minute, before any periodic checkpoint', () => {
   // 60 steps an epoch; no periodic checkpoint within the test (600 s).
-  const flags = ['--limit-train', '3000', '--epochs', '2', '--batch', '50', '--steps-per-run', '2', '--seed', '9', '--threads', '2', '--checkpoint-every', '600'];
+  const flags = ['--limit-train', '1500', '--epochs', '2', '--batch', '25', '--steps-per-run', '2', '--seed', '9', '--threads', '2', '--checkpoint-every', '600'];
 
   it('ends with a checkpoint of the steps done, signalled once or twice at once (a Ctrl-C under npx arrives twice), and --resume ends where an uninterrupted run does', async () => {
     const reference = mkdtempSync(join(tmpdir(), 'cnnlab-ref-'));
-    const cfg = resolveRunConfig(await loadArchitecture('partA'), { 'limit-train': 3000, epochs: 2, batch: 50, 'steps-per-run': 2, seed: 9, threads: 2, 'checkpoint-every': 600 });
+    const cfg = resolveRunConfig(await loadArchitecture('partA'), { 'limit-train': 1500, epochs: 2, batch: 25, 'steps-per-run': 2, seed: 9, threads: 2, 'checkpoint-every': 600 });
     await fit(cfg, { runDir: reference, resume: false, progress: false, log: () => {} });
     const want = readCheckpoint(join(reference, 'checkpoint.ckpt'));
     for (const [signals, code] of [[['SIGINT'], 130], [['SIGTERM', 'SIGTERM'], 143], [['SIGINT', 'SIGINT'], 130]] as const) {
