@@ -4,6 +4,7 @@ import { compile } from '../graph-builder/artifacts/compile.ts';
 import type { ValueInfo } from '../graph-builder/graph/ir.ts';
 import { decodeGraph, type DecodedGraph } from '../graph-builder/graph/onnx.ts';
 import { readOnnxFile } from '../graph-builder/graph/onnx-file.ts';
+import { frozenParams, trainableLine } from '../graph-builder/freeze.ts';
 import { findHead } from '../graph-builder/import/head.ts';
 import { checkTrainable, importOnnxModel } from '../graph-builder/import/onnx-model.ts';
 import { elementCount, type Model } from '../graph-builder/model.ts';
@@ -39,19 +40,19 @@ function trainVerdict(model: Model): string {
 }
 
 /** The parameters training would update, and the buffers it keeps, by name with their shapes. */
-function parameterLines(model: Model): string[] {
+function parameterLines(model: Model, frozen?: ReadonlySet<string>): string[] {
   const trainable = model.params.filter((p) => p.trainable);
   const buffers = model.params.filter((p) => !p.trainable);
-  const row = (p: Model['params'][number]) => `  ${p.name}  [${p.shape.join(', ')}]`;
+  const row = (p: Model['params'][number]) => `  ${p.name}  [${p.shape.join(', ')}]${frozen?.has(p.name) ? '  frozen' : ''}`;
   return [
-    `trainable parameters: ${trainable.length} tensors, ${fmt(model.trainableCount)} values`,
+    `trainable parameters: ${trainable.length} tensors, ${fmt(model.trainableCount)} values${frozen ? `; with this --freeze: ${trainableLine(model, frozen)}` : ''}`,
     ...trainable.map(row),
     ...(buffers.length ? [`buffers (BatchNorm running statistics): ${buffers.length} tensors`, ...buffers.map(row)] : []),
   ];
 }
 
 /** `cnnlab inspect`: what a model holds and what cnnlab can do with it, without running it. */
-export function inspectModel(file: string, inputSize?: [number, number]): string {
+export function inspectModel(file: string, inputSize?: [number, number], freeze?: string): string {
   let raw: Uint8Array;
   try {
     raw = readFileSync(file);
@@ -103,6 +104,6 @@ export function inspectModel(file: string, inputSize?: [number, number]): string
     train = `no: ${reason(err)}`;
   }
   lines.push('', 'what cnnlab can do with it', `  eval, predict, serve: ${evaluate}`, `  train, fine-tune (cnnlab train --model ${file}): ${train}`);
-  if (model) lines.push('', ...parameterLines(model));
+  if (model) lines.push('', ...parameterLines(model, freeze ? frozenParams(model, freeze) : undefined));
   return lines.join('\n');
 }

@@ -18,6 +18,7 @@ import { buildInferenceModel } from '../graph-builder/artifacts/inference.ts';
 import { CnnlabError } from '../common/errors.ts';
 import { decodeGraph, encodeModel } from '../graph-builder/graph/onnx.ts';
 import { readOnnxFile, writeOnnxFile } from '../graph-builder/graph/onnx-file.ts';
+import { frozenParams } from '../graph-builder/freeze.ts';
 import { headParams, replaceHead } from '../graph-builder/import/head.ts';
 import { checkTrainable, importOnnxModel } from '../graph-builder/import/onnx-model.ts';
 import type { Graph } from '../graph-builder/graph/ir.ts';
@@ -240,6 +241,18 @@ describe('fine-tuning an imported classifier', () => {
       assert.deepEqual(session.outputNames, decodeGraph(model.source!.bytes).graph.outputs.map((o) => o.name));
     });
   }
+
+  it('--freeze takes comma-separated globs or backbone; a glob that matches nothing, or a freeze of everything, is one line naming the flag', () => {
+    const { model } = load('mobilenet_v2.onnx');
+    const trainable = model.params.filter((p) => p.trainable).map((p) => p.name);
+    assert.deepEqual([...frozenParams(model, 'classifier.*')!].sort(), ['classifier.1.bias', 'classifier.1.weight']);
+    assert.equal(frozenParams(model, 'backbone')!.size, trainable.length - 2);
+    assert.equal(frozenParams(model, 'onnx::Conv_539, classifier.1.bias')!.size, 2);
+    const oneLine = (pattern: RegExp) => (e: unknown) => e instanceof CnnlabError && e.exitCode === 2 && pattern.test(e.message) && !e.message.includes('\n');
+    assert.throws(() => frozenParams(model, 'features.*'), oneLine(/^--freeze features\.\*: matches none of the 106 trainable parameters/));
+    assert.throws(() => frozenParams(model, 'backbone,classifier.*'), oneLine(/^--freeze backbone,classifier\.\*: freezes every trainable parameter/));
+    assert.match(inspectModel(join(DIR, 'mobilenet_v2.onnx'), undefined, 'backbone'), /with this --freeze: trainable 771 of 150,611 parameters \(149,840 frozen\)/);
+  });
 
   it('a frozen backbone: only the head moves, the backbone’s BatchNorm statistics stay, and the train step has no backward work for the backbone', async () => {
     const { model } = load('densenet.onnx');

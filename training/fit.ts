@@ -13,7 +13,7 @@ import type { Architecture } from '../graph-builder/dsl/arch.ts';
 import { checkTrainable } from '../graph-builder/import/onnx-model.ts';
 import { initParams, type ParamSet } from '../graph-builder/dsl/init.ts';
 import { byteImageDims } from '../graph-builder/model.ts';
-import { frozenParams, trainableLine } from './freeze.ts';
+import { frozenParams, trainableLine } from '../graph-builder/freeze.ts';
 import { HASH_MODULUS } from '../graph-builder/train-mode.ts';
 import { createRuntime, type Runtime, type Session } from '../runtime/ort.ts';
 import { type StepBatch, StepRunner } from '../runtime/step-runner.ts';

@@ -147,15 +147,21 @@ const importCommand: CommandModule<object, ImportArgs> = {
   handler: async (args) => writeArtifacts(withPreparation(await archFromArgs({ model: args.file, 'output-kind': args['output-kind'], 'input-size': args['input-size'] }), args), args),
 };
 
-const inspect: CommandModule<object, { file: string; 'input-size'?: string }> = {
+interface InspectArgs {
+  file: string;
+  'input-size'?: string;
+  freeze?: string;
+}
+
+const inspect: CommandModule<object, InspectArgs> = {
   command: 'inspect <file>',
   describe: 'what an ONNX model holds (inputs, outputs, ops, parameters) and what cnnlab can do with it',
   builder: (y) =>
-    y.positional('file', { type: 'string', demandOption: true }).option('input-size', { type: 'string', describe: 'HxW, for a model whose input height and width are symbolic' }) as Argv<{
-      file: string;
-      'input-size'?: string;
-    }>,
-  handler: (args) => console.log(inspectModel(args.file, parseInputSize(args['input-size']))),
+    y
+      .positional('file', { type: 'string', demandOption: true })
+      .option('input-size', { type: 'string', describe: 'HxW, for a model whose input height and width are symbolic' })
+      .option('freeze', { type: 'string', describe: "mark what train's --freeze GLOBS|backbone would keep fixed, with the counts" }) as Argv<InspectArgs>,
+  handler: (args) => console.log(inspectModel(args.file, parseInputSize(args['input-size']), args.freeze)),
 };
 
 const presets: CommandModule = {

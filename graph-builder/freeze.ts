@@ -1,6 +1,6 @@
 import { UsageError } from '../common/errors.ts';
-import { headParams } from '../graph-builder/import/head.ts';
-import { elementCount, featureParams, type Model } from '../graph-builder/model.ts';
+import { headParams } from './import/head.ts';
+import { elementCount, featureParams, type Model } from './model.ts';
 
 /** A glob over parameter names: `*` any run of characters, `?` one; the whole name must match. */
 function globRegExp(glob: string): RegExp {
