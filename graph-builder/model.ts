@@ -77,8 +77,6 @@ export interface ImportedSource {
   output: string;
   /** Where its weights were: the trained model is written the same way (external: a `.data` file beside it). */
   layout?: 'inline' | 'external';
-  /** Parameters held by Constant nodes rather than initialisers. */
-  constantParams?: string[];
   /** Its input is [N, H, W, C]; cnnlab's graphs feed [N, C, H, W] and transpose inside. */
   channelsLast?: boolean;
   /** A replaced head: the new class count and the new shapes of the head's tensors. */

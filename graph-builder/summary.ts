@@ -80,7 +80,7 @@ function nodeFlops(model: Model, n: Node): number {
   const shape = (v: string) => {
     const s = model.shapes.get(v) ?? model.params.find((p) => p.name === v)?.shape;
     if (!s) throw new Error(`summary: no shape for ${v}`);
-    return s.map((d) => (typeof d === 'number' ? d : 1));
+    return s;
   };
   return flops(n, { shape, constant: () => undefined });
 }

@@ -1,5 +1,6 @@
 import { readFileSync, statSync } from 'node:fs';
 import { asInputError, CnnlabError, InputError } from '../common/errors.ts';
+import { countList } from '../common/text.ts';
 import { compile } from '../graph-builder/artifacts/compile.ts';
 import type { ValueInfo } from '../graph-builder/graph/ir.ts';
 import { decodeGraph, type DecodedGraph } from '../graph-builder/graph/onnx.ts';
@@ -84,7 +85,7 @@ export function inspectModel(file: string, inputSize?: [number, number], freeze?
     `${file}: ${fmt(statSync(file).size)} bytes${dataFiles.length ? ` (weights in ${dataFiles.join(', ')})` : ''}, ${d.producer || 'unknown producer'}, opset ${d.opset}${d.domains.length ? ` (+ ${d.domains.join(', ')})` : ''}`,
     ...g.inputs.filter((i) => !inits.has(i.name)).map((i) => `input   ${value(i)}`),
     ...g.outputs.map((o) => `output  ${value(o)}`),
-    `ops     ${[...counts].map(([op, n]) => (n > 1 ? `${op} x${n}` : op)).join(', ')} (${g.nodes.length} nodes)`,
+    `ops     ${countList(counts)} (${g.nodes.length} nodes)`,
     `weights ${fmt(floats.reduce((a, t) => a + elementCount(t.dims), 0))} values in ${floats.length} float initialisers${floats.length ? ` (${floats.slice(0, 4).map((t) => `${t.name} [${t.dims.join(', ')}]`).join(', ')}${floats.length > 4 ? ', ...' : ''})` : ''}`,
   ];
   if (Object.keys(d.metadata).length) lines.push(`metadata ${Object.keys(d.metadata).join(', ')}`);

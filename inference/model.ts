@@ -7,6 +7,7 @@ import { type Normalization, normalizationMismatch } from '../graph-builder/mode
 import type { Graph } from '../graph-builder/graph/ir.ts';
 import { decodeGraph, type DecodedGraph } from '../graph-builder/graph/onnx.ts';
 import { readOnnxFile } from '../graph-builder/graph/onnx-file.ts';
+import { type ImageInput, imageInputOf, probabilitiesBesideLogits } from '../graph-builder/import/io.ts';
 import type { Runtime, Session } from '../runtime/ort.ts';
 
 export type OutputKind = 'logits' | 'probabilities' | 'log-probabilities';
@@ -32,7 +33,7 @@ export interface LoadedModel {
   /** The decoded graph (its initialisers are the weights the page fine-tunes). */
   graph: Graph;
   /** The image input: its name, [C, H, W], and the batch size it was exported with, if fixed. */
-  input: { name: string; shape: [number, number, number]; fixedBatch?: number; channelsLast?: boolean };
+  input: ImageInput;
   output: { name: string; kind: OutputKind; from: 'graph' | 'flag' | 'default' };
   preparation: Preparation;
   /** How image files become its input planes (channel order, resizing): the flags', else its metadata's, else the default (`{}`). */
@@ -97,7 +98,7 @@ export function loadInferenceModel(target: string | undefined, opts: ForeignMode
   const { metadata: md, graph } = full;
   const native = graph.inputs.some((i) => i.name === 'image') && graph.outputs.some((o) => o.name === 'probabilities') && md['cnnlab.architecture'] !== undefined && !md[PREPARATION_KEY];
   const image = readConversion(path, md);
-  const input = foreignInput(path, graph, { ...opts, inputSize: opts.inputSize ?? image.size });
+  const input = imageInputOf(path, graph, opts.inputSize ?? image.size);
   const wrong = opts.normalize && normalizationMismatch(opts.normalize, input.shape[0]);
   if (wrong) throw new UsageError(`--normalize: ${wrong}`);
   const output = native ? { name: 'probabilities', kind: 'probabilities' as const, from: 'graph' as const } : foreignOutput(path, full, opts);
@@ -148,44 +149,6 @@ function readConversion(path: string, md: Record<string, string>): ReturnType<ty
 function conversionFor(opts: ForeignModelOptions, saved: ImageConversion, channels: number): ImageConversion {
   if (opts.channelOrder === 'bgr' && channels !== 3) throw new UsageError(`--channel-order: bgr applies to a 3-channel (RGB) input; this one takes ${channels} channel${channels === 1 ? '' : 's'}`);
   return conversionOf(opts.channelOrder ?? saved.channelOrder, opts.resize ?? saved.resize) ?? {};
-}
-
-/** The one float input of a foreign model: [N, C, H, W], or channels-last [N, H, W, C] (tf2onnx, Keras); C 1 or 3; H and W fixed or given by --input-size. */
-function foreignInput(path: string, graph: Graph, opts: ForeignModelOptions): LoadedModel['input'] {
-  const inits = new Set(graph.initializers.map((t) => t.name));
-  const real = graph.inputs.filter((i) => !inits.has(i.name));
-  const list = real.slice(0, 4).map((i) => `${i.name} [${i.shape?.join(', ') ?? '?'}]`).join(', ') + (real.length > 4 ? ', ...' : '');
-  if (real.length !== 1) throw new InputError(`${path}: expected one image input, found ${real.length}${list ? ` (${list})` : ''}`);
-  const [x] = real;
-  const s = x.shape;
-  if (x.dtype !== 'float32' || !s || s.length !== 4) throw new InputError(`${path}: input '${x.name}' is ${x.dtype} [${s?.join(', ') ?? 'unknown shape'}]; expected float [N, C, H, W]`);
-  const channelsLast = s[1] !== 1 && s[1] !== 3 && (s[3] === 1 || s[3] === 3);
-  const [c, h, w] = channelsLast ? [s[3], s[1], s[2]] : [s[1], s[2], s[3]];
-  if (c !== 1 && c !== 3) throw new InputError(`${path}: input '${x.name}' has ${c} channels [${s.join(', ')}]; expected 1 (grayscale) or 3 (RGB)`);
-  const fixed = typeof h === 'number' && typeof w === 'number' && h > 0 && w > 0;
-  if (!fixed && !opts.inputSize) throw new InputError(`${path}: input '${x.name}' has a symbolic height or width [${s.join(', ')}]; give the image size with --input-size HxW`);
-  if (fixed && opts.inputSize && (opts.inputSize[0] !== h || opts.inputSize[1] !== w)) throw new InputError(`${path}: --input-size ${opts.inputSize.join('x')} differs from input '${x.name}' [${s.join(', ')}], which fixes ${h}x${w}`);
-  const [hh, ww] = fixed ? [h as number, w as number] : opts.inputSize!;
-  return { name: x.name, shape: [c, hh, ww], fixedBatch: typeof s[0] === 'number' ? s[0] : undefined, channelsLast };
-}
-
-/**
- * Of a graph's two outputs, the one that is the Softmax of the other (each possibly through
- * Identity), as cnnlab's own inference.onnx has them: `logits` and `probabilities`.
- */
-export function probabilitiesBesideLogits(graph: Graph): { logits: string; probabilities: string } | undefined {
-  const outs = graph.outputs.map((o) => o.name);
-  if (outs.length !== 2) return undefined;
-  const producer = (v: string) => graph.nodes.find((n) => n.outputs[0] === v);
-  const unaliased = (v: string) => {
-    for (let n = producer(v); n?.op === 'Identity'; n = producer(v)) v = n.inputs[0];
-    return v;
-  };
-  for (const [probabilities, logits] of [outs, [outs[1], outs[0]]]) {
-    const softmax = producer(unaliased(probabilities));
-    if (softmax?.op === 'Softmax' && unaliased(softmax.inputs[0]) === unaliased(logits)) return { logits, probabilities };
-  }
-  return undefined;
 }
 
 /**

@@ -7,7 +7,7 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, normalize, sep } from 'node:path';
 import onnxProto from 'onnx-proto';
-import { CnnlabError, InputError } from '../../common/errors.ts';
+import { InputError } from '../../common/errors.ts';
 import { writeFileAtomic } from '../../common/files.ts';
 
 const { onnx } = onnxProto;
@@ -143,12 +143,6 @@ export function writeOnnxFile(path: string, bytes: Uint8Array, layout: WeightLay
     t.rawData = new Uint8Array();
     offset += raw.length;
   }
-  const data = new Uint8Array(offset);
-  let at = 0;
-  for (const c of chunks) {
-    data.set(c, at);
-    at += c.length;
-  }
-  writeFileAtomic(join(dirname(path), location), data);
+  writeFileAtomic(join(dirname(path), location), Buffer.concat(chunks));
   writeFileAtomic(path, onnx.ModelProto.encode(m).finish());
 }

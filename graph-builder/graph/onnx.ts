@@ -222,24 +222,34 @@ export function replaceInitializers(bytes: Uint8Array, values: ReadonlyMap<strin
   for (const t of m.graph?.initializer ?? []) put(t, t.name ? values.get(t.name) : undefined);
   // Weights older exporters hold in Constant nodes: the node's output names the parameter.
   for (const n of m.graph?.node ?? []) {
-    const a = n.opType === 'Constant' ? n.attribute?.find((x) => x.name === 'value' && x.t) : undefined;
-    if (a?.t && n.output?.[0]) put(a.t, values.get(n.output[0]));
+    const t = constantTensor(n);
+    if (t && n.output?.[0]) put(t, values.get(n.output[0]));
   }
-  // A copy the exporter merged into another initialiser (read through an Identity) becomes its own initialiser again.
-  if (m.graph) {
-    const copies = (m.graph.node ?? []).filter((n) => n.opType === 'Identity' && n.output?.[0] && values.has(n.output[0]) && !(m.graph!.initializer ?? []).some((t) => t.name === n.output![0]));
-    for (const n of copies) {
-      const v = values.get(n.output![0])!;
-      const source =
-        (m.graph.initializer ?? []).find((t) => t.name === n.input?.[0]) ??
-        (m.graph.node ?? []).find((c) => c.opType === 'Constant' && c.output?.[0] === n.input?.[0])?.attribute?.find((x) => x.name === 'value')?.t;
-      m.graph.initializer = [...(m.graph.initializer ?? []), { name: n.output![0], dataType: onnx.TensorProto.DataType.FLOAT, dims: source?.dims ?? [v.length], rawData: rawBytes(v) }];
-    }
-    m.graph.node = (m.graph.node ?? []).filter((n) => !copies.includes(n));
-  }
+  if (m.graph) untieCopies(m.graph, values);
   const kept = (m.metadataProps ?? []).filter((p) => !(p.key && p.key in metadata));
   m.metadataProps = [...kept, ...Object.entries(metadata).map(([key, value]) => onnx.StringStringEntryProto.create({ key, value }))];
   return onnx.ModelProto.encode(m).finish();
+}
+
+/** The value tensor of a Constant node (undefined for any other node, or another form of Constant). */
+function constantTensor(n: onnxProto.onnx.INodeProto): onnxProto.onnx.ITensorProto | undefined {
+  return n.opType === 'Constant' ? (n.attribute?.find((a) => a.name === 'value')?.t ?? undefined) : undefined;
+}
+
+/**
+ * A copy the exporter merged into another initialiser (read through an Identity), which the
+ * importer trained as its own parameter, becomes its own initialiser again, the Identity gone.
+ */
+function untieCopies(g: onnxProto.onnx.IGraphProto, values: ReadonlyMap<string, Float32Array>): void {
+  const initialisers = new Map((g.initializer ?? []).map((t) => [t.name ?? '', t]));
+  const constants = new Map((g.node ?? []).flatMap((n) => (constantTensor(n) && n.output?.[0] ? [[n.output[0], constantTensor(n)!] as const] : [])));
+  const copies = (g.node ?? []).filter((n) => n.opType === 'Identity' && n.output?.[0] && values.has(n.output[0]) && !initialisers.has(n.output[0]));
+  for (const n of copies) {
+    const v = values.get(n.output![0])!;
+    const source = initialisers.get(n.input?.[0] ?? '') ?? constants.get(n.input?.[0] ?? '');
+    g.initializer = [...(g.initializer ?? []), { name: n.output![0], dataType: onnx.TensorProto.DataType.FLOAT, dims: source?.dims ?? [v.length], rawData: rawBytes(v) }];
+  }
+  g.node = (g.node ?? []).filter((n) => !copies.includes(n));
 }
 
 /**
@@ -271,8 +281,8 @@ function toInferenceForm(g: onnxProto.onnx.IGraphProto): void {
 function reshapeHead(g: onnxProto.onnx.IGraphProto, head: { output: string; classes: number; dims: Record<string, number[]> }): void {
   for (const t of g.initializer ?? []) if (t.name && head.dims[t.name]) t.dims = head.dims[t.name];
   for (const n of g.node ?? []) {
-    const t = n.opType === 'Constant' && n.output?.[0] ? n.attribute?.find((a) => a.name === 'value')?.t : undefined;
-    if (t && head.dims[n.output![0]]) t.dims = head.dims[n.output![0]];
+    const t = constantTensor(n);
+    if (t && n.output?.[0] && head.dims[n.output[0]]) t.dims = head.dims[n.output[0]];
   }
   for (const o of g.output ?? []) {
     const dim = o.name === head.output ? o.type?.tensorType?.shape?.dim : undefined;

@@ -4,7 +4,7 @@
  * walking back from the output through ops that keep the class axis; and its replacement by a
  * fresh layer of another width, initialised as PyTorch initialises that layer.
  */
-import { CnnlabError, InputError } from '../../common/errors.ts';
+import { InputError } from '../../common/errors.ts';
 import type { Dim, Node } from '../graph/ir.ts';
 import { elementCount, type Model, type ParamSpec } from '../model.ts';
 import { attrInt } from '../ops/spec.ts';

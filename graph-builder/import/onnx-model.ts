@@ -1,4 +1,5 @@
 import { CnnlabError, InputError, UsageError } from '../../common/errors.ts';
+import { countList } from '../../common/text.ts';
 import { GRAD_RULES } from '../autodiff/registry.ts';
 import { attr, type Dim, type Graph, type Node, type Tensor } from '../graph/ir.ts';
 import { decodeGraph, type DecodedGraph } from '../graph/onnx.ts';
@@ -6,6 +7,7 @@ import { elementCount, type LayerGroup, type Model, type OutputKind } from '../m
 import type { NormalizeContext } from '../ops/spec.ts';
 import { NON_DIFFERENTIABLE, opSpec } from '../ops/table.ts';
 import { FOLDABLE, type Folded, foldedOf, foldNode } from './fold.ts';
+import { type ImageInput, imageInputOf, probabilitiesBesideLogits } from './io.ts';
 import { type Importer, paramsOf } from './params.ts';
 
 /** The opsets cnnlab reads: the ONNX Model Zoo's opset 7-12 files up to the newest onnxruntime 1.30 loads. */
@@ -32,27 +34,13 @@ export function parseInputSize(value: string | undefined): [number, number] | un
   return [h, w];
 }
 
-/** The image input: the one graph input that is not an initialiser, float [N,C,H,W] or channels-last [N,H,W,C], C 1 or 3. */
-function imageInput(im: Importer, opts: ImportOptions): { name: string; shape: number[]; channelsLast: boolean } {
-  const inits = new Set(im.graph.initializers.map((t) => t.name));
-  const inputs = im.graph.inputs.filter((i) => !inits.has(i.name));
-  const list = inputs.slice(0, 4).map((i) => `${i.name} [${i.shape?.join(', ') ?? '?'}]`).join(', ') + (inputs.length > 4 ? ', ...' : '');
-  if (inputs.length !== 1) throw new InputError(`${im.file}: expected one image input, found ${inputs.length}${list ? ` (${list})` : ''}`);
-  const x = inputs[0];
-  const s = x.shape;
-  if (x.dtype !== 'float32' || !s || s.length !== 4) throw new InputError(`${im.file}: input '${x.name}' is ${x.dtype} [${s?.join(', ') ?? 'unknown shape'}]; expected float [N, C, H, W]`);
-  const channelsLast = s[1] !== 1 && s[1] !== 3 && (s[3] === 1 || s[3] === 3);
-  const [n, c, h0, w0] = channelsLast ? [s[0], s[3], s[1], s[2]] : s;
-  if (c !== 1 && c !== 3) throw new InputError(`${im.file}: input '${x.name}' has ${c} channels [${s.join(', ')}]; expected 1 (grayscale) or 3 (RGB)`);
-  const symbolic = typeof h0 !== 'number' || typeof w0 !== 'number' || h0 < 1 || w0 < 1;
-  if (symbolic && !opts.inputSize) throw new InputError(`${im.file}: input '${x.name}' has a symbolic height or width [${s.join(', ')}]; give the image size with --input-size HxW`);
-  const [h, w] = symbolic ? opts.inputSize! : [h0 as number, w0 as number];
-  if (opts.inputSize && !symbolic && (opts.inputSize[0] !== h || opts.inputSize[1] !== w)) {
-    throw new InputError(`${im.file}: --input-size ${opts.inputSize.join('x')} differs from input '${x.name}' [${s.join(', ')}], which fixes ${h}x${w}`);
-  }
-  if (typeof n === 'number') im.fixedBatch = n;
-  im.shapes.set(x.name, channelsLast ? ['N', h, w, c] : ['N', c, h, w]);
-  return { name: x.name, shape: [c, h, w], channelsLast };
+/** The image input (import/io.ts), its shape noted with the batch symbolic. */
+function imageInput(im: Importer, opts: ImportOptions): ImageInput {
+  const input = imageInputOf(im.file, im.graph, opts.inputSize);
+  const [c, h, w] = input.shape;
+  im.fixedBatch = input.fixedBatch;
+  im.shapes.set(input.name, input.channelsLast ? ['N', h, w, c] : ['N', c, h, w]);
+  return input;
 }
 
 /** A kept node's target-shape input as a Constant the train step can use: the batch entry becomes 0 (copy). */
@@ -202,10 +190,8 @@ function normalized(im: Importer, node: Node, rewrite: () => Node[]): Node[] {
 function readConstant(im: Importer, node: Node): void {
   const t = constantValue(node);
   if (!t) return skip(im, node, 'Constant (sparse or string value)');
-  if (t.dtype === 'float32') {
-    im.floats.set(node.outputs[0], t);
-    im.fromConstants.add(node.outputs[0]);
-  } else im.folded.set(node.outputs[0], foldedOf(t));
+  if (t.dtype === 'float32') im.floats.set(node.outputs[0], t);
+  else im.folded.set(node.outputs[0], foldedOf(t));
 }
 
 /**
@@ -218,7 +204,6 @@ function untie(im: Importer, node: Node): boolean {
   const t = node.op === 'Identity' ? im.floats.get(node.inputs[0]) : undefined;
   if (!t || im.fixed.has(node.inputs[0]) || t.data.length < 2) return false;
   im.floats.set(node.outputs[0], { ...t, name: node.outputs[0], data: (t.data as Float32Array).slice() });
-  if (im.fromConstants.has(node.inputs[0])) im.fromConstants.add(node.outputs[0]);
   return true;
 }
 
@@ -265,33 +250,20 @@ function refuseUnsupported(im: Importer): void {
   const ops = [...im.unsupported].filter(([op]) => op !== '');
   if (ops.length === 0) return;
   const total = ops.reduce((a, [, n]) => a + n, 0);
-  const list = ops.map(([op, n]) => (n > 1 ? `${op} x${n}` : op)).join(', ');
+  const list = countList(ops);
   throw new InputError(`${im.file}: ${total} node(s) of ${ops.length} op type(s) cnnlab cannot import: ${list} (the README's op table lists what it reads)`);
 }
 
 /**
- * The class-score output: the graph's one output, or of two outputs the one the other is the
- * Softmax of (cnnlab's own inference.onnx: `logits`, and `probabilities` = Softmax(logits), each
- * possibly through Identity). `dropped` lists the nodes that only make the probabilities output.
+ * The class-score output: the graph's one output, or of logits and their Softmax (import/io.ts)
+ * the logits; `dropped` lists the nodes that only make the probabilities output.
  */
 function scoresOutput(im: Importer): { name: string; dropped: Set<Node> } {
   const outs = im.graph.outputs.map((o) => o.name);
   if (outs.length === 1) return { name: outs[0], dropped: new Set() };
-  const producer = (v: string) => im.kept.find((n) => n.outputs[0] === v);
-  const unaliased = (v: string) => {
-    for (let n = producer(v); n?.op === 'Identity'; n = producer(v)) v = n.inputs[0];
-    return v;
-  };
-  if (outs.length === 2) {
-    for (const [probs, scores] of [[outs[1], outs[0]], [outs[0], outs[1]]]) {
-      const softmax = producer(unaliased(probs));
-      if (softmax?.op !== 'Softmax' || unaliased(softmax.inputs[0]) !== unaliased(scores)) continue;
-      const dropped = new Set<Node>([softmax]);
-      for (let v = probs, n = producer(v); n && n !== softmax; v = n.inputs[0], n = producer(v)) dropped.add(n);
-      return { name: scores, dropped };
-    }
-  }
-  throw new InputError(`${im.file}: expected one output (class scores), found ${outs.length}: ${outs.join(', ')} (two are read only as logits and their Softmax)`);
+  const pair = probabilitiesBesideLogits({ nodes: im.kept, outputs: im.graph.outputs });
+  if (!pair) throw new InputError(`${im.file}: expected one output (class scores), found ${outs.length}: ${outs.join(', ')} (two are read only as logits and their Softmax)`);
+  return { name: pair.logits, dropped: new Set(im.kept.filter((n) => pair.only.has(n.outputs[0]))) };
 }
 
 /** The output, what it holds, and the node to train from (a final Softmax is left to the loss); `dropped`: nodes training leaves out. */
@@ -332,7 +304,7 @@ export function importOnnxModel(bytes: Uint8Array, file: string, opts: ImportOpt
   const decoded = decode(bytes, file);
   const { graph } = decoded;
   const names = new Set(graph.nodes.flatMap((n) => [...n.inputs, ...n.outputs]));
-  const im: Importer = { file, graph, shapes: new Map(), folded: new Map(), floats: new Map(), kept: [], fixed: new Set(), fromConstants: new Set(), unsupported: new Map(), unknown: new Set(), names };
+  const im: Importer = { file, graph, shapes: new Map(), folded: new Map(), floats: new Map(), kept: [], fixed: new Set(), unsupported: new Map(), unknown: new Set(), names };
   for (const t of graph.initializers) {
     if (t.dtype === 'float32') im.floats.set(t.name, t);
     else im.folded.set(t.name, foldedOf(t));
@@ -371,7 +343,7 @@ export function importOnnxModel(bytes: Uint8Array, file: string, opts: ImportOpt
     shapes: im.shapes,
     layers,
     dropouts,
-    source: { file, bytes, metadata: decoded.metadata, outputKind: kind, output, layout: opts.layout ?? 'inline', constantParams: params.filter((p) => im.fromConstants.has(p.name)).map((p) => p.name), channelsLast: input.channelsLast },
+    source: { file, bytes, metadata: decoded.metadata, outputKind: kind, output, layout: opts.layout ?? 'inline', channelsLast: input.channelsLast },
   };
 }
 
@@ -384,6 +356,6 @@ export function checkTrainable(model: Model): void {
   }
   if (missing.size === 0) return;
   const file = model.source?.file ?? model.id;
-  const list = [...missing].map(([op, k]) => (k > 1 ? `${op} x${k}` : op)).join(', ');
+  const list = countList(missing);
   throw new InputError(`${file}: no gradient rule for ${list}; cnnlab can evaluate this model but not train it`);
 }

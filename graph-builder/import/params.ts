@@ -21,8 +21,6 @@ export interface Importer {
   fixedBatch?: number;
   /** Floats the importer's rewrites made (never parameters). */
   fixed: Set<string>;
-  /** Floats held by Constant nodes (their trained values go back into those nodes). */
-  fromConstants: Set<string>;
   /** Op types cnnlab cannot import, with counts ('' for nodes skipped because an input is unknown). */
   unsupported: Map<string, number>;
   /** Values computed from an unsupported node. */

@@ -1,9 +1,8 @@
 import { conv, convTranspose } from '../autodiff/rules/conv.ts';
 import { attr, type Dim, type Node } from '../graph/ir.ts';
-import { attrInt, attrInts, attrStr, type NormalizeContext, type OpTable, type ShapeContext, staticDim, withoutAttrs } from './spec.ts';
+import { attrInt, attrInts, attrStr, elements, type NormalizeContext, type OpTable, type ShapeContext, staticDim, withoutAttrs } from './spec.ts';
 import { spatialHW, windowPads, windowShape } from './window.ts';
 
-const elements = (s: readonly (number | string)[]) => s.reduce<number>((a, d) => a * (typeof d === 'number' ? d : 1), 1);
 
 /** A Conv's or ConvTranspose's kernel: kernel_shape, else W's spatial dims. */
 function kernelOf(node: Node, w: Dim[] | undefined): number[] {

@@ -2,9 +2,8 @@ import { dropout } from '../autodiff/rules/dropout.ts';
 import { gemm, matmul } from '../autodiff/rules/matmul.ts';
 import { logSoftmax, softmax } from '../autodiff/rules/softmax.ts';
 import { attr, type Node } from '../graph/ir.ts';
-import { attrInt, type NormalizeContext, type OpTable, sameShape } from './spec.ts';
+import { attrInt, elements, type NormalizeContext, type OpTable, sameShape } from './spec.ts';
 
-const elements = (s: readonly (number | string)[]) => s.reduce<number>((a, d) => a * (typeof d === 'number' ? d : 1), 1);
 
 /**
  * Before opset 13 (Log)Softmax flattened its input to 2-D at `axis` (default 1) and normalised

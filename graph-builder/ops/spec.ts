@@ -6,7 +6,7 @@
  * plus its finite-difference case in test/autodiff.test.ts.
  */
 import type { GradRule } from '../autodiff/rule.ts';
-import type { AttrValue, Dim, Node, Tensor } from '../graph/ir.ts';
+import type { AttrValue, Dim, Node } from '../graph/ir.ts';
 
 /** What a shape rule sees: the node's input shapes and the values of constant inputs (axes, pads, shapes). */
 export interface ShapeContext {
@@ -74,10 +74,6 @@ export const attrStr = (node: Pick<Node, 'attrs'>, key: string, fallback: string
   const a = node.attrs[key];
   return a?.kind === 'string' ? a.value : fallback;
 };
-export const attrTensor = (node: Pick<Node, 'attrs'>, key: string): Tensor | undefined => {
-  const a = node.attrs[key];
-  return a?.kind === 'tensor' ? a.value : undefined;
-};
 
 /** The same node without some attributes (an old opset's attribute moved to an input). */
 export function withoutAttrs(node: Node, keys: string[]): Record<string, AttrValue> {
@@ -92,6 +88,9 @@ export function staticDim(d: Dim | undefined, what: string): number {
 
 /** An axis attribute or input brought into 0..rank-1. */
 export const normAxis = (axis: number, rank: number) => (axis < 0 ? axis + rank : axis);
+
+/** Elements of a shape with symbolic sizes counted as 1 (per example, for FLOPs). */
+export const elements = (s: readonly Dim[]): number => s.reduce<number>((a, d) => a * (typeof d === 'number' ? d : 1), 1);
 
 /** Shape rule of ops whose output has the first input's shape. */
 export const sameShape = (node: Node, ctx: ShapeContext): Dim[] => ctx.shape(node.inputs[0]);

@@ -30,6 +30,3 @@ export const NON_DIFFERENTIABLE = new Set([
 
 /** The entry of an op, or undefined. */
 export const opSpec = (op: string): OpSpec | undefined => (Object.hasOwn(OPS, op) ? OPS[op] : undefined);
-
-/** Forward ops a model may hold: those with a shape rule. */
-export const IMPORTABLE_OPS: readonly string[] = Object.keys(OPS).filter((op) => OPS[op].shape || OPS[op].shapes).sort();
