@@ -13,7 +13,8 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { DATASETS } from '../datasets/registry.ts';
 import { loadDataset } from '../datasets/sources.ts';
-import { modelMeta, trainSpecFor } from '../graph-builder/artifacts/build.ts';
+import { modelMeta } from '../graph-builder/artifacts/build.ts';
+import { resolvedOptimizer, trainSpecFor } from '../training/optimizers/index.ts';
 import { compile } from '../graph-builder/artifacts/compile.ts';
 import type { GraphTarget } from '../graph-builder/autodiff/registry.ts';
 import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
@@ -43,7 +44,7 @@ for (const r of ROWS.filter((row) => !wanted || wanted.some((w) => row.name.toLo
   const spec = trainSpecFor(arch, { opt: r.opt, momentum: 0 });
   const runners = await Promise.all(
     builds.map(async ([, make, target]) => {
-      const built = make(arch.model, { optimizer: spec.optimizer, loss: spec.loss, meta: modelMeta(arch, DATASETS[r.dataset]), target });
+      const built = make(arch.model, { ...resolvedOptimizer(spec.optimizer), loss: spec.loss, meta: modelMeta(arch, DATASETS[r.dataset]), target });
       return StepRunner.create(rt, built.trainStep, built.iface, built.initialCheckpoint(initParams(arch.model, 0)));
     }),
   );

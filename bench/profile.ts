@@ -11,7 +11,8 @@ import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { DATASETS } from '../datasets/registry.ts';
 import { loadDataset } from '../datasets/sources.ts';
-import { modelMeta, trainSpecFor } from '../graph-builder/artifacts/build.ts';
+import { modelMeta } from '../graph-builder/artifacts/build.ts';
+import { resolvedOptimizer, trainSpecFor } from '../training/optimizers/index.ts';
 import { compile } from '../graph-builder/artifacts/compile.ts';
 import type { GraphTarget } from '../graph-builder/autodiff/registry.ts';
 import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
@@ -25,7 +26,7 @@ if (!r) throw new Error(`--row: expected part of one of ${ROWS.map((row) => row.
 const data = await loadDataset(r.dataset, { env: {} });
 const arch = await loadArchitecture(r.arch);
 const spec = trainSpecFor(arch, { opt: r.opt, momentum: 0 });
-const built = compile(arch.model, { optimizer: spec.optimizer, loss: spec.loss, meta: modelMeta(arch, DATASETS[r.dataset]), target: values.target as GraphTarget });
+const built = compile(arch.model, { ...resolvedOptimizer(spec.optimizer), loss: spec.loss, meta: modelMeta(arch, DATASETS[r.dataset]), target: values.target as GraphTarget });
 const dir = mkdtempSync(join(tmpdir(), 'cnnlab-profile-'));
 const options = { graphOptimizationLevel: 'all', intraOpNumThreads: 2, enableProfiling: true, profileFilePrefix: join(dir, 'p'), extra: { session: { intra_op: { allow_spinning: '0' } } } };
 const session = await ort.InferenceSession.create(built.trainStep, options as ort.InferenceSession.SessionOptions);

@@ -1,6 +1,6 @@
 /** The four rows the PyTorch comparison and the A/B benchmarks measure, and their batches. */
 import type { Split } from '../datasets/sources.ts';
-import type { OptimizerName } from '../graph-builder/dsl/presets.ts';
+import type { OptimizerName } from '../training/optimizers/index.ts';
 import type { StepBatch } from '../runtime/step-runner.ts';
 
 export interface Row {

@@ -8,14 +8,15 @@ import { DATASETS } from '../datasets/registry.ts';
 import { writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { loadDataset } from '../datasets/sources.ts';
-import { modelMeta, trainSpecFor } from '../graph-builder/artifacts/build.ts';
+import { modelMeta } from '../graph-builder/artifacts/build.ts';
+import { resolvedOptimizer, trainSpecFor } from '../training/optimizers/index.ts';
 import { initialCheckpoint } from '../graph-builder/artifacts/compile.ts';
 import { buildInferenceModel } from '../graph-builder/artifacts/inference.ts';
 import { buildTrainStepModel } from '../graph-builder/artifacts/train-step.ts';
 import { graphTargetFor } from '../graph-builder/autodiff/registry.ts';
 import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { initParams } from '../graph-builder/dsl/init.ts';
-import type { OptimizerName } from '../graph-builder/dsl/presets.ts';
+import type { OptimizerName } from '../training/optimizers/index.ts';
 import { trainFlops } from '../graph-builder/summary.ts';
 import { attr, GraphBuilder } from '../graph-builder/graph/ir.ts';
 import { encodeModel } from '../graph-builder/graph/onnx.ts';
@@ -80,7 +81,7 @@ const fashionSeconds = (performance.now() - fashionStart) / 1000;
 async function trainThroughput(rt: Runtime, name: string, B: number, K: number, opt?: OptimizerName): Promise<Stat> {
   const arch = await loadArchitecture(name);
   const spec = trainSpecFor(arch, opt ? { opt, momentum: opt === 'sgd' ? 0.9 : 0 } : {});
-  const built = buildTrainStepModel(arch.model, { optimizer: spec.optimizer, loss: spec.loss, meta: modelMeta(arch, DATASETS.mnist), target: graphTargetFor(rt.ep as 'cpu' | 'wasm') });
+  const built = buildTrainStepModel(arch.model, { ...resolvedOptimizer(spec.optimizer), loss: spec.loss, meta: modelMeta(arch, DATASETS.mnist), target: graphTargetFor(rt.ep as 'cpu' | 'wasm') });
   const runner = await StepRunner.create(rt, built.bytes, built.iface, initialCheckpoint(built.iface, initParams(arch.model, 0), {}));
   let offset = 0;
   const batch = () => {

@@ -13,7 +13,8 @@ import { existsSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { loadDataset } from '../datasets/sources.ts';
-import { modelMeta, trainSpecFor } from '../graph-builder/artifacts/build.ts';
+import { modelMeta } from '../graph-builder/artifacts/build.ts';
+import { resolvedOptimizer, trainSpecFor } from '../training/optimizers/index.ts';
 import { compile } from '../graph-builder/artifacts/compile.ts';
 import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { initParams } from '../graph-builder/dsl/init.ts';
@@ -44,7 +45,7 @@ async function cnnlabRow(r: Row): Promise<number> {
   const data = await loadDataset(r.dataset, { env: {} });
   const arch = await loadArchitecture(r.arch);
   const spec = trainSpecFor(arch, { opt: r.opt, momentum: 0 });
-  const built = compile(arch.model, { optimizer: spec.optimizer, loss: spec.loss, meta: modelMeta(arch, DATASETS[r.dataset]), target: 'cpu' });
+  const built = compile(arch.model, { ...resolvedOptimizer(spec.optimizer), loss: spec.loss, meta: modelMeta(arch, DATASETS[r.dataset]), target: 'cpu' });
   const rt = await createRuntime({ ep: 'cpu', threads });
   const runner = await StepRunner.create(rt, built.trainStep, built.iface, built.initialCheckpoint(initParams(arch.model, 0)));
   const K = 8;

@@ -52,6 +52,12 @@ export interface Model {
   input: string;
   /** Per-example input shape, e.g. [1, 28, 28]. */
   inputShape: Shape;
+  /**
+   * What the input holds: images (absent: the train and eval graphs take uint8 pixels and
+   * normalise inside), or 'features', float32 values another graph computed (a head cut off by
+   * split.ts: no conversion, no normalisation).
+   */
+  inputKind?: 'image' | 'features';
   output: string;
   /** What the output holds; decides the loss (cross-entropy on logits, NLL on log-probabilities). */
   outputKind: 'logits' | 'log-probabilities';
@@ -104,8 +110,9 @@ export type OutputKind = 'logits' | 'probabilities' | 'log-probabilities';
 
 export const elementCount = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
-/** One example's uint8 layout in the train and eval graphs: [H, W] for grey (MNIST's IDX form), else [C, H, W]. */
-export function byteImageDims(model: Pick<Model, 'inputShape'>): number[] {
+/** One example's uint8 layout in the train and eval graphs: [H, W] for grey (MNIST's IDX form), else [C, H, W]; a features input's own shape. */
+export function byteImageDims(model: Pick<Model, 'inputShape' | 'inputKind'>): number[] {
+  if (model.inputKind === 'features') return [...model.inputShape];
   const [c, ...hw] = model.inputShape;
   return c === 1 ? hw : [...model.inputShape];
 }

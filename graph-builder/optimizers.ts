@@ -1,8 +1,11 @@
-import { attr, type GraphBuilder } from './graph/ir.ts';
-import type { OptimizerName } from './dsl/presets.ts';
+import type { GraphBuilder } from './graph/ir.ts';
 
+/**
+ * An optimiser's settings that shape the train step (saved as they are in config.json,
+ * manifest.json and the model card); the name is a kind's: training/optimizers' table lists them.
+ */
 export interface OptimizerConfig {
-  name: OptimizerName;
+  name: string;
   weightDecay: number;
   /** SGD and RMSprop: whether a momentum buffer exists (momentum > 0 at some step). */
   momentum: boolean;
@@ -15,7 +18,7 @@ export interface OptimizerConfig {
 }
 
 /** PyTorch's defaults for each optimiser; `momentumBuffer` where some step has momentum > 0. */
-export function defaultOptimizer(name: OptimizerName, weightDecay = 0, momentumBuffer = false, nesterov = false): OptimizerConfig {
+export function defaultOptimizer(name: string, weightDecay = 0, momentumBuffer = false, nesterov = false): OptimizerConfig {
   return {
     name,
     weightDecay,
@@ -27,24 +30,11 @@ export function defaultOptimizer(name: OptimizerName, weightDecay = 0, momentumB
   };
 }
 
-/** The state tensors (PyTorch's names) each parameter carries. */
-export function stateNames(opt: OptimizerConfig): string[] {
-  switch (opt.name) {
-    case 'sgd':
-      return opt.momentum ? ['momentum_buffer'] : [];
-    case 'adam':
-    case 'adamw':
-      return ['exp_avg', 'exp_avg_sq'];
-    case 'rmsprop':
-      return opt.momentum ? ['square_avg', 'momentum_buffer'] : ['square_avg'];
-  }
-}
-
 export interface UpdateInputs {
   param: string;
   grad: string;
   state: Record<string, string>;
-  /** Per-step scalars: learning rate; momentum (SGD, RMSprop) or beta1 (Adam, AdamW). */
+  /** Per-step scalars: learning rate; momentum or beta1, as the kind's `momentumInput` says. */
   lr: string;
   momentum: string;
   /** 1-based step number as float32 (for bias correction). */
@@ -56,55 +46,66 @@ export interface UpdateOutputs {
   state: Record<string, string>;
 }
 
-/** Emits one parameter's update with PyTorch's formulas (torch.optim, foreach=False semantics). */
-export function emitUpdate(b: GraphBuilder, opt: OptimizerConfig, u: UpdateInputs): UpdateOutputs {
+/** What an update is emitted with: a scalar constant, an op named after the parameter, and the L2-decayed gradient. */
+export interface UpdateOps {
+  c: (v: number) => string;
+  op: (name: string, ...inputs: string[]) => string;
+  decayed: (g: string) => string;
+}
+
+/**
+ * What an optimiser is to the train step: the state each parameter carries and the update's
+ * ops. The kinds live in training/optimizers (SGD here too: the demo page's head steps use it).
+ */
+export interface OptimizerKind {
+  name: string;
+  /** What the per-step `momentum` input is to it: a momentum factor (buffered where `OptimizerConfig.momentum`), or Adam's beta1. */
+  momentumInput: 'momentum' | 'beta1';
+  /** The state tensors (PyTorch's names) each parameter carries. */
+  slots(opt: OptimizerConfig): string[];
+  /** One parameter's update with PyTorch's formulas (torch.optim, foreach=False semantics). */
+  emit(ops: UpdateOps, opt: OptimizerConfig, u: UpdateInputs): UpdateOutputs;
+}
+
+/** SGD with optional momentum (dampening 0) and Nesterov, as torch.optim.SGD. */
+export const SGD: OptimizerKind = {
+  name: 'sgd',
+  momentumInput: 'momentum',
+  slots: (opt) => (opt.momentum ? ['momentum_buffer'] : []),
+  emit({ op, decayed }, opt, u) {
+    let d = decayed(u.grad);
+    const state: Record<string, string> = {};
+    if (opt.momentum) {
+      // buf = momentum * buf + d (dampening 0); a zero buffer makes the first step buf = d, as PyTorch.
+      const buf = op('Add', op('Mul', u.state.momentum_buffer, u.momentum), d);
+      state.momentum_buffer = buf;
+      d = opt.nesterov ? op('Add', d, op('Mul', buf, u.momentum)) : buf;
+    }
+    return { param: op('Sub', u.param, op('Mul', d, u.lr)), state };
+  },
+};
+
+/**
+ * The kind that emits a config's update: the one given (training resolves it from the name),
+ * else the built-in SGD; a config naming another optimiser without its kind is a programming error.
+ */
+export function optimizerKindOf(opt: OptimizerConfig, kind?: OptimizerKind): OptimizerKind {
+  const k = kind ?? SGD;
+  if (k.name !== opt.name) throw new Error(`train step: optimizer '${opt.name}' needs its kind (training/optimizers resolves it by name), got ${kind ? `'${k.name}'` : 'none'}`);
+  return k;
+}
+
+/** The state tensors (PyTorch's names) each parameter carries. */
+export function stateNames(opt: OptimizerConfig, kind?: OptimizerKind): string[] {
+  return optimizerKindOf(opt, kind).slots(opt);
+}
+
+/** Emits one parameter's update with its kind's formulas. */
+export function emitUpdate(b: GraphBuilder, opt: OptimizerConfig, u: UpdateInputs, kind?: OptimizerKind): UpdateOutputs {
   const c = (v: number) => b.scalar(v);
   const op = (name: string, ...inputs: string[]) => b.op(name, inputs, {}, `${u.param.replace(/\W/g, '_')}_upd`);
   const decayed = (g: string) => (opt.weightDecay ? op('Add', g, op('Mul', u.param, c(opt.weightDecay))) : g);
-  switch (opt.name) {
-    case 'sgd': {
-      let d = decayed(u.grad);
-      const state: Record<string, string> = {};
-      if (opt.momentum) {
-        // buf = momentum * buf + d (dampening 0); a zero buffer makes the first step buf = d, as PyTorch.
-        const buf = op('Add', op('Mul', u.state.momentum_buffer, u.momentum), d);
-        state.momentum_buffer = buf;
-        d = opt.nesterov ? op('Add', d, op('Mul', buf, u.momentum)) : buf;
-      }
-      return { param: op('Sub', u.param, op('Mul', d, u.lr)), state };
-    }
-    case 'adam':
-    case 'adamw': {
-      let p = u.param;
-      let g = u.grad;
-      if (opt.name === 'adamw') {
-        if (opt.weightDecay) p = op('Mul', p, op('Sub', c(1), op('Mul', u.lr, c(opt.weightDecay))));
-      } else {
-        g = decayed(g);
-      }
-      const beta1 = u.momentum;
-      const m = op('Add', op('Mul', u.state.exp_avg, beta1), op('Mul', g, op('Sub', c(1), beta1)));
-      const v = op('Add', op('Mul', u.state.exp_avg_sq, c(opt.beta2)), op('Mul', op('Mul', g, g), c(1 - opt.beta2)));
-      const bc1 = op('Sub', c(1), op('Pow', beta1, u.t));
-      const bc2 = op('Sub', c(1), op('Pow', c(opt.beta2), u.t));
-      const denom = op('Add', op('Div', op('Sqrt', v), op('Sqrt', bc2)), c(opt.eps));
-      const stepSize = op('Div', u.lr, bc1);
-      return { param: op('Sub', p, op('Mul', op('Div', m, denom), stepSize)), state: { exp_avg: m, exp_avg_sq: v } };
-    }
-    case 'rmsprop': {
-      const g = decayed(u.grad);
-      const sq = op('Add', op('Mul', u.state.square_avg, c(opt.alpha)), op('Mul', op('Mul', g, g), c(1 - opt.alpha)));
-      const avg = op('Add', op('Sqrt', sq), c(opt.eps));
-      const state: Record<string, string> = { square_avg: sq };
-      let d = op('Div', g, avg);
-      if (opt.momentum) {
-        const buf = op('Add', op('Mul', u.state.momentum_buffer, u.momentum), d);
-        state.momentum_buffer = buf;
-        d = buf;
-      }
-      return { param: op('Sub', u.param, op('Mul', d, u.lr)), state };
-    }
-  }
+  return optimizerKindOf(opt, kind).emit({ c, op, decayed }, opt, u);
 }
 
 /** t = step + 1 as float32, from the int64 step counter. */

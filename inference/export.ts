@@ -2,6 +2,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { asInputError, InputError } from '../common/errors.ts';
 import { writeFileAtomic } from '../common/files.ts';
+import { cardEntries } from '../graph-builder/artifacts/model-card.ts';
 import { decodeGraph } from '../graph-builder/graph/onnx.ts';
 import { readOnnxFile } from '../graph-builder/graph/onnx-file.ts';
 import { encodeNpz } from '../graph-builder/export/npz.ts';
@@ -43,7 +44,7 @@ export function exportModel(file: string, format: ExportFormat, out: string): { 
     .filter((t) => t.dtype === 'float32')
     .map((t) => ({ name: t.name, shape: t.dims, data: t.data as Float32Array }));
   if (!tensors.length) throw new InputError(`${file}: holds no float parameters to export`);
-  const metadata = Object.fromEntries(Object.entries(decoded.metadata).filter(([k]) => k.startsWith('cnnlab.') && k !== 'cnnlab.layers'));
+  const metadata = cardEntries(decoded.metadata, ['layers']);
   if (format === 'safetensors') writeFileAtomic(out, encodeSafetensors(tensors, metadata));
   else if (format === 'npz') writeFileAtomic(out, encodeNpz(tensors));
   else writeFileAtomic(out, bytes);

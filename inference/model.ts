@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { asInputError, InputError, UsageError } from '../common/errors.ts';
 import { type ChannelOrder, conversionOf, describeConversion, type ImageConversion, type ResizeMode } from '../datasets/registry.ts';
-import { PREPARATION_KEY, readImageConversion, readPreparation } from '../graph-builder/artifacts/compile.ts';
+import { CARD_KEYS, type CardImage, type ModelCard, readModelCard } from '../graph-builder/artifacts/model-card.ts';
 import { type Normalization, normalizationMismatch } from '../graph-builder/model.ts';
 import type { Graph } from '../graph-builder/graph/ir.ts';
 import { decodeGraph, type DecodedGraph } from '../graph-builder/graph/onnx.ts';
@@ -30,6 +30,8 @@ export interface LoadedModel {
   parameters: number;
   testAccuracy?: number;
   metadata: Record<string, string>;
+  /** What its cnnlab metadata says, checked (empty for a model cnnlab did not make). */
+  card: Partial<ModelCard>;
   /** The decoded graph (its initialisers are the weights the page fine-tunes). */
   graph: Graph;
   /** The image input: its name, [C, H, W], and the batch size it was exported with, if fixed. */
@@ -96,53 +98,37 @@ export function loadInferenceModel(target: string | undefined, opts: ForeignMode
     throw new InputError(`${path}: not an ONNX model (${(err as Error).message.split('\n')[0]})`);
   }
   const { metadata: md, graph } = full;
-  const native = graph.inputs.some((i) => i.name === 'image') && graph.outputs.some((o) => o.name === 'probabilities') && md['cnnlab.architecture'] !== undefined && !md[PREPARATION_KEY];
-  const image = readConversion(path, md);
+  const card = readModelCard(md, path);
+  const native = graph.inputs.some((i) => i.name === 'image') && graph.outputs.some((o) => o.name === 'probabilities') && card.architecture !== undefined && !card.preprocess;
+  const image: CardImage = card.image ?? {};
   const input = imageInputOf(path, graph, opts.inputSize ?? image.size);
   const wrong = opts.normalize && normalizationMismatch(opts.normalize, input.shape[0]);
   if (wrong) throw new UsageError(`--normalize: ${wrong}`);
-  const output = native ? { name: 'probabilities', kind: 'probabilities' as const, from: 'graph' as const } : foreignOutput(path, full, opts);
+  const output = native ? { name: 'probabilities', kind: 'probabilities' as const, from: 'graph' as const } : foreignOutput(path, full, card, opts);
   const classCount = Number(graph.outputs.find((o) => o.name === output.name)?.shape?.[1]);
-  let classes: string[] | undefined = opts.classes;
-  if (!classes && md['cnnlab.classes']) {
-    try {
-      classes = JSON.parse(md['cnnlab.classes']) as string[];
-    } catch {
-      throw new InputError(`${path}: metadata cnnlab.classes is not valid JSON`);
-    }
-    if (!Array.isArray(classes) || !classes.every((c) => typeof c === 'string')) throw new InputError(`${path}: metadata cnnlab.classes must list class names`);
-  }
+  let classes: string[] | undefined = opts.classes ?? card.classes;
   classes ??= Number.isInteger(classCount) && classCount !== 10 ? Array.from({ length: classCount }, (_, k) => String(k)) : ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
   if (Number.isInteger(classCount) && classCount > 0 && classes.length !== classCount) {
     throw new InputError(`${path}: output '${output.name}' scores ${classCount} classes, ${opts.classes ? '--classes' : 'the metadata'} names ${classes.length}`);
   }
-  const acc = Number(md['cnnlab.test_accuracy']);
   return {
     path,
     bytes,
-    architecture: md['cnnlab.architecture'] ?? `onnx:${path.split(/[\\/]/).pop()}`,
-    dataset: md['cnnlab.dataset'] ?? 'unknown',
+    architecture: card.architecture ?? `onnx:${path.split(/[\\/]/).pop()}`,
+    dataset: card.dataset ?? 'unknown',
     classes,
-    parameters: Number(md['cnnlab.parameters'] ?? graph.initializers.filter((t) => t.dtype === 'float32').reduce((a, t) => a + t.data.length, 0)),
-    testAccuracy: Number.isFinite(acc) ? acc : undefined,
+    parameters: card.parameters ?? graph.initializers.filter((t) => t.dtype === 'float32').reduce((a, t) => a + t.data.length, 0),
+    testAccuracy: Number.isFinite(card.testAccuracy) ? card.testAccuracy : undefined,
     metadata: md,
+    card,
     graph,
     input,
     output,
-    preparation: native ? { range: 1, mean: 0, std: 1, from: 'metadata' } : preparationOf(path, md, opts, input.shape[0]),
+    preparation: native ? { range: 1, mean: 0, std: 1, from: 'metadata' } : preparationOf(path, card, opts, input.shape[0]),
     conversion: conversionFor(opts, image, input.shape[0]),
     conversionFromFlags: opts.channelOrder !== undefined || opts.resize !== undefined,
     native,
   };
-}
-
-/** The conversion (and input size) a model's metadata records; a malformed one is one line naming the file. */
-function readConversion(path: string, md: Record<string, string>): ReturnType<typeof readImageConversion> {
-  try {
-    return readImageConversion(md, path);
-  } catch (err) {
-    throw asInputError(err);
-  }
 }
 
 /** --channel-order and --resize, else what the metadata records; BGR for a grey input is one line naming the flag. */
@@ -155,7 +141,7 @@ function conversionFor(opts: ForeignModelOptions, saved: ImageConversion, channe
  * The class-score output and what it holds: from the graph's last op (LogSoftmax, Softmax), else
  * --output-kind, else logits. Of a logits output and its Softmax, the probabilities are read.
  */
-function foreignOutput(path: string, full: DecodedGraph, opts: ForeignModelOptions): LoadedModel['output'] {
+function foreignOutput(path: string, full: DecodedGraph, card: Partial<ModelCard>, opts: ForeignModelOptions): LoadedModel['output'] {
   const pair = probabilitiesBesideLogits(full.graph);
   const outputs = pair ? full.graph.outputs.filter((o) => o.name === pair.probabilities) : full.graph.outputs;
   if (outputs.length !== 1) throw new InputError(`${path}: expected one output (class scores), found ${outputs.length}: ${outputs.map((o) => o.name).join(', ')} (two are read only as logits and their Softmax)`);
@@ -165,41 +151,24 @@ function foreignOutput(path: string, full: DecodedGraph, opts: ForeignModelOptio
   const last = full.graph.nodes.find((n) => n.outputs.includes(o.name));
   const detected: OutputKind | undefined = last?.op === 'LogSoftmax' ? 'log-probabilities' : last?.op === 'Softmax' ? 'probabilities' : undefined;
   if (opts.outputKind) return { name: o.name, kind: opts.outputKind, from: 'flag' };
-  const saved = full.metadata['cnnlab.output_kind'];
-  if (!detected && (saved === 'logits' || saved === 'probabilities' || saved === 'log-probabilities')) return { name: o.name, kind: saved, from: 'graph' };
+  if (!detected && card.outputKind) return { name: o.name, kind: card.outputKind, from: 'graph' };
   return { name: o.name, kind: detected ?? 'logits', from: detected ? 'graph' : 'default' };
 }
 
 /** The flags' preparation (checked against the input by the caller), else the metadata's, else none. */
-function preparationOf(path: string, md: Record<string, string>, opts: ForeignModelOptions, channels: number): Preparation {
+function preparationOf(path: string, card: Partial<ModelCard>, opts: ForeignModelOptions, channels: number): Preparation {
   if (opts.inputRange !== undefined || opts.normalize) {
     return { range: opts.inputRange ?? 1, mean: opts.normalize?.mean ?? 0, std: opts.normalize?.std ?? 1, from: 'flags' };
   }
-  let saved: ReturnType<typeof readPreparation>;
-  try {
-    saved = readPreparation(md, path);
-  } catch (err) {
-    throw asInputError(err);
-  }
+  const saved = card.preprocess;
   const wrong = saved && normalizationMismatch(saved, channels);
-  if (wrong) throw new InputError(`${path}: metadata ${PREPARATION_KEY} holds ${wrong.split(';')[0]}`);
+  if (wrong) throw new InputError(`${path}: metadata ${CARD_KEYS.preprocess} holds ${wrong.split(';')[0]}`);
   return saved ? { ...saved, from: 'metadata' } : { range: 1, mean: 0, std: 1, from: 'default' };
 }
 
 /** A mean or std as the lines print it: `0.5`, or `[0.485, 0.456, 0.406]`. */
 function stat(v: number | number[]): string {
   return Array.isArray(v) ? `[${v.join(', ')}]` : String(v);
-}
-
-/** The normalisation cnnlab.normalization records, where it reads as one. */
-function recordedNormalization(md: Record<string, string>): Normalization | undefined {
-  try {
-    const n = JSON.parse(md['cnnlab.normalization'] ?? 'null') as Normalization | null;
-    const ok = (v: unknown) => typeof v === 'number' || (Array.isArray(v) && v.every((x) => typeof x === 'number'));
-    return n && ok(n.mean) && ok(n.std) ? n : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 const isIdentity = (p: Normalization) => [p.mean].flat().every((v) => v === 0) && [p.std].flat().every((v) => v === 1);
@@ -213,7 +182,7 @@ export function describePreparation(m: LoadedModel): string | undefined {
   const converted = m.conversion.channelOrder || m.conversion.resize ? `; images read as ${describeConversion(m.conversion)}${m.conversionFromFlags ? ' (from the flags)' : ' (from its metadata)'}` : '';
   if (m.native) {
     if (!converted) return undefined;
-    const norm = recordedNormalization(m.metadata);
+    const norm = m.card.normalization;
     return `${m.path}: input 'image' [N, ${m.input.shape.join(', ')}], pixels 0..1${norm ? `, normalised inside the model by (x - ${stat(norm.mean)}) / ${stat(norm.std)}` : ''}${converted}`;
   }
   const p = m.preparation;

@@ -10,6 +10,7 @@ import { type Dataset, sliceSplit, type Split } from '../datasets/sources.ts';
 import { compile } from '../graph-builder/artifacts/compile.ts';
 import { encodeCheckpoint } from '../graph-builder/artifacts/checkpoint.ts';
 import { buildInferenceModel, type ModelMeta } from '../graph-builder/artifacts/inference.ts';
+import { writeModelCard } from '../graph-builder/artifacts/model-card.ts';
 import type { TrainStepInterface } from '../graph-builder/artifacts/train-step.ts';
 import { architectureFromMetadata } from '../graph-builder/dsl/arch.ts';
 import { importOnnxModel } from '../graph-builder/import/onnx-model.ts';
@@ -21,7 +22,11 @@ import type { Normalization } from '../graph-builder/model.ts';
 import sharp from 'sharp';
 import { encodeSafetensors } from '../graph-builder/export/safetensors.ts';
 import { DecodeLane, LaneFull } from './decode-lane.ts';
+import { type HeadArtifacts, PageHead } from './page-head.ts';
+import { pageBundle } from './page-bundle.ts';
+import { prepareFor, takesDigits } from './prepare-input.ts';
 import { prepareImage } from './preprocess.ts';
+import type { LabelledImages, ModelCard } from './web/api.ts';
 
 /** Test images the page shows (the gallery) and measures itself on; training images it replays. */
 const SAMPLES = 500;
@@ -30,25 +35,29 @@ const REPLAY = 300;
 /** Uploads larger than this are refused (413): a drawing or a photo of a digit is far smaller. */
 export const MAX_UPLOAD = 5 * 1024 * 1024;
 
+/** A train step the page runs: its graph and interface, its first state, and the inference graph taking its parameters as inputs. */
+type Trainer = Pick<HeadArtifacts, 'step' | 'inference' | 'state' | 'iface'>;
+
 interface ServedModel {
   id: string;
   model: LoadedModel;
-  card: Record<string, unknown>;
-  /** Fine-tuning pieces, where the architecture can be rebuilt (presets and JSON specs). */
-  train?: { step: Uint8Array; inference: Uint8Array; state: Uint8Array; iface: TrainStepInterface };
+  card: ModelCard;
+  /** Whole-model fine-tuning pieces, where the architecture can be rebuilt and its training images replayed. */
+  train?: Trainer;
   /** The graph the page predicts with, where it is not the served file (a foreign model's interface differs). */
   page?: Uint8Array;
-  /** Test images the page shows and measures itself on. */
-  samples: Split;
+  /** Test images the page shows and measures itself on (none where the model's data does not fit its input). */
+  samples?: Split;
   /** Training images the page's fine-tuning replays beside the user's examples, so it does not forget. */
-  replay: Split;
+  replay?: Split;
+  /** New heads on the frozen backbone, where the model can be cut at its head. */
+  head?: PageHead;
 }
 
 const WEB_DIR = join(import.meta.dirname, 'web');
 const STATIC: Record<string, [string, string]> = {
   '/': ['index.html', 'text/html; charset=utf-8'],
   '/index.html': ['index.html', 'text/html; charset=utf-8'],
-  '/app.js': ['app.js', 'text/javascript; charset=utf-8'],
   '/style.css': ['style.css', 'text/css; charset=utf-8'],
 };
 
@@ -66,16 +75,9 @@ const ORT_FILES = new Set(['ort.wasm.min.mjs', 'ort-wasm-simd-threaded.wasm', 'o
  * or one cnnlab trained from an import). Undefined where none can (the page then only predicts).
  */
 function pageModel(loaded: LoadedModel): Model | undefined {
-  if (loaded.native) {
-    try {
-      return architectureFromMetadata(loaded.metadata, loaded.path)?.model;
-    } catch {
-      return undefined;
-    }
-  }
   try {
-    const model = importOnnxModel(loaded.bytes, loaded.path, { outputKind: loaded.output.kind });
-    return model.inputShape.join('x') === '1x28x28' ? model : undefined;
+    if (loaded.native) return architectureFromMetadata(loaded.metadata, loaded.path)?.model;
+    return importOnnxModel(loaded.bytes, loaded.path, { outputKind: loaded.output.kind });
   } catch {
     return undefined;
   }
@@ -83,18 +85,27 @@ function pageModel(loaded: LoadedModel): Model | undefined {
 
 /**
  * The data the page shows samples of and replays while fine-tuning: the model's built-in
- * dataset, or the image folder its run was trained on (from the run's config.json), else MNIST.
+ * dataset, or the image folder its run was trained on (from the run's config.json), else MNIST
+ * for a foreign digit model; none for a foreign model of another input.
  */
-async function pageData(model: LoadedModel): Promise<{ dataset: string; data: Dataset }> {
+async function pageData(model: LoadedModel): Promise<{ dataset: string; data?: Dataset }> {
   if (isDatasetName(model.dataset)) return { dataset: model.dataset, data: await openDataset({ dataset: model.dataset }) };
-  const run = model.metadata['cnnlab.run'];
+  const run = model.card.run;
   const config = run ? join(run, 'config.json') : undefined;
   if (model.dataset.startsWith(FOLDER_PREFIX) && config && existsSync(config)) {
     const dataDir = (readJsonFile(config, 1024 * 1024) as { dataDir?: string }).dataDir;
     if (dataDir) return { dataset: model.dataset, data: await openDataset({ dataset: model.dataset, dataDir }, model.input.shape, { conversion: model.conversion }) };
   }
   if (model.dataset.startsWith(FOLDER_PREFIX)) throw new InputError(`${model.path}: trained on ${model.dataset}, whose folder the page needs for its samples and replay; serve it from its run folder`);
+  if (model.input.shape.join('x') !== '1x28x28') return { dataset: model.dataset };
   return { dataset: 'mnist', data: await openDataset({ dataset: 'mnist' }) };
+}
+
+/** What the page normalises with, as the model's graphs take it: cnnlab's recorded normalisation, or a foreign model's preparation. */
+function pageMeta(model: LoadedModel, dataset: string): ModelMeta {
+  const norm: Normalization = model.card.normalization ?? { mean: 0, std: 1 };
+  const prep = model.native ? norm : { mean: model.preparation.mean, std: model.preparation.std, inputRange: model.preparation.range };
+  return { architecture: model.architecture, dataset, classes: model.classes, ...prep, ...(model.conversion.channelOrder || model.conversion.resize ? { conversion: model.conversion } : {}) };
 }
 
 /** The models serve shows, read as eval and predict read them (`opts`: their flags, for models without cnnlab metadata). */
@@ -102,45 +113,55 @@ export async function loadServedModels(targets: (string | undefined)[], opts: Fo
   const out: ServedModel[] = [];
   for (const [i, target] of targets.entries()) {
     const model = loadInferenceModel(target, opts);
-    if (model.input.shape.join('x') !== '1x28x28') throw new InputError(`${model.path}: the demo page draws 1x28x28 images; this model takes ${model.input.shape.join('x')} (eval and predict take it as it is)`);
     const { dataset, data } = await pageData(model);
-    const norm = JSON.parse(model.metadata['cnnlab.normalization'] ?? '{"mean":0,"std":1}') as Normalization;
-    const card = {
-      id: String(i),
-      name: `${model.architecture} (${dataset})`,
-      architecture: model.architecture,
-      dataset,
-      classes: model.classes,
-      parameters: model.parameters,
-      testAccuracy: model.testAccuracy ?? null,
-      file: model.path,
-      normalization: norm,
-    };
-    const served: ServedModel = {
-      id: String(i),
-      model,
-      card,
-      samples: sliceSplit(data.test, SAMPLES),
-      replay: sliceSplit(data.train, REPLAY),
-    };
+    const meta = pageMeta(model, dataset);
     const forward = pageModel(model);
     const params: ParamSet = new Map(model.graph.initializers.filter((t) => t.dtype === 'float32').map((t) => [t.name, t.data as Float32Array]));
-    if (forward && forward.params.every((p) => params.get(p.name)?.length === elementCount(p.shape))) {
-      const prep = model.native ? norm : { mean: model.preparation.mean, std: model.preparation.std, inputRange: model.preparation.range };
-      const meta: ModelMeta = { architecture: model.architecture, dataset, classes: model.classes, ...prep };
+    // The importer's own copies of shared initialisers (untied, named apart) carry their values.
+    for (const p of forward?.params ?? []) if (p.init.kind === 'given' && params.get(p.name)?.length !== elementCount(p.shape)) params.set(p.name, p.init.data);
+    const rebuilt = forward && forward.params.every((p) => params.get(p.name)?.length === elementCount(p.shape)) ? forward : undefined;
+    if (!rebuilt && !model.native) throw new InputError(`${model.path}: the demo page needs ops cnnlab can import (cnnlab inspect ${model.path} says why not); eval and predict take it as it is`);
+    const served: ServedModel = { id: String(i), model, card: card(i, model, dataset, data?.test.count ?? 0), samples: data && sliceSplit(data.test, SAMPLES), replay: data && sliceSplit(data.train, REPLAY) };
+    if (rebuilt && data) {
       // Fine-tuning on a handful of drawings: plain SGD with momentum; the page feeds lr per step.
       // The page trains with onnxruntime-web's wasm backend: onnxruntime's CPU kernels.
-      const built = compile(forward, { optimizer: defaultOptimizer('sgd', 0, true), loss: forward.outputKind === 'log-probabilities' ? 'nll' : 'cross-entropy', meta, target: 'cpu' });
+      const built = compile(rebuilt, { optimizer: defaultOptimizer('sgd', 0, true), loss: rebuilt.outputKind === 'log-probabilities' ? 'nll' : 'cross-entropy', meta, target: 'cpu' });
       served.train = { step: built.trainStep, inference: built.inference('inputs'), state: encodeCheckpoint(built.initialCheckpoint(params, { architecture: model.architecture, step: 0 })), iface: built.iface };
-      // A foreign model is shown through cnnlab's image-in, probabilities-out graph of it.
-      if (!model.native) served.page = buildInferenceModel(forward, params, meta);
-    } else if (!model.native) {
-      throw new InputError(`${model.path}: the demo page needs a 1x28x28 input and ops cnnlab can import (cnnlab inspect ${model.path} says why not); eval and predict take it as it is`);
     }
-    (served.card as Record<string, unknown>).fineTuning = Boolean(served.train);
+    // A foreign model is shown through cnnlab's image-in, probabilities-out graph of it.
+    if (rebuilt && !model.native) served.page = buildInferenceModel(rebuilt, params, meta);
+    if (rebuilt) {
+      try {
+        served.head = new PageHead(rebuilt, params, meta);
+      } catch (err) {
+        if (!(err instanceof CnnlabError)) throw err;
+        served.card.headTuning = err.message;
+      }
+    } else served.card.headTuning = `${model.path}: its architecture cannot be rebuilt from its metadata`;
+    served.card.fineTuning = Boolean(served.train);
     out.push(served);
   }
   return out;
+}
+
+/** The model card the page shows (fine-tuning filled in by the caller). */
+function card(i: number, model: LoadedModel, dataset: string, tests: number): ModelCard {
+  return {
+    id: String(i),
+    name: `${model.architecture} (${dataset})`,
+    architecture: model.architecture,
+    dataset,
+    classes: model.classes,
+    parameters: model.parameters,
+    testAccuracy: model.testAccuracy ?? null,
+    file: model.path,
+    inputShape: model.input.shape,
+    bgr: model.conversion.channelOrder === 'bgr',
+    drawing: takesDigits(model),
+    samples: Math.min(SAMPLES, tests),
+    fineTuning: false,
+    headTuning: true,
+  };
 }
 
 /**
@@ -163,6 +184,8 @@ function send(res: ServerResponse, status: number, body: string | Uint8Array, ty
 function json(res: ServerResponse, value: unknown, status = 200): void {
   send(res, status, JSON.stringify(value), 'application/json');
 }
+
+const ONNX = 'application/octet-stream';
 
 /** Reads a request body up to `limit` bytes; past it, answers 413 and resolves undefined. */
 function readBody(req: IncomingMessage, res: ServerResponse, limit: number): Promise<Buffer | undefined> {
@@ -223,7 +246,7 @@ async function uploadedImage(body: Buffer, contentType: string | undefined): Pro
   if (!contentType?.toLowerCase().startsWith('multipart/form-data')) return body.length ? body : 'empty upload';
   let form: FormData;
   try {
-    form = await new Response(body, { headers: { 'content-type': contentType } }).formData();
+    form = await new Response(new Uint8Array(body), { headers: { 'content-type': contentType } }).formData();
   } catch {
     return 'not a readable multipart/form-data upload';
   }
@@ -231,6 +254,124 @@ async function uploadedImage(body: Buffer, contentType: string | undefined): Pro
   return 'the form holds no file';
 }
 
+/** POST of an image, prepared by `prepare` in its decode lane: planar pixels 0..1 and their shape as JSON, or 400/413/503. */
+async function prepareRoute(req: IncomingMessage, res: ServerResponse, lanes: ReturnType<typeof decodeLanes>, prepare: (image: Uint8Array) => Promise<{ pixels: Float32Array; shape: readonly number[] }>): Promise<void> {
+  if (req.method !== 'POST') return send(res, 405, 'POST an image\n');
+  const raw = await readBody(req, res, MAX_UPLOAD);
+  if (!raw) return;
+  const body = await uploadedImage(raw, req.headers['content-type']);
+  if (typeof body === 'string') return send(res, 400, `${body}\n`);
+  try {
+    const { pixels, shape } = await (await laneFor(lanes, body)).run(() => prepare(body));
+    return json(res, { pixels: Array.from(pixels), shape });
+  } catch (err) {
+    if (err instanceof LaneFull) {
+      res.setHeader('retry-after', '1');
+      return send(res, 503, `busy decoding large images (${err.message}); try again shortly\n`);
+    }
+    if (err instanceof CnnlabError) return json(res, { error: err.message }, 400);
+    throw err;
+  }
+}
+
+/**
+ * The parameters a page POSTs: the float32 values of the carried parameters and buffers of
+ * `iface`, in its order; undefined (answered) where the body is not that.
+ */
+async function postedParams(req: IncomingMessage, res: ServerResponse, iface: TrainStepInterface): Promise<{ name: string; shape: number[]; data: Float32Array }[] | undefined> {
+  if (req.method !== 'POST') {
+    send(res, 405, 'POST the fine-tuned parameters\n');
+    return undefined;
+  }
+  const kept = iface.carried.filter((c) => c.role === 'param' || c.role === 'buffer');
+  const size = kept.reduce((a, c) => a + 4 * elementCount(c.shape), 0);
+  const body = await readBody(req, res, size);
+  if (!body) return undefined;
+  if (body.length !== size) {
+    send(res, 400, `expected ${size} bytes of float32 parameters, got ${body.length}\n`);
+    return undefined;
+  }
+  const data = new Float32Array(new Uint8Array(body).buffer);
+  let at = 0;
+  return kept.map((c) => {
+    const n = elementCount(c.shape);
+    at += n;
+    return { name: c.name, shape: c.shape, data: data.subarray(at - n, at) };
+  });
+}
+
+const attachment = (res: ServerResponse, name: string) => res.setHeader('content-disposition', `attachment; filename="${name.replace(/[^A-Za-z0-9._=-]+/g, '_')}"`);
+
+/** GET of a served model's own files: its inference graph, samples, and the whole-model fine-tuning graphs. */
+function modelFile(res: ServerResponse, served: ServedModel, file: string): void {
+  const labelled = (split: Split | undefined): LabelledImages => ({ labels: Array.from(split?.labels ?? []), pixels: Buffer.from(split?.images ?? []).toString('base64') });
+  switch (file) {
+    case 'inference.onnx':
+      return send(res, 200, served.page ?? served.model.bytes, ONNX);
+    case 'samples':
+      return json(res, labelled(served.samples));
+    case 'replay':
+      return json(res, labelled(served.replay));
+    case 'features.onnx':
+      if (!served.head) return send(res, 404, `${served.card.headTuning}\n`);
+      return send(res, 200, served.head.featuresGraph(), ONNX);
+  }
+  if (!served.train) return send(res, 404, 'fine-tuning is not available for this model\n');
+  return trainerFile(res, served.train, file, 'inference_inputs.onnx');
+}
+
+/** GET of a train step's files: its graph, its interface, its first state, and the inference graph taking its parameters (named `inference`). */
+function trainerFile(res: ServerResponse, t: Trainer, file: string, inference: string): void {
+  if (file === 'train_step.onnx') return send(res, 200, t.step, ONNX);
+  if (file === inference) return send(res, 200, t.inference, ONNX);
+  if (file === 'train_state.bin') return send(res, 200, t.state, ONNX);
+  if (file === 'train_interface') return json(res, t.iface);
+  return send(res, 404, 'not found\n');
+}
+
+/** The whole model's fine-tuned parameters (POSTed by the page) as safetensors. */
+async function wholeWeights(req: IncomingMessage, res: ServerResponse, served: ServedModel): Promise<void> {
+  if (!served.train) return send(res, 404, 'fine-tuning is not available for this model\n');
+  const tensors = await postedParams(req, res, served.train.iface);
+  if (!tensors) return;
+  const bytes = encodeSafetensors(tensors, writeModelCard({ architecture: served.model.architecture, classes: served.model.classes, fineTuned: 'in the demo page' }));
+  attachment(res, `${served.model.architecture}-fine-tuned.safetensors`);
+  return send(res, 200, bytes, 'application/octet-stream');
+}
+
+/**
+ * A new head of `classes` classes: GET its train step, inference graph, first state and
+ * interface; POST its trained parameters with `?classes=` the class names (JSON) for the whole
+ * model with that head as an ONNX file.
+ */
+async function headFile(req: IncomingMessage, res: ServerResponse, url: URL, served: ServedModel, classes: number, file: string): Promise<void> {
+  if (!served.head) return send(res, 404, `${served.card.headTuning}\n`);
+  let head;
+  try {
+    head = served.head.forClasses(classes);
+  } catch (err) {
+    if (err instanceof CnnlabError) return send(res, 400, `${err.message}\n`);
+    throw err;
+  }
+  if (file === 'model.onnx') {
+    if (req.method !== 'POST') return send(res, 405, 'POST the head\'s trained parameters\n');
+    let names: unknown;
+    try {
+      names = JSON.parse(url.searchParams.get('classes') ?? 'null');
+    } catch {
+      names = undefined;
+    }
+    if (!Array.isArray(names) || names.length !== classes || !names.every((n) => typeof n === 'string' && n.length > 0 && n.length <= 100)) return send(res, 400, `?classes=: expected a JSON list of ${classes} class names\n`);
+    const tensors = await postedParams(req, res, head.iface);
+    if (!tensors) return;
+    attachment(res, `${served.model.architecture}-${names.join('-')}.onnx`.slice(0, 120));
+    return send(res, 200, served.head.wholeModel(names as string[], new Map(tensors.map((t) => [t.name, t.data]))), ONNX);
+  }
+  if (req.method !== 'GET') return send(res, 405, 'GET it\n');
+  return trainerFile(res, head, file, 'inference.onnx');
+}
+
+/** The demo server: the page, its script (bundled on first request), onnxruntime-web's files, and the models' API. */
 export function createDemoServer(models: ServedModel[], lanes = decodeLanes()): Server {
   const ort = ortDir();
   const byId = new Map(models.map((m) => [m.id, m]));
@@ -242,6 +383,7 @@ export function createDemoServer(models: ServedModel[], lanes = decodeLanes()): 
         const [file, type] = STATIC[path];
         return send(res, 200, readFileSync(join(WEB_DIR, file)), type);
       }
+      if (req.method === 'GET' && path === '/app.js') return send(res, 200, await pageBundle(), 'text/javascript; charset=utf-8');
       if (path === '/favicon.ico') {
         res.writeHead(204).end();
         return;
@@ -252,69 +394,16 @@ export function createDemoServer(models: ServedModel[], lanes = decodeLanes()): 
         return send(res, 200, readFileSync(join(ort, file)), file.endsWith('.wasm') ? 'application/wasm' : 'text/javascript; charset=utf-8');
       }
       if (req.method === 'GET' && path === '/api/models') return json(res, models.map((m) => m.card));
-      const m = /^\/api\/models\/(\d+)\/([a-z_.-]+)$/.exec(path);
-      if (req.method === 'GET' && m) {
-        const served = byId.get(m[1]);
-        if (!served) return send(res, 404, 'no such model\n');
-        switch (m[2]) {
-          case 'inference.onnx':
-            return send(res, 200, served.page ?? served.model.bytes, 'application/octet-stream');
-          case 'samples':
-          case 'replay': {
-            const split = m[2] === 'samples' ? served.samples : served.replay;
-            return json(res, { labels: Array.from(split.labels), pixels: Buffer.from(split.images).toString('base64') });
-          }
-          case 'train_step.onnx':
-          case 'inference_inputs.onnx':
-          case 'train_state.bin':
-            if (!served.train) return send(res, 404, 'fine-tuning is not available for this model\n');
-            return send(res, 200, m[2] === 'train_step.onnx' ? served.train.step : m[2] === 'inference_inputs.onnx' ? served.train.inference : served.train.state, 'application/octet-stream');
-          case 'train_interface':
-            if (!served.train) return send(res, 404, 'fine-tuning is not available for this model\n');
-            return json(res, served.train.iface);
-        }
-        return send(res, 404, 'not found\n');
-      }
-      const w = /^\/api\/models\/(\d+)\/weights\.safetensors$/.exec(path);
-      if (w) {
-        if (req.method !== 'POST') return send(res, 405, 'POST the fine-tuned parameters\n');
-        const served = byId.get(w[1]);
-        if (!served?.train) return send(res, 404, 'fine-tuning is not available for this model\n');
-        const kept = served.train.iface.carried.filter((c) => c.role === 'param' || c.role === 'buffer');
-        const size = kept.reduce((a, c) => a + 4 * elementCount(c.shape), 0);
-        const body = await readBody(req, res, size);
-        if (!body) return;
-        if (body.length !== size) return send(res, 400, `expected ${size} bytes of float32 parameters, got ${body.length}\n`);
-        const data = new Float32Array(new Uint8Array(body).buffer);
-        let at = 0;
-        const tensors = kept.map((c) => {
-          const n = elementCount(c.shape);
-          const t = { name: c.name, shape: c.shape, data: data.subarray(at, at + n) };
-          at += n;
-          return t;
-        });
-        const bytes = encodeSafetensors(tensors, { 'cnnlab.architecture': served.model.architecture, 'cnnlab.classes': JSON.stringify(served.model.classes), 'cnnlab.fine_tuned': 'in the demo page' });
-        res.setHeader('content-disposition', `attachment; filename="${served.model.architecture.replace(/[^A-Za-z0-9._=-]+/g, '_')}-fine-tuned.safetensors"`);
-        return send(res, 200, bytes, 'application/octet-stream');
-      }
-      if (path === '/api/prepare') {
-        if (req.method !== 'POST') return send(res, 405, 'POST an image\n');
-        const raw = await readBody(req, res, MAX_UPLOAD);
-        if (!raw) return;
-        const body = await uploadedImage(raw, req.headers['content-type']);
-        if (typeof body === 'string') return send(res, 400, `${body}\n`);
-        try {
-          const { pixels } = await (await laneFor(lanes, body)).run(() => prepareImage(body, 'upload'));
-          return json(res, { pixels: Array.from(pixels) });
-        } catch (err) {
-          if (err instanceof LaneFull) {
-            res.setHeader('retry-after', '1');
-            return send(res, 503, `busy decoding large images (${err.message}); try again shortly\n`);
-          }
-          if (err instanceof CnnlabError) return json(res, { error: err.message }, 400);
-          throw err;
-        }
-      }
+      // The digit preparation of `cnnlab predict` (a 1x28x28 digit model's), whatever the model.
+      if (path === '/api/prepare') return await prepareRoute(req, res, lanes, async (image) => ({ pixels: (await prepareImage(image, 'upload')).pixels, shape: [1, 28, 28] }));
+      const m = /^\/api\/models\/(\d+)\/(?:head\/(\d+)\/)?([a-z_.-]+)$/.exec(path);
+      const served = m && byId.get(m[1]);
+      if (!m) return send(res, 404, 'not found\n');
+      if (!served) return send(res, 404, 'no such model\n');
+      if (m[2]) return await headFile(req, res, url, served, Number(m[2]), m[3]);
+      if (m[3] === 'prepare') return await prepareRoute(req, res, lanes, (image) => prepareFor(served.model, image, 'upload'));
+      if (m[3] === 'weights.safetensors') return await wholeWeights(req, res, served);
+      if (req.method === 'GET') return modelFile(res, served, m[3]);
       return send(res, 404, 'not found\n');
     } catch (err) {
       if (!res.headersSent) send(res, 500, `internal error: ${(err as Error).message}\n`);

@@ -6,13 +6,14 @@ import * as ortNode from 'onnxruntime-node';
 import { CnnlabError } from '../common/errors.ts';
 import { GraphBuilder } from '../graph-builder/graph/ir.ts';
 import { encodeModel } from '../graph-builder/graph/onnx.ts';
+import { lowerForWebGpu } from '../graph-builder/artifacts/webgpu.ts';
 
 /** onnxruntime-node and onnxruntime-web share one API (onnxruntime-common); this is its shape. */
 export type Ort = typeof ortNode;
 export type Session = ortNode.InferenceSession;
 export type Tensor = ortNode.Tensor;
 
-export const EP_NAMES = ['cpu', 'cuda', 'wasm', 'auto'] as const;
+export const EP_NAMES = ['cpu', 'cuda', 'wasm', 'webgpu', 'auto'] as const;
 export type EpName = (typeof EP_NAMES)[number];
 
 export interface RuntimeOptions {
@@ -112,6 +113,31 @@ async function probeCuda(deviceId: number): Promise<string | undefined> {
   }
 }
 
+/**
+ * onnxruntime-node's WebGPU EP (Dawn: Vulkan, D3D12 or Metal), with the CPU EP for the shape and
+ * int64 bookkeeping it has no kernels for. NCHW: the graphs are NCHW, and the EP's default NHWC
+ * layout added 320 Transpose programs to eva-best's step where NCHW adds 158 (docs/webgpu.md).
+ */
+const WEBGPU_SESSION = {
+  executionProviders: [{ name: 'webgpu', preferredLayout: 'NCHW' }, 'cpu'],
+  graphOptimizationLevel: 'all',
+  logSeverityLevel: 3,
+} as unknown as ortNode.InferenceSession.SessionOptions;
+
+/** Opens a one-node model on the WebGPU EP: undefined when it runs, else why not in one clause. */
+export async function probeWebGpu(): Promise<string | undefined> {
+  const b = new GraphBuilder('webgpu_probe');
+  b.expose(b.op('Relu', [b.input('x', 'float32', [4])]), 'y', 'float32', [4]);
+  try {
+    const s = await ortNode.InferenceSession.create(encodeModel(b.graph), { ...WEBGPU_SESSION, executionProviders: ['webgpu'] } as ortNode.InferenceSession.SessionOptions);
+    await s.run({ x: new ortNode.Tensor('float32', new Float32Array(4), [4]) });
+    await s.release();
+    return undefined;
+  } catch (err) {
+    return (err as Error).message.split('\n')[0].replace(/^.*Failed to get a WebGPU adapter: /, 'no WebGPU adapter: ').slice(0, 240);
+  }
+}
+
 export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const deviceId = opts.deviceId ?? 0;
   if (opts.threads !== undefined && (!Number.isInteger(opts.threads) || opts.threads < 1)) {
@@ -134,6 +160,11 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
       note: note || `onnxruntime-web wasm, ${threads} thread${threads > 1 ? 's' : ''}${ignored}`,
       createSession: (model) => ortWeb.InferenceSession.create(model, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' }),
     };
+  }
+  if (ep === 'webgpu') {
+    const failure = await probeWebGpu();
+    if (failure) throw new CnnlabError(`--ep webgpu: onnxruntime's WebGPU execution provider did not start (${failure}); use --ep cpu`);
+    return { ep, ort: ortNode, note: 'WebGPU (onnxruntime-node, Dawn), shape bookkeeping on the CPU', createSession: (model) => ortNode.InferenceSession.create(lowerForWebGpu(model), WEBGPU_SESSION) };
   }
   if (ep === 'cuda') {
     return { ep, ort: ortNode, note: note || `CUDA device ${deviceId}`, createSession: (model) => ortNode.InferenceSession.create(model, cudaSessionOptions(deviceId)) };

@@ -11,7 +11,9 @@ import sharp from 'sharp';
 import { loadDataset } from '../datasets/sources.ts';
 import { loadArchFile, loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { TorchStyleExport } from './helpers/onnx-export.ts';
-import { loadInferenceModel } from '../inference/model.ts';
+import { classify, loadInferenceModel, openModelSession } from '../inference/model.ts';
+import { prepareFor } from '../inference/prepare-input.ts';
+import { createRuntime } from '../runtime/ort.ts';
 import { createDemoServer, decodeLanes, loadServedModels, MAX_UPLOAD } from '../inference/server.ts';
 import { resolveRunConfig } from '../training/config.ts';
 import { fit } from '../training/fit.ts';
@@ -313,5 +315,172 @@ describe('the demo server', () => {
     assert.equal((await fetch(`${base}/`)).status, 200);
     const grown = (process.memoryUsage().heapUsed - heapBefore) / 2 ** 20;
     assert.ok(grown < 200, `heap grew by ${grown.toFixed(0)} MiB`);
+  });
+});
+
+/** Full-range BT.601 (YUV4MPEG2's C420jpeg) of an RGB colour. */
+function yuv([r, g, b]: readonly number[]): [number, number, number] {
+  const clip = (v: number) => Math.max(0, Math.min(255, Math.round(v)));
+  return [clip(0.299 * r + 0.587 * g + 0.114 * b), clip(128 - 0.168736 * r - 0.331264 * g + 0.5 * b), clip(128 + 0.5 * r - 0.418688 * g - 0.081312 * b)];
+}
+
+/**
+ * A Y4M clip for Chromium's fake camera (--use-file-for-fake-video-capture, which loops it):
+ * `frames` frames of each colour in turn at `fps`, 160x120, a darker square in the middle so
+ * the frames are not flat.
+ */
+function writeClip(file: string, colours: readonly (readonly number[])[], frames: number, fps: number): void {
+  const [w, h] = [160, 120];
+  const parts: Buffer[] = [Buffer.from(`YUV4MPEG2 W${w} H${h} F${fps}:1 Ip A1:1 C420jpeg\n`)];
+  for (const colour of colours) {
+    const [y0, u0, v0] = yuv(colour);
+    const [y1, u1, v1] = yuv(colour.map((c) => c * 0.6));
+    const inside = (x: number, y: number) => Math.abs(x - w / 2) < w / 5 && Math.abs(y - h / 2) < h / 5;
+    const plane = (pw: number, ph: number, k: number, a: number, b: number) => Buffer.from(Array.from({ length: pw * ph }, (_, i) => (inside((i % pw) * k, Math.floor(i / pw) * k) ? b : a)));
+    const frame = Buffer.concat([Buffer.from('FRAME\n'), plane(w, h, 1, y0, y1), plane(w / 2, h / 2, 2, u0, u1), plane(w / 2, h / 2, 2, v0, v1)]);
+    for (let i = 0; i < frames; i++) parts.push(frame);
+  }
+  writeFileSync(file, Buffer.concat(parts));
+}
+
+describe('new classes on an RGB model (3x32x32, imported) in Chromium with a fake camera', () => {
+  const RED = [200, 40, 40];
+  const BLUE = [40, 60, 200];
+  let rgbServer: Server;
+  let rgbBrowser: Browser;
+  let p: Page;
+  type Hooks = {
+    cnnlab: {
+      ready: Promise<void>;
+      state: { probabilities: number[] | null; shownClasses: string[]; frameMean: number[] | null; head: { losses: number[]; examples: unknown[] } };
+      camera: { toggle: () => Promise<void>; addSnapshot: (label: number) => Promise<number[]>; removeLast: () => void };
+      head: { train: () => Promise<void> };
+    };
+  };
+  const isRed = (c: readonly number[]) => c[0] > 120 && c[2] < 100;
+  const isBlue = (c: readonly number[]) => c[2] > 120 && c[0] < 100;
+
+  before(async () => {
+    const clip = join(dir, 'red-blue.y4m');
+    // 1.5 s of each colour at 10 frames a second, looped by Chromium.
+    writeClip(clip, [RED, BLUE], 15, 10);
+    rgbServer = createDemoServer(await loadServedModels(['test/fixtures/families/resnet18.onnx']));
+    await new Promise<void>((r) => rgbServer.listen(0, '127.0.0.1', r));
+    rgbBrowser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', `--use-file-for-fake-video-capture=${clip}`],
+    });
+    p = await rgbBrowser.newPage({ viewport: { width: 1280, height: 1000 } });
+    const errors: string[] = [];
+    p.on('pageerror', (e) => errors.push(e.message));
+    await p.goto(`http://127.0.0.1:${(rgbServer.address() as AddressInfo).port}/`);
+    await p.evaluate(() => (window as unknown as Hooks).cnnlab.ready);
+    assert.deepEqual(errors, []);
+  });
+
+  after(async () => {
+    await rgbBrowser?.close();
+    rgbServer?.close();
+  });
+
+  /** Adds `n` camera snapshots of frames of one colour to class `label` (a snapshot of the other colour, taken as the clip turns, is taken back). */
+  async function snapshots(label: number, colour: (c: readonly number[]) => boolean, n: number): Promise<void> {
+    for (let added = 0, tries = 0; added < n; tries++) {
+      assert.ok(tries < 100, `only ${added} snapshots of the colour in ${tries} tries`);
+      const mean = await p.evaluate((l) => (window as unknown as Hooks).cnnlab.camera.addSnapshot(l), label);
+      if (colour(mean)) added++;
+      else await p.evaluate(() => (window as unknown as Hooks).cnnlab.camera.removeLast());
+      await p.waitForTimeout(120);
+    }
+  }
+
+  /** The page's live prediction of the next camera frame of one colour: its top class. */
+  async function livePrediction(colour: 'red' | 'blue'): Promise<string> {
+    const handle = await p.waitForFunction((c) => {
+      const s = (window as unknown as Hooks).cnnlab.state;
+      const m = s.frameMean;
+      if (!m || s.shownClasses.join() !== 'red,blue' || !s.probabilities) return undefined;
+      const seen = c === 'red' ? m[0] > 120 && m[2] < 100 : m[2] > 120 && m[0] < 100;
+      return seen ? s.shownClasses[s.probabilities[0] > s.probabilities[1] ? 0 : 1] : undefined;
+    }, colour, { timeout: 10_000 });
+    return (await handle.jsonValue()) as string;
+  }
+
+  it('prepares uploads as the model reads them (3x32x32 planes, 0..1) and builds heads of 2..20 classes', async () => {
+    const base = `http://127.0.0.1:${(rgbServer.address() as AddressInfo).port}/api/models/0`;
+    const png = await sharp({ create: { width: 50, height: 40, channels: 3, background: { r: 255, g: 0, b: 0 } } }).png().toBuffer();
+    const prepared = (await (await fetch(`${base}/prepare`, { method: 'POST', body: png })).json()) as { pixels: number[]; shape: number[] };
+    assert.deepEqual(prepared.shape, [3, 32, 32]);
+    assert.deepEqual([prepared.pixels[0], prepared.pixels[1024], prepared.pixels[2048]], [1, 0, 0]);
+    for (const n of [1, 21]) assert.equal((await fetch(`${base}/head/${n}/train_interface`)).status, 400, `${n} classes`);
+    const iface = (await (await fetch(`${base}/head/2/train_interface`)).json()) as { inputs: { name: string; dtype: string; shape: unknown[] }[] };
+    assert.deepEqual(iface.inputs[0], { ...iface.inputs[0], name: 'images', dtype: 'float32' });
+    assert.equal((await fetch(`${base}/head/2/model.onnx`)).status, 405);
+    assert.equal((await fetch(`${base}/head/2/model.onnx?classes=["a","b"]`, { method: 'POST', body: new Uint8Array(12) })).status, 400);
+    assert.equal((await fetch(`${base}/features.onnx`)).status, 200);
+  });
+
+  it('serves it without the drawing pad: its card says 3x32x32 and offers new classes', async () => {
+    const card = (await p.locator('#card').textContent())!;
+    assert.match(card, /input3x32x32/);
+    assert.match(card, /new classesavailable/);
+    assert.equal(await p.locator('#pad').isVisible(), false);
+    assert.equal(await p.locator('#gallery-panel').isVisible(), false);
+  });
+
+  it('fine-tunes a new head on camera snapshots of two classes: the loss falls, and live predictions of each clip pick its class', async (t) => {
+    await p.fill('#head-classes', 'red, blue');
+    await p.dispatchEvent('#head-classes', 'change');
+    await p.click('#camera');
+    await p.waitForFunction(() => (window as unknown as Hooks).cnnlab.state.frameMean !== null);
+    await snapshots(0, isRed, 3);
+    await snapshots(1, isBlue, 3);
+    assert.match((await p.locator('#head-examples').textContent())!, /red: 3, blue: 3/);
+    await p.fill('#head-steps', '30');
+    await p.fill('#head-lr', '0.05');
+    await p.evaluate(() => (window as unknown as Hooks).cnnlab.head.train());
+    const losses = await p.evaluate(() => (window as unknown as Hooks).cnnlab.state.head.losses);
+    assert.equal(losses.length, 30, (await p.locator('#head-status').textContent()) ?? '');
+    assert.ok(losses[29] < losses[0] * 0.5, `loss ${losses[0]} -> ${losses[29]}`);
+    const status = (await p.locator('#head-status').textContent())!;
+    assert.match(status, /30 steps of the new head on 6 example\(s\) in \d+ ms/);
+    t.diagnostic(status);
+    assert.equal(await livePrediction('red'), 'red');
+    assert.equal(await livePrediction('blue'), 'blue');
+    await p.screenshot({ path: join(SCREENSHOTS, 'camera-head.png'), fullPage: true });
+    await p.click('#camera');
+  });
+
+  it('fine-tunes a new head on uploaded images and predicts an upload; the download is the whole model with the new classes', async () => {
+    const files: string[] = [];
+    for (const [name, colour] of [['warm1', [220, 80, 20]], ['warm2', [250, 150, 40]], ['cool1', [20, 90, 220]], ['cool2', [40, 180, 200]], ['test', [235, 110, 30]]] as const) {
+      const file = join(dir, `${name}.png`);
+      await sharp({ create: { width: 90, height: 60, channels: 3, background: { r: colour[0], g: colour[1], b: colour[2] } } }).png().toFile(file);
+      files.push(file);
+    }
+    await p.fill('#head-classes', 'warm, cool');
+    await p.dispatchEvent('#head-classes', 'change');
+    await p.selectOption('#head-class', '0');
+    await p.setInputFiles('#head-files', files.slice(0, 2));
+    await p.waitForFunction(() => /warm: 2, cool: 0/.test(document.getElementById('head-examples')!.textContent ?? ''));
+    await p.selectOption('#head-class', '1');
+    await p.setInputFiles('#head-files', files.slice(2, 4));
+    await p.waitForFunction(() => /warm: 2, cool: 2/.test(document.getElementById('head-examples')!.textContent ?? ''));
+    await p.evaluate(() => (window as unknown as Hooks).cnnlab.head.train());
+    await p.setInputFiles('#file', files[4]);
+    await p.waitForFunction(() => document.getElementById('status')!.textContent === 'test.png');
+    assert.equal(await p.locator('#top').textContent(), 'warm');
+    const download = p.waitForEvent('download');
+    await p.click('#head-download');
+    const saved = join(dir, 'warm-cool.onnx');
+    await (await download).saveAs(saved);
+    const model = loadInferenceModel(saved);
+    assert.deepEqual(model.classes, ['warm', 'cool']);
+    assert.deepEqual(model.input.shape, [3, 32, 32]);
+    // As cnnlab predict reads it: the test image is warm there too.
+    const rt = await createRuntime({ ep: 'cpu' });
+    const { pixels, shape } = await prepareFor(model, files[4]);
+    const probs = await classify(rt, await openModelSession(rt, model), model, pixels, 1, shape);
+    assert.ok(probs[0] > probs[1], `p(warm) ${probs[0]}`);
   });
 });

@@ -57,7 +57,7 @@ describe('resume', () => {
     const { writeFileSync, mkdirSync } = await import('node:fs');
     const { loadArchitecture } = await import('../graph-builder/dsl/arch.ts');
     const { resolveRunConfig } = await import('../training/config.ts');
-    const { resumedConfig } = await import('../cli/commands/train.ts');
+    const { resumedConfig } = await import('../training/api.ts');
     const dir = join(mkdtempSync(join(tmpdir(), 'cnnlab-resume-')), 'finetune');
     mkdirSync(dir);
     const cfg = resolveRunConfig(await loadArchitecture('partA'), { dataset: 'fashion-mnist', epochs: 1, lr: 5e-5 });
@@ -74,7 +74,7 @@ describe('resume', () => {
     const { writeFileSync, mkdirSync } = await import('node:fs');
     const { loadArchitecture } = await import('../graph-builder/dsl/arch.ts');
     const { resolveRunConfig } = await import('../training/config.ts');
-    const { resumedConfig } = await import('../cli/commands/train.ts');
+    const { resumedConfig } = await import('../training/api.ts');
     const { CnnlabError } = await import('../common/errors.ts');
     const dir = join(mkdtempSync(join(tmpdir(), 'cnnlab-resume-')), 'eva');
     mkdirSync(dir);
@@ -227,6 +227,14 @@ export const recipe = { optimizer: 'adam', lr: 1e-3, batch: 100, epochs: 1 };
       assert.equal(r.status, 0, `${installed ? 'installed' : 'not installed'}: ${r.stderr}`);
       assert.match(r.stdout, /Total params: 7,890/);
     }
+  });
+
+  it('a TypeScript file with a syntax error is one line with the compiler’s message at file:line:column, exit 2', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cnnlab-user-'));
+    writeFileSync(join(dir, 'my-net.ts'), net.replace('relu(), ', 'relu() '));
+    const r = run(dir, 'summary', '--arch-file', 'my-net.ts');
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal(r.stderr, `cnnlab: --arch-file my-net.ts: cannot load: ${join(dir, 'my-net.ts')}:2:67: Expected ")" but found "maxPool2d"\n`);
   });
 
   it('sweep and search take --arch-file', () => {

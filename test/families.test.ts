@@ -22,12 +22,10 @@ import { frozenParams } from '../graph-builder/freeze.ts';
 import { headParams, replaceHead } from '../graph-builder/import/head.ts';
 import { checkTrainable, importOnnxModel } from '../graph-builder/import/onnx-model.ts';
 import type { Graph } from '../graph-builder/graph/ir.ts';
-import type { ParamSet } from '../graph-builder/dsl/init.ts';
 import type { Model } from '../graph-builder/model.ts';
 import { defaultOptimizer } from '../graph-builder/optimizers.ts';
 import { inspectModel } from '../inference/inspect.ts';
-import { createRuntime } from '../runtime/ort.ts';
-import { StepRunner } from '../runtime/step-runner.ts';
+import { exampleInput, initial, META, twoSteps } from './helpers/imported.ts';
 
 const DIR = join(import.meta.dirname, 'fixtures', 'families');
 
@@ -38,17 +36,6 @@ interface Fixture {
   expected_output: number[][];
   tolerance: number;
 }
-
-/** The fixed input export.py fed PyTorch: a 32-bit LCG from seed 1, row-major, values in [-1, 1). */
-function exampleInput(n: number): Float32Array {
-  let s = 1;
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return (s >>> 8) / 8388608 - 1;
-  });
-}
-
-const META = { architecture: 'fixture', dataset: 'folder', classes: [], mean: 0, std: 1 };
 
 const CASES: { file: string; json?: string; inputSize?: [number, number] }[] = [
   { file: 'resnet18.onnx' },
@@ -73,31 +60,6 @@ function load(file: string, inputSize?: [number, number]): { model: Model; fixtu
   const { bytes, layout } = readOnnxFile(path, readFileSync(path));
   const fixture = JSON.parse(readFileSync(path.replace(/\.onnx$/, '.json'), 'utf8')) as Fixture;
   return { model: importOnnxModel(bytes, path, { inputSize, layout }), fixture, layout };
-}
-
-const initial = (m: Model) => new Map(m.params.map((p) => [p.name, (p.init as { data: Float32Array }).data]));
-
-/** Two SGD steps of four made-up images each on the CPU EP (momentum 0.9 where given): the losses and the tensors after. */
-async function twoSteps(model: Model, start: ParamSet, o: { lr: number; momentum: number; frozen?: ReadonlySet<string> }) {
-  const built = compile(model, { optimizer: defaultOptimizer('sgd', o.momentum, false), loss: model.outputKind === 'log-probabilities' ? 'nll' : 'cross-entropy', meta: META, frozen: o.frozen, target: 'cpu' });
-  const rt = await createRuntime({ ep: 'cpu', threads: 1 });
-  const runner = await StepRunner.create(rt, built.trainStep, built.iface, built.initialCheckpoint(start));
-  const [K, B] = [2, 4];
-  const pixels = K * B * model.inputShape.reduce((a, d) => a * d, 1);
-  const out = await runner.run({
-    K,
-    B,
-    inputs: {
-      images: Uint8Array.from({ length: pixels }, (_, i) => (i * 7919) % 251),
-      labels: Uint8Array.from({ length: K * B }, (_, i) => i % model.classes),
-      lr: new Float32Array(K).fill(o.lr),
-      momentum: new Float32Array(K).fill(o.momentum),
-      dropout_seed: BigInt64Array.from({ length: K }, (_, i) => BigInt(i + 1)),
-    },
-  });
-  const after = runner.tensors();
-  await runner.release();
-  return { built, losses: out.losses, after };
 }
 
 describe('CNN families from real exporters', () => {
@@ -210,7 +172,7 @@ describe('what exporters write, read as they wrote it', () => {
     assert.equal(train.status, 0, train.stderr);
     assert.ok(existsSync(join(out, 'best.onnx.data')), 'the weights stay external');
     assert.ok(statSync(join(out, 'best.onnx')).size < statSync(join(out, 'best.onnx.data')).size);
-    const ev = cnnlab('eval', out, '--dataset', 'mnist');
+    const ev = cnnlab('eval', out, '--dataset', 'mnist', '--misclassified', join(out, 'misclassified.png'));
     assert.equal(ev.status, 0, ev.stderr);
     assert.match(ev.stdout, /accuracy/);
   });

@@ -164,13 +164,13 @@ describe('image-folder datasets', () => {
     assert.equal(predict.status, 0, predict.stderr);
     const top = (JSON.parse(predict.stdout) as { results: { top: { name: string }[] }[] }).results[0].top;
     assert.ok(['circle', 'cross', 'square'].includes(top[0].name));
-    const evaluated = cnnlab(['eval', out, '--data-dir', dir, '--json'], cache);
+    const evaluated = cnnlab(['eval', out, '--data-dir', dir, '--json'], cache, work);
     assert.equal(evaluated.status, 0, evaluated.stderr);
     const report = JSON.parse(evaluated.stdout) as { dataset: string; count: number; accuracy: number };
     assert.equal(report.dataset, 'folder:shapes');
     assert.equal(report.count, 24);
     assert.ok(Math.abs(report.accuracy - acc) < 1e-6, `eval ${report.accuracy} = the run's test accuracy ${acc}`);
-    const recorded = cnnlab(['eval', out, '--json'], cache);
+    const recorded = cnnlab(['eval', out, '--json'], cache, work);
     assert.equal(recorded.status, 0, recorded.stderr);
     assert.ok(Math.abs((JSON.parse(recorded.stdout) as { accuracy: number }).accuracy - acc) < 1e-6, "eval RUN reads the run's own image folders");
     rmSync(join(out, 'config.json'));

@@ -164,7 +164,7 @@ describe('predict and eval on a trained model', () => {
     }
     const total = Object.values(right).reduce((a, b) => a + b, 0);
     t.diagnostic(`photo-like corpus: ${total}/60 right; ${Object.entries(right).map(([k, n]) => `${k} ${n}/10`).join(', ')}; wrong: ${wrong.join(', ')}`);
-    // This model reads the font's 6 as a 5 on every kind (52/60 measured); partB reads 297/300 (README).
+    // This model reads the font's 6 as a 5 on every kind (52/60 measured); partB reads 297/300 (docs/accuracy.md).
     assert.ok(total >= 48, JSON.stringify(right));
   });
 

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { test } from 'node:test';
+import { bundlePage } from '../inference/page-bundle.ts';
 
 /**
  * The folders from the bottom up: a module may import from its own folder or one below it,
@@ -15,7 +16,7 @@ function sources(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
     const path = join(dir, name);
     if (statSync(path).isDirectory()) return sources(path);
-    return /\.(ts|js)$/.test(name) && !dir.includes(`${join('inference', 'web')}`) ? [path] : [];
+    return /\.(ts|js)$/.test(name) ? [path] : [];
   });
 }
 
@@ -50,4 +51,13 @@ test('the layering check catches an upward import', () => {
   assert.deepEqual(specs, ['../training/fit.ts', '../cli/main.ts']);
   const file = join(ROOT, 'datasets', 'sources.ts');
   assert.ok(layerOf(resolve(dirname(file), specs[0])) > layerOf(file));
+});
+
+test('the demo page (inference/web) is inside the layering scan and bundles for the browser (esbuild refuses node: modules) with the shared checkpoint codec, feed builder and shape helpers', async () => {
+  const web = sources(join(ROOT, 'inference', 'web')).map((f) => relative(ROOT, f));
+  assert.ok(web.includes(join('inference', 'web', 'app.ts')), web.join(', '));
+  // esbuild's browser platform refuses node: modules, naming the importing file.
+  const bundle = new TextDecoder().decode(await bundlePage());
+  assert.match(bundle, /import \* as ort from "\/ort\/ort\.wasm\.min\.mjs"/);
+  for (const shared of ['graph-builder/artifacts/checkpoint-codec.ts', 'runtime/step-runner.ts', 'graph-builder/model.ts', 'graph-builder/train-mode.ts']) assert.ok(bundle.includes(`// ${shared}\n`), `the page does not use ${shared}`);
 });

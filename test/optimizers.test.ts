@@ -1,10 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import type { OptimizerName } from '../graph-builder/dsl/presets.ts';
 import { GraphBuilder } from '../graph-builder/graph/ir.ts';
 import { encodeModel } from '../graph-builder/graph/onnx.ts';
 import { defaultOptimizer, emitStepNumber, emitUpdate, type OptimizerConfig, stateNames } from '../graph-builder/optimizers.ts';
+import { OPTIMIZER_NAMES, type OptimizerName, OPTIMIZERS, optimizerKind, trainSpecFor } from '../training/optimizers/index.ts';
+import { UsageError } from '../common/errors.ts';
+import { buildTrainStepModel } from '../graph-builder/artifacts/train-step.ts';
+import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
+import { PRESET_NAMES, PRESETS } from '../graph-builder/dsl/presets.ts';
+import { TRAIN_FLAGS } from '../training/flags.ts';
 
 const N = 6;
 
@@ -56,9 +61,10 @@ async function optimizerModel(opt: OptimizerConfig) {
   const lr = b.input('lr', 'float32', []);
   const mom = b.input('mom', 'float32', []);
   const step = b.input('step', 'int64', []);
-  const slots = stateNames(opt);
+  const kind = optimizerKind(opt);
+  const slots = stateNames(opt, kind);
   const state = Object.fromEntries(slots.map((s) => [s, b.input(s, 'float32', [N])]));
-  const upd = emitUpdate(b, opt, { param: p, grad: g, state, lr, momentum: mom, t: emitStepNumber(b, step) });
+  const upd = emitUpdate(b, opt, { param: p, grad: g, state, lr, momentum: mom, t: emitStepNumber(b, step) }, kind);
   const outs: [string, string][] = [['p_next', upd.param], ...slots.map((s) => [`${s}_next`, upd.state[s]] as [string, string])];
   for (const [name, value] of outs) b.expose(value, name, 'float32', [N]);
   return { session: await ort.InferenceSession.create(encodeModel(b.graph)), slots };
@@ -116,6 +122,32 @@ describe('optimisers: the first three updates equal the formulas', () => {
       ['adam', false, ['exp_avg', 'exp_avg_sq']],
       ['rmsprop', true, ['square_avg', 'momentum_buffer']],
     ];
-    for (const [n, m, slots] of names) assert.deepEqual(stateNames(defaultOptimizer(n, 0, m)), slots);
+    for (const [n, m, slots] of names) assert.deepEqual(stateNames(defaultOptimizer(n, 0, m), optimizerKind(defaultOptimizer(n))), slots);
+  });
+});
+
+describe('the optimiser table', () => {
+  it('names every preset’s optimiser, and --opt offers exactly its names', () => {
+    for (const name of PRESET_NAMES) assert.ok(PRESETS[name].recipe.optimizer in OPTIMIZERS, `${name}: ${PRESETS[name].recipe.optimizer}`);
+    assert.deepEqual([...TRAIN_FLAGS.opt.choices], OPTIMIZER_NAMES);
+  });
+
+  it('derives the optimiser flags’ help texts from its entries', () => {
+    assert.equal(TRAIN_FLAGS.momentum.describe, 'momentum (SGD, RMSprop) or beta1 (Adam, AdamW)');
+    assert.equal(TRAIN_FLAGS['weight-decay'].describe, 'L2 weight decay (decoupled for AdamW)');
+    assert.equal(TRAIN_FLAGS.nesterov.describe, 'Nesterov momentum (SGD)');
+  });
+
+  it('rejects a flag that does not apply to the optimiser, and an unknown recipe optimiser, in one line', async () => {
+    const arch = await loadArchitecture('partA');
+    assert.throws(() => trainSpecFor(arch, { opt: 'adam', momentum: 0.9, nesterov: true }), (e: Error) => e instanceof UsageError && e.message === '--nesterov: applies to SGD, not Adam');
+    const odd = { ...arch, recipe: { ...arch.recipe, optimizer: 'lion' } };
+    assert.throws(() => trainSpecFor(odd), (e: Error) => e instanceof UsageError && e.message === `${arch.id}: recipe optimizer: expected one of sgd, adam, adamw, rmsprop, got 'lion'`);
+  });
+
+  it('builds no train step for an optimiser whose kind is not given (graph-builder knows only SGD)', async () => {
+    const arch = await loadArchitecture('partA');
+    const meta = { architecture: arch.id, dataset: 'mnist', classes: [], mean: 0, std: 1 };
+    assert.throws(() => buildTrainStepModel(arch.model, { optimizer: defaultOptimizer('adam'), loss: 'cross-entropy', meta }), /optimizer 'adam' needs its kind/);
   });
 });

@@ -6,7 +6,8 @@ import * as ortWeb from 'onnxruntime-web';
 import { Rng } from '../common/rng.ts';
 import { loadDataset } from '../datasets/sources.ts';
 import { initialCheckpoint } from '../graph-builder/artifacts/compile.ts';
-import { modelMeta, trainSpecFor } from '../graph-builder/artifacts/build.ts';
+import { modelMeta } from '../graph-builder/artifacts/build.ts';
+import { resolvedOptimizer, trainSpecFor } from '../training/optimizers/index.ts';
 import { buildEvalModel } from '../graph-builder/artifacts/eval.ts';
 import { buildTrainStepModel, emitLossAndGradients } from '../graph-builder/artifacts/train-step.ts';
 import { type Architecture, loadArchitecture } from '../graph-builder/dsl/arch.ts';
@@ -58,7 +59,7 @@ function split(b: StepBatch): StepBatch[] {
 
 async function runner(arch: Architecture, optimizer: OptimizerConfig, ep: Exclude<EpName, 'auto' | 'cuda'>, seed = 0, target: GraphTarget = 'portable'): Promise<StepRunner> {
   const spec = trainSpecFor(arch);
-  const { bytes, iface } = buildTrainStepModel(arch.model, { optimizer, loss: spec.loss, meta: modelMeta(arch, DATASETS.mnist), target });
+  const { bytes, iface } = buildTrainStepModel(arch.model, { ...resolvedOptimizer(optimizer), loss: spec.loss, meta: modelMeta(arch, DATASETS.mnist), target });
   const rt = await createRuntime({ ep, threads: ep === 'cpu' ? 2 : 1 });
   return StepRunner.create(rt, bytes, iface, initialCheckpoint(iface, initParams(arch.model, seed), {}));
 }
@@ -107,7 +108,7 @@ describe('the train-step graph', () => {
     it(`${name}: the train step made for onnxruntime's CPU kernels (MaxUnpool for the max-pool gradient) gives the portable graph's losses and parameters, bit for bit, on the CPU EP and wasm`, async () => {
       const arch = await loadArchitecture(name);
       const spec = trainSpecFor(arch);
-      const ops = (target: GraphTarget) => new Set(decodeModel(buildTrainStepModel(arch.model, { optimizer: spec.optimizer, loss: spec.loss, meta: modelMeta(arch, DATASETS.mnist), target }).bytes).ops);
+      const ops = (target: GraphTarget) => new Set(decodeModel(buildTrainStepModel(arch.model, { ...resolvedOptimizer(spec.optimizer), loss: spec.loss, meta: modelMeta(arch, DATASETS.mnist), target }).bytes).ops);
       assert.ok(ops('cpu').has('MaxUnpool') && !ops('cpu').has('ScatterElements'), 'the CPU graph uses MaxUnpool');
       assert.ok(ops('portable').has('ScatterElements') && !ops('portable').has('MaxUnpool'), 'the portable graph does not');
       const opt = defaultOptimizer('sgd', 0, true);

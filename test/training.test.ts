@@ -6,12 +6,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { loadArchitecture } from '../graph-builder/dsl/arch.ts';
+import { PRESET_NAMES, PRESETS } from '../graph-builder/dsl/presets.ts';
 import { readCheckpoint, writeCheckpoint } from '../graph-builder/artifacts/checkpoint.ts';
 import { createRuntime, cudaFailure } from '../runtime/ort.ts';
 import { resolveRunConfig } from '../training/config.ts';
-import type { TrainFlags } from '../training/flags.ts';
+import { TRAIN_FLAGS, type TrainFlags } from '../training/flags.ts';
 import { fit } from '../training/fit.ts';
-import { hyperAt, type ScheduleSettings } from '../training/schedule.ts';
+import { hyperAt, SCHEDULE_NAMES, SCHEDULES, type ScheduleSettings } from '../training/schedule.ts';
 import { readScalars } from '../training/tensorboard.ts';
 
 const CLI = join(import.meta.dirname, '..', 'bin', 'cnnlab.js');
@@ -133,6 +134,14 @@ describe('schedules', () => {
     const cos = { ...base, name: 'cosine' as const };
     assert.ok(Math.abs(hyperAt(cos, 500).lr - 0.0085) < 1e-12);
     assert.equal(hyperAt({ ...base, name: 'constant' }, 700).lr, 0.017);
+  });
+
+  it('the table names every preset’s schedule, --schedule offers exactly its names, and an unknown recipe schedule is one line', async () => {
+    for (const name of PRESET_NAMES) assert.ok(PRESETS[name].recipe.schedule in SCHEDULES, `${name}: ${PRESETS[name].recipe.schedule}`);
+    assert.deepEqual([...TRAIN_FLAGS.schedule.choices], SCHEDULE_NAMES);
+    assert.equal(TRAIN_FLAGS.gamma.describe, 'step schedule: decay factor (default 0.1)');
+    const arch = await loadArchitecture('partA');
+    assert.throws(() => resolveRunConfig({ ...arch, recipe: { ...arch.recipe, schedule: 'warmup' } }, {}), (e: Error) => e instanceof UsageError && e.message === `${arch.id}: recipe schedule: expected one of constant, step, onecycle, cosine, got 'warmup'`);
   });
 });
 

@@ -3,15 +3,16 @@ import { asInputError, CnnlabError, InputError, UsageError } from '../common/err
 import { readJsonFile } from '../common/json.ts';
 import { type DataRef, datasetClasses, datasetName, isFolderRef, knownStats, openDataset } from '../datasets/open.ts';
 import { type ChannelOrder, conversionOf, describeConversion, FOLDER_PREFIX, type ImageConversion, type ResizeMode } from '../datasets/registry.ts';
-import { normalizationFor, type TrainSpec, trainSpecFor } from '../graph-builder/artifacts/build.ts';
+import { normalizationFor, type TrainSpec } from '../graph-builder/artifacts/build.ts';
 import { type Architecture, loadArchitecture } from '../graph-builder/dsl/arch.ts';
 import { parseInputSize } from '../graph-builder/import/onnx-model.ts';
-import type { OptimizerName, Recipe, ScheduleName } from '../graph-builder/dsl/presets.ts';
+import type { Recipe } from '../graph-builder/dsl/presets.ts';
 import type { AugmentSettings } from './augment.ts';
 import type { EpName } from '../runtime/ort.ts';
 import { type InputRange, type Normalization, normalizationMismatch, type OutputKind } from '../graph-builder/model.ts';
 import { checkFlags, checkNumber, FLAG_NAMES, type FlagName, type FlagSpec, parseNormalize, pickFlags, TRAIN_FLAGS, type TrainFlags } from './flags.ts';
-import { hyperAt, scheduleOf } from './schedule.ts';
+import { hyperAt, SCHEDULES, type ScheduleName, scheduleName, scheduleOf } from './schedule.ts';
+import { type OptimizerName, optimizerEntry, trainSpecFor } from './optimizers/index.ts';
 
 /** Everything a run needs, resolved from the preset's recipe and the flags; saved as config.json. */
 export interface RunConfig {
@@ -92,19 +93,20 @@ export function resolveRunConfig(arch: Architecture, f: TrainFlags, archFile?: s
   for (const k of ['input-range', 'output-kind', 'input-size', 'new-head'] as const) if (f[k] !== undefined && !modelFile) throw new UsageError(`--${k}: applies to an imported model (--model model.onnx)`);
   const ref = dataRefOf(f, arch);
   const dataset = datasetName(ref, r.dataset);
-  const optimizer = (f.opt as OptimizerName | undefined) ?? r.optimizer;
+  const opt = f.opt as OptimizerName | undefined;
+  const optimizer = opt ?? r.optimizer;
+  const entry = optimizerEntry(optimizer, opt ? '--opt' : `${arch.id}: recipe optimizer`);
   const sameOptimizer = optimizer === r.optimizer;
-  const adamLike = optimizer === 'adam' || optimizer === 'adamw';
-  const lr = num(f, 'lr') ?? (sameOptimizer ? r.lr : defaultLr(optimizer));
+  const lr = num(f, 'lr') ?? (sameOptimizer ? r.lr : entry.lr);
   if (lr === 0) throw new UsageError('--lr: expected a number > 0, got 0');
-  // The per-step "momentum" input is beta1 for Adam and AdamW.
-  const momentum = num(f, 'momentum') ?? (adamLike ? 0.9 : sameOptimizer ? r.momentum : 0);
-  const schedule = (f.schedule as ScheduleName | undefined) ?? r.schedule;
+  // The per-step "momentum" input is beta1 for Adam and AdamW: it defaults to theirs and needs no buffer.
+  const momentum = num(f, 'momentum') ?? entry.beta1 ?? (sameOptimizer ? r.momentum : 0);
+  const schedule = f.schedule !== undefined ? (f.schedule as ScheduleName) : scheduleName(r.schedule, `${arch.id}: recipe schedule`);
   const train = trainSpecFor(
     { ...arch, recipe: { ...r, schedule } },
     {
-      opt: optimizer,
-      momentum: adamLike ? 0 : momentum,
+      opt,
+      momentum: entry.kind.momentumInput === 'beta1' ? 0 : momentum,
       weightDecay: num(f, 'weight-decay') ?? (sameOptimizer ? r.weightDecay : 0),
       nesterov: f.nesterov,
       smoothing: num(f, 'label-smoothing'),
@@ -206,11 +208,6 @@ export async function withMeasuredStats(arch: Architecture, f: TrainFlags): Prom
 /** The class names of a run's data (an image folder's are listed from it, without reading images). */
 function runClasses(cfg: Pick<RunConfig, 'dataset' | 'flags'>): readonly string[] {
   return datasetClasses({ dataset: cfg.dataset, dataDir: cfg.flags['data-dir'] });
-}
-
-/** PyTorch's default learning rates, for an optimiser that replaces the preset's. */
-function defaultLr(opt: OptimizerName): number {
-  return opt === 'sgd' ? 0.01 : opt === 'rmsprop' ? 0.01 : 1e-3;
 }
 
 /**
@@ -336,7 +333,7 @@ export async function resumeConfig(dir: string, saved: RunConfig, r: ResumeReque
   if (epochs !== saved.epochs) {
     const before = hyperAt(scheduleOf(saved, r.stepsPerEpoch), r.step).lr;
     const after = hyperAt(scheduleOf(cfg, r.stepsPerEpoch), r.step).lr;
-    const spans = saved.schedule !== 'constant' && !(saved.schedule === 'step' && saved.flags['step-epochs'] !== undefined);
+    const spans = SCHEDULES[saved.schedule].spansRun(saved);
     notes.push(
       `--epochs ${epochs}: the run now ends after ${epochs} epochs instead of ${saved.epochs}` +
         (spans

@@ -1,26 +1,35 @@
+import { createHash } from 'node:crypto';
+import { dirname } from 'node:path';
 import cliProgress from 'cli-progress';
 import sharp from 'sharp';
 import { misclassifiedTiles, renderGrid } from '../datasets/grid.ts';
 import { asInputError, CnnlabError, DivergedError, InputError } from '../common/errors.ts';
 import { Rng } from '../common/rng.ts';
 import { openDataset } from '../datasets/open.ts';
-import { type Dataset, exampleAt, exampleSize, holdOut, type Split, sliceSplit } from '../datasets/sources.ts';
+import { type Dataset, exampleSize, holdOut, type Split, sliceSplit } from '../datasets/sources.ts';
+import type { ImageShape } from '../datasets/registry.ts';
 import { modelMeta } from '../graph-builder/artifacts/build.ts';
-import type { Checkpoint } from '../graph-builder/artifacts/checkpoint.ts';
-import { type Artifacts, compile } from '../graph-builder/artifacts/compile.ts';
+import type { Checkpoint, CkptTensor } from '../graph-builder/artifacts/checkpoint.ts';
+import { type Artifacts, compile, inferenceOf, initialCheckpoint } from '../graph-builder/artifacts/compile.ts';
+import { trainStepInterface } from '../graph-builder/artifacts/train-step.ts';
 import { graphTargetFor } from '../graph-builder/autodiff/registry.ts';
 import type { Architecture } from '../graph-builder/dsl/arch.ts';
 import { checkTrainable } from '../graph-builder/import/onnx-model.ts';
 import { initParams, type ParamSet } from '../graph-builder/dsl/init.ts';
-import { byteImageDims } from '../graph-builder/model.ts';
+import { byteImageDims, type Model } from '../graph-builder/model.ts';
 import { frozenParams, trainableLine } from '../graph-builder/freeze.ts';
+import { runCardEntries } from '../graph-builder/artifacts/model-card.ts';
+import { headParams } from '../graph-builder/import/head.ts';
+import { featuresGraph, type HeadSplit, splitAtHead } from '../graph-builder/split.ts';
 import { HASH_MODULUS } from '../graph-builder/train-mode.ts';
 import { createRuntime, type Runtime, type Session } from '../runtime/ort.ts';
 import { type StepBatch, StepRunner } from '../runtime/step-runner.ts';
 import { augmentImage } from './augment.ts';
+import { type FeatureSplit, splitFeatures } from './features.ts';
 import { loadRunArchitecture, type RunConfig } from './config.ts';
 import { type EpochMetrics, rankOf, RunFolder } from './run-folder.ts';
 import { hyperAt, scheduleOf, type ScheduleSettings } from './schedule.ts';
+import { optimizerKind } from './optimizers/index.ts';
 
 export { CHECKPOINT, type EpochMetrics, readMetrics } from './run-folder.ts';
 
@@ -40,6 +49,10 @@ export interface FitOptions {
   stop?: { requested: boolean; arm?: () => void; saveNow?: () => string | undefined };
   /** Start from these parameters instead of a fresh initialisation (fine-tuning). */
   init?: ParamSet;
+  /** After each run of K steps: the step before it, and each step's loss and learning rate. */
+  onSteps?: (first: number, losses: ArrayLike<number>, lrs: ArrayLike<number>) => void;
+  /** After each epoch is recorded. */
+  onEpoch?: (m: EpochMetrics) => void;
 }
 
 export interface FitResult {
@@ -67,10 +80,32 @@ export function epochOrder(cfg: RunConfig, n: number, epoch: number): Uint32Arra
   return Rng.seeded(mixSeed(cfg.seed, epoch, 1)).permutation(n);
 }
 
+/** The examples the train step and eval graph take: a split's uint8 images, or their float32 features (the fast path). */
+interface Feed {
+  data: Uint8Array | Float32Array;
+  labels: Uint8Array;
+  count: number;
+  /** Values per example. */
+  size: number;
+  /** One example as the graphs take it. */
+  dims: number[];
+  /** Images: their shape, for augmentation. */
+  shape?: ImageShape;
+}
+
+function imageFeed(split: Split, model: Model): Feed {
+  return { data: split.images, labels: split.labels, count: split.count, size: exampleSize(split.shape), dims: byteImageDims(model), shape: split.shape };
+}
+
+function featureFeed(f: FeatureSplit): Feed {
+  const size = f.shape.reduce((a, d) => a * d, 1);
+  return { data: f.features, labels: f.labels, count: f.count, size, dims: f.shape };
+}
+
 /** Batches for global steps [first, first + count), all of size B, from the epoch's order. */
-function assemble(cfg: RunConfig, split: Split, order: Uint32Array, epochStep: number, globalStep: number, count: number, B: number, sched: ScheduleSettings): StepBatch {
-  const size = exampleSize(split.shape);
-  const images = new Uint8Array(count * B * size);
+function assemble(cfg: RunConfig, feed: Feed, order: Uint32Array, epochStep: number, globalStep: number, count: number, B: number, sched: ScheduleSettings): StepBatch {
+  const size = feed.size;
+  const images = feed.data instanceof Float32Array ? new Float32Array(count * B * size) : new Uint8Array(count * B * size);
   const labels = new Uint8Array(count * B);
   const lr = new Float32Array(count);
   const momentum = new Float32Array(count);
@@ -86,10 +121,10 @@ function assemble(cfg: RunConfig, split: Split, order: Uint32Array, epochStep: n
     for (let j = 0; j < B; j++) {
       const src = order[base + k * cfg.batch + j];
       const dst = (k * B + j) * size;
-      const pixels = exampleAt(split, src);
-      if (cfg.augment) augmentImage(pixels, images.subarray(dst, dst + size), cfg.augment, rng, split.shape);
-      else images.set(pixels, dst);
-      labels[k * B + j] = split.labels[src];
+      const example = feed.data.subarray(src * size, (src + 1) * size);
+      if (cfg.augment && feed.shape) augmentImage(example as Uint8Array, images.subarray(dst, dst + size) as Uint8Array, cfg.augment, rng, feed.shape);
+      else images.set(example, dst);
+      labels[k * B + j] = feed.labels[src];
     }
   }
   return { K: count, B, inputs: { images, labels, lr, momentum, dropout_seed: dropoutSeed } };
@@ -102,18 +137,18 @@ export interface Evaluation {
   predicted?: Uint8Array;
 }
 
-/** Runs the eval graph over a split in batches; parameters come from the carried tensors. */
-export async function evaluate(rt: Runtime, session: Session, params: ParamSet, arch: Architecture, split: Split, batch: number, withPredictions = false): Promise<Evaluation> {
+/** Runs the eval graph of `model` over a split's images or features in batches; parameters come from the carried tensors. */
+async function evaluate(rt: Runtime, session: Session, params: ParamSet, model: Model, split: Feed, batch: number, withPredictions = false): Promise<Evaluation> {
   const { Tensor } = rt.ort;
   const feeds: Record<string, InstanceType<typeof Tensor>> = {};
-  for (const p of arch.model.params) feeds[p.name] = new Tensor('float32', params.get(p.name)!, p.shape);
+  for (const p of model.params) feeds[p.name] = new Tensor('float32', params.get(p.name)!, p.shape);
   let loss = 0;
   let correct = 0;
   const predicted = withPredictions ? new Uint8Array(split.count) : undefined;
   for (let start = 0; start < split.count; start += batch) {
     const n = Math.min(batch, split.count - start);
-    const size = exampleSize(split.shape);
-    feeds.images = new Tensor('uint8', split.images.subarray(start * size, (start + n) * size), [n, ...byteImageDims(arch.model)]);
+    const data = split.data.subarray(start * split.size, (start + n) * split.size);
+    feeds.images = data instanceof Float32Array ? new Tensor('float32', data, [n, ...split.dims]) : new Tensor('uint8', data, [n, ...split.dims]);
     feeds.labels = new Tensor('uint8', split.labels.subarray(start, start + n), [n]);
     const out = await session.run(feeds);
     loss += out.loss_sum.data[0] as number;
@@ -135,7 +170,15 @@ const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 interface OpenRun {
   cfg: RunConfig;
   arch: Architecture;
-  built: Artifacts;
+  /** The whole model's inference graph for given parameters (last.onnx, best.onnx). */
+  inference: Artifacts['inference'];
+  /** The model the train step and eval graph run: the whole model, or its head on cached features (the fast path). */
+  stepModel: Model;
+  /** What they are fed: the splits' images, or their features. */
+  feeds: { train: Feed; val: Feed; test: Feed };
+  /** The whole model's carried tensors as a checkpoint holds them (the fast path: the frozen rest's with the head's). */
+  tensors(): Map<string, CkptTensor>;
+  /** Training images, before any conversion to features. */
   train: Split;
   /** Held-out training images (empty where the run holds none out). */
   val: Split;
@@ -200,23 +243,92 @@ async function openRun(cfg: RunConfig, opts: FitOptions, log: (line: string) => 
   if (frozen || arch.model.source) log(trainableLine(arch.model, frozen));
   const rt = await createRuntime({ ep: cfg.ep, threads: cfg.threads, deviceId: cfg.deviceId });
   if (rt.note) log(rt.note);
+  const split = fastPathSplit(cfg, arch.model, frozen, train.count + val.count + data.test.count, log);
+  const stepModel = split?.head ?? arch.model;
   // The train step made for the provider in use ('auto' resolved); its checkpoint is the same for every provider.
   const building = Date.now();
-  const built = asInput(() => compile(arch.model, { optimizer: cfg.train.optimizer, loss: cfg.train.loss, smoothing: cfg.train.smoothing, meta, frozen, target: graphTargetFor(rt.ep) }));
-  if (arch.model.source) log(`built the train step of ${arch.model.source.file}: ${arch.model.graph.nodes.length} forward nodes, ${(built.trainStep.length / 1e6).toFixed(1)} MB, ${((Date.now() - building) / 1000).toFixed(1)} s`);
-  let start: Checkpoint;
-  if (opts.resume) {
-    start = asInput(() => folder.readCheckpoint());
-    if (start.meta.architecture !== arch.id) throw new InputError(`${folder.checkpointPath}: holds ${String(start.meta.architecture)}, the run trains ${arch.id}`);
-  } else {
-    start = built.initialCheckpoint(opts.init ?? initParams(arch.model, cfg.seed));
-  }
+  const stepFrozen = split && frozen ? new Set(stepModel.params.filter((p) => frozen.has(p.name)).map((p) => p.name)) : frozen;
+  const built = asInput(() => compile(stepModel, { optimizer: cfg.train.optimizer, optimizerKind: optimizerKind(cfg.train.optimizer), loss: cfg.train.loss, smoothing: cfg.train.smoothing, meta, frozen: stepFrozen, target: graphTargetFor(rt.ep) }));
+  if (arch.model.source) log(`built the train step of ${split ? `the head of ${arch.model.source.file}` : arch.model.source.file}: ${stepModel.graph.nodes.length} forward nodes, ${(built.trainStep.length / 1e6).toFixed(1)} MB, ${((Date.now() - building) / 1000).toFixed(1)} s`);
+  const start = startCheckpoint(cfg, opts, folder, arch);
   const runner = await StepRunner.create(rt, built.trainStep, built.iface, start);
   const evalSession = await rt.createSession(built.eval);
+  const feeds = split
+    ? await featureFeeds(rt, split, paramsOf(start.tensors, arch), meta, { train, val, test: data.test }, data.info.name, opts, log)
+    : { train: imageFeed(train, arch.model), val: imageFeed(val, arch.model), test: imageFeed(data.test, arch.model) };
+  const tensors = split ? () => new Map([...start.tensors, ...runner.tensors()]) : () => runner.tensors();
+  const inference = split ? inferenceOf(arch.model, meta) : built.inference;
   const resumeSums = opts.resume ? epochSumsOf(start.meta) : undefined;
   const history = folder.open(cfg, opts.resume ? { step: runner.step, meta: start.meta, epochEndPending: endsUnevaluatedEpoch(runner.step, stepsPerEpoch, resumeSums) } : undefined);
   const sched = scheduleOf(cfg, stepsPerEpoch);
-  return { cfg, arch, built, train, val, test: data.test, classes: data.info.classes, sched, stepsPerEpoch, fullSteps, remainder, rt, runner, evalSession, folder, history, resumeSums, savedStep: runner.step };
+  return { cfg, arch, inference, stepModel, feeds, tensors, train, val, test: data.test, classes: data.info.classes, sched, stepsPerEpoch, fullSteps, remainder, rt, runner, evalSession, folder, history, resumeSums, savedStep: runner.step };
+}
+
+/** The most feature bytes the fast path holds in memory (all splits); beyond, the whole graph trains. */
+const MAX_FEATURE_BYTES = 2 ** 31;
+
+/**
+ * The checkpoint a run starts from: the run folder's (--resume), else the initial one. Either
+ * holds the whole model, whichever graph trains it: a checkpoint does not depend on the path taken.
+ */
+function startCheckpoint(cfg: RunConfig, opts: FitOptions, folder: RunFolder, arch: Architecture): Checkpoint {
+  if (!opts.resume) return initialCheckpoint(trainStepInterface(arch.model, cfg.train.optimizer, optimizerKind(cfg.train.optimizer)), opts.init ?? initParams(arch.model, cfg.seed), {});
+  const start = asInput(() => folder.readCheckpoint());
+  if (start.meta.architecture !== arch.id) throw new InputError(`${folder.checkpointPath}: holds ${String(start.meta.architecture)}, the run trains ${arch.id}`);
+  return start;
+}
+
+/**
+ * The model cut at its head where the epochs can train the head alone on features computed
+ * once: the fast path is on (no --no-fast-path), nothing augments the images, every trainable
+ * parameter outside the head is frozen and the `examples` features fit in memory. Where the
+ * backbone is frozen but the fast path cannot be taken (a BatchNorm on batch statistics, a
+ * Dropout before the head, too many feature bytes), one line says why.
+ */
+function fastPathSplit(cfg: RunConfig, model: Model, frozen: ReadonlySet<string> | undefined, examples: number, log: (line: string) => void): HeadSplit | undefined {
+  if (!frozen || cfg.augment || cfg.flags['fast-path'] === false) return undefined;
+  const head = headParams(model);
+  if (!model.params.every((p) => !p.trainable || head.has(p.name) || frozen.has(p.name))) return undefined;
+  const whole = 'training the whole graph, not the head on features computed once';
+  let split: HeadSplit;
+  try {
+    split = splitAtHead(model, frozen);
+  } catch (err) {
+    if (!(err instanceof InputError)) throw err;
+    log(`${whole}: ${err.message}`);
+    return undefined;
+  }
+  const bytes = 4 * examples * split.featureShape.reduce((a, d) => a * d, 1);
+  if (bytes <= MAX_FEATURE_BYTES) return split;
+  log(`${whole}: the features of ${examples} images at ${split.cut} ([${split.featureShape.join(', ')}] each) would take ${(bytes / 2 ** 30).toFixed(1)} GiB`);
+  return undefined;
+}
+
+/** The splits' features: from the cache or computed once with the features graph, with progress and one line on what was done. */
+async function featureFeeds(rt: Runtime, split: HeadSplit, params: ParamSet, meta: Parameters<typeof featuresGraph>[2], splits: { train: Split; val: Split; test: Split }, name: string, opts: FitOptions, log: (line: string) => void): Promise<OpenRun['feeds']> {
+  const t0 = performance.now();
+  const graph = featuresGraph(split, params, meta, 'bytes');
+  const run = { rt, graph, graphDigest: createHash('sha256').update(graph).digest('hex'), shape: split.featureShape };
+  const out: Partial<Record<keyof typeof splits, Feed>> = {};
+  let computed = 0;
+  let cacheFile = '';
+  for (const which of ['train', 'val', 'test'] as const) {
+    const bar = splits[which].count ? progressBar(opts, `features of the ${which} images`) : undefined;
+    bar?.start(splits[which].count, 0, { speed: '-' });
+    const started = performance.now();
+    const progress = (done: number) => bar?.update(done, { speed: Math.round(done / ((performance.now() - started) / 1000)) });
+    const f = await splitFeatures({ ...run, progress }, splits[which], `${name}-${which}`);
+    bar?.stop();
+    if (!f.cached) computed += splits[which].count;
+    cacheFile = f.file;
+    out[which] = featureFeed(f.split);
+  }
+  const seconds = ((performance.now() - t0) / 1000).toFixed(1);
+  const count = splits.train.count + splits.val.count + splits.test.count;
+  const read = count - computed;
+  const how = computed ? `computed the features of ${computed} images once${read ? ` and read those of ${read} from the cache` : ''}` : `read the features of ${count} images from the cache`;
+  log(`frozen backbone: ${how} (${split.cut}, [${split.featureShape.join(', ')}] each) in ${seconds} s (${dirname(cacheFile)}); the epochs train the head alone on them`);
+  return out as OpenRun['feeds'];
 }
 
 /** Runs a read of what the user gave; a CnnlabError from it is an InputError (exit 2, see common/errors.ts). */
@@ -249,7 +361,7 @@ function checkFitsDataset(arch: Architecture, data: Dataset): void {
 function saveCheckpoint(r: OpenRun, pass?: EpochPass): void {
   const { cfg, runner } = r;
   const epochSums = pass && { step: runner.step, lossSum: pass.lossSum, correct: pass.correct, seen: pass.seen, seconds: pass.seconds };
-  r.folder.saveCheckpoint({ architecture: r.arch.id, step: runner.step, seed: cfg.seed, epochs: cfg.epochs, stepsPerEpoch: r.stepsPerEpoch, ...(epochSums ? { epochSums } : {}) }, runner.tensors());
+  r.folder.saveCheckpoint({ architecture: r.arch.id, step: runner.step, seed: cfg.seed, epochs: cfg.epochs, stepsPerEpoch: r.stepsPerEpoch, ...(epochSums ? { epochSums } : {}) }, r.tensors());
   r.savedStep = runner.step;
 }
 
@@ -288,14 +400,13 @@ const logProgressSeconds = () => {
 
 /**
  * A bar on a terminal (stderr a TTY, or opts.progress); otherwise, unless opts.progress is false,
- * one line on stderr every ~10 s, so a run whose output goes to a file shows it is alive.
+ * one line on stderr every ~10 s, so a run whose output goes to a file shows it is alive. An
+ * epoch's, or (`task`) a set-up step's, which shows images and images/s only.
  */
-function progressBar(opts: FitOptions): Progress | undefined {
+function progressBar(opts: FitOptions, task?: string): Progress | undefined {
   if (opts.progress ?? Boolean(process.stderr.isTTY)) {
-    return new cliProgress.SingleBar(
-      { format: 'epoch {epoch} [{bar}] {value}/{total} img | {speed} img/s | loss {loss} | lr {lr}', stream: process.stderr, hideCursor: true, clearOnComplete: true },
-      cliProgress.Presets.shades_classic,
-    );
+    const format = task ? `${task} [{bar}] {value}/{total} img | {speed} img/s` : 'epoch {epoch} [{bar}] {value}/{total} img | {speed} img/s | loss {loss} | lr {lr}';
+    return new cliProgress.SingleBar({ format, stream: process.stderr, hideCursor: true, clearOnComplete: true }, cliProgress.Presets.shades_classic);
   }
   if (opts.progress === false || opts.log) return undefined;
   let total = 0;
@@ -308,7 +419,7 @@ function progressBar(opts: FitOptions): Progress | undefined {
     update: (value, p) => {
       if (Date.now() - last < logProgressSeconds() * 1000) return;
       last = Date.now();
-      process.stderr.write(`epoch ${epoch}: ${value}/${total} images, ${p.speed} img/s, loss ${p.loss}, lr ${p.lr}\n`);
+      process.stderr.write(task ? `${task}: ${value}/${total} images, ${p.speed} img/s\n` : `epoch ${epoch}: ${value}/${total} images, ${p.speed} img/s, loss ${p.loss}, lr ${p.lr}\n`);
     },
     stop: () => undefined,
   };
@@ -329,8 +440,9 @@ interface EpochPass {
  * multiples of K (so a resumed run makes the same runs), the short last batch alone; the next
  * chunk is assembled (and augmented) while onnxruntime runs the current one.
  */
-async function trainEpoch(r: OpenRun, epoch: number, bar: Progress | undefined, stop: FitOptions['stop'], lastSave: { at: number }): Promise<EpochPass> {
-  const { cfg, runner, stepsPerEpoch, fullSteps, train } = r;
+async function trainEpoch(r: OpenRun, epoch: number, bar: Progress | undefined, { stop, onSteps }: Pick<FitOptions, 'stop' | 'onSteps'>, lastSave: { at: number }): Promise<EpochPass> {
+  const { cfg, runner, stepsPerEpoch, fullSteps } = r;
+  const train = r.feeds.train;
   const order = epochOrder(cfg, train.count, epoch);
   // Resumed mid-epoch: the sums so far come from the checkpoint, so the epoch's metrics cover all of it.
   const carried = r.resumeSums?.step === runner.step ? r.resumeSums : undefined;
@@ -355,6 +467,7 @@ async function trainEpoch(r: OpenRun, epoch: number, bar: Progress | undefined, 
     next = epochStep + batch.K < stepsPerEpoch ? chunkAt(epochStep + batch.K) : undefined;
     const out = await pending;
     r.folder.recordSteps(stepBefore, out.losses, batch.inputs.lr);
+    onSteps?.(stepBefore, out.losses, batch.inputs.lr);
     for (let k = 0; k < batch.K; k++) {
       if (!Number.isFinite(out.losses[k])) throw diverged(r, stepBefore + k + 1, epoch, out.losses[k], batch.inputs.lr[k]);
       pass.lossSum += out.losses[k] * batch.B;
@@ -396,9 +509,9 @@ async function misclassifiedGrid(r: OpenRun, predicted: Uint8Array, epoch: numbe
  * synchronous stretch, so a signal handler finds the epoch either unrecorded or checkpointed.
  */
 async function finishEpoch(r: OpenRun, epoch: number, pass: EpochPass, best: number): Promise<EpochMetrics> {
-  const params = paramsOf(r.runner.tensors(), r.arch);
-  const ev = await evaluate(r.rt, r.evalSession, params, r.arch, r.test, r.cfg.evalBatch, true);
-  const vl = r.val.count ? await evaluate(r.rt, r.evalSession, params, r.arch, r.val, r.cfg.evalBatch) : undefined;
+  const params = paramsOf(r.tensors(), r.arch);
+  const ev = await evaluate(r.rt, r.evalSession, params, r.stepModel, r.feeds.test, r.cfg.evalBatch, true);
+  const vl = r.val.count ? await evaluate(r.rt, r.evalSession, params, r.stepModel, r.feeds.val, r.cfg.evalBatch) : undefined;
   const grid = await misclassifiedGrid(r, ev.predicted!, epoch + 1);
   const m: EpochMetrics = {
     epoch: epoch + 1,
@@ -415,8 +528,7 @@ async function finishEpoch(r: OpenRun, epoch: number, pass: EpochPass, best: num
   r.folder.recordEpoch(m);
   const weights = new Map(r.arch.model.params.filter((p) => p.trainable).map((p) => [p.name, params.get(p.name)!]));
   r.folder.recordEpochImages(m.step, weights, grid);
-  const val: Record<string, string> = m.valAcc === undefined ? {} : { 'cnnlab.val_accuracy': m.valAcc.toFixed(4) };
-  const model = r.built.inference(params, { 'cnnlab.run': r.folder.dir, 'cnnlab.test_accuracy': m.testAcc.toFixed(4), ...val, 'cnnlab.epoch': String(m.epoch) });
+  const model = r.inference(params, runCardEntries({ run: r.folder.dir, testAccuracy: m.testAcc, valAccuracy: m.valAcc, epoch: m.epoch }));
   const layout = r.arch.model.source?.layout;
   r.folder.writeModel('last.onnx', model, layout);
   if (rankOf(m) >= best) r.folder.writeModel('best.onnx', model, layout);
@@ -442,13 +554,14 @@ export async function fit(cfg: RunConfig, opts: FitOptions): Promise<FitResult> 
   const first = Math.floor(r.runner.step / r.stepsPerEpoch) - (endsUnevaluatedEpoch(r.runner.step, r.stepsPerEpoch, r.resumeSums) ? 1 : 0);
   try {
     for (let epoch = first; epoch < cfg.epochs; epoch++) {
-      const pass = await trainEpoch(r, epoch, bar, opts.stop, lastSave);
+      const pass = await trainEpoch(r, epoch, bar, opts, lastSave);
       if (pass.stopped) {
         saveCheckpoint(r, pass);
         return stopped();
       }
       const m = await finishEpoch(r, epoch, pass, epochs.reduce((b, e) => Math.max(b, rankOf(e)), 0));
       epochs.push(m);
+      opts.onEpoch?.(m);
       lastSave.at = Date.now();
       log(
         `epoch ${String(m.epoch).padStart(2)}/${cfg.epochs}  train loss ${m.trainLoss.toFixed(4)} acc ${pct(m.trainAcc)}  ${m.valAcc === undefined ? '' : `val acc ${pct(m.valAcc)}  `}test loss ${m.testLoss.toFixed(4)} acc ${pct(m.testAcc)}  ${m.seconds.toFixed(1)} s (${Math.round(m.imagesPerSecond)} img/s)`,

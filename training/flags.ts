@@ -2,6 +2,8 @@ import { UsageError } from '../common/errors.ts';
 import { CHANNEL_ORDERS, DATASET_NAMES, RESIZE_MODES } from '../datasets/registry.ts';
 import type { Normalization } from '../graph-builder/model.ts';
 import { EP_NAMES } from '../runtime/ort.ts';
+import { OPTIMIZER_HELP, OPTIMIZER_NAMES } from './optimizers/index.ts';
+import { SCHEDULE_NAMES, scheduleFlagHelp } from './schedule.ts';
 
 /** A number flag's accepted range; `hiOpen` excludes hi; `int` wants a whole number. */
 interface NumberRange {
@@ -24,8 +26,6 @@ type BooleanFlag = FlagBase & { type: 'boolean' };
 export type FlagSpec = NumberFlag | StringFlag | BooleanFlag;
 
 const MAX_INT = Number.MAX_SAFE_INTEGER;
-export const OPTIMIZER_NAMES = ['sgd', 'adam', 'adamw', 'rmsprop'] as const;
-export const SCHEDULE_NAMES = ['constant', 'step', 'onecycle', 'cosine'] as const;
 
 /**
  * Every training flag, once: yargs options (cli), validation and config resolution
@@ -34,17 +34,17 @@ export const SCHEDULE_NAMES = ['constant', 'step', 'onecycle', 'cosine'] as cons
 export const TRAIN_FLAGS = {
   opt: { type: 'string', choices: OPTIMIZER_NAMES, graph: true, recipe: true, describe: "optimiser (default: the preset's)" },
   lr: { type: 'number', range: { lo: 0, hi: 10 }, graph: true, recipe: true, describe: "learning rate (default: the preset's)" },
-  momentum: { type: 'number', range: { lo: 0, hi: 1, hiOpen: true }, graph: true, recipe: true, describe: 'momentum (SGD, RMSprop) or beta1 (Adam, AdamW)' },
-  'weight-decay': { type: 'number', range: { lo: 0, hi: 1 }, graph: true, recipe: true, describe: 'L2 weight decay (decoupled for AdamW)' },
-  nesterov: { type: 'boolean', graph: true, recipe: true, describe: 'Nesterov momentum (SGD)' },
+  momentum: { type: 'number', range: { lo: 0, hi: 1, hiOpen: true }, graph: true, recipe: true, describe: OPTIMIZER_HELP.momentum },
+  'weight-decay': { type: 'number', range: { lo: 0, hi: 1 }, graph: true, recipe: true, describe: OPTIMIZER_HELP.weightDecay },
+  nesterov: { type: 'boolean', graph: true, recipe: true, describe: OPTIMIZER_HELP.nesterov },
   'label-smoothing': { type: 'number', range: { lo: 0, hi: 1, hiOpen: true }, graph: true, recipe: true, describe: 'label smoothing, 0..1 (as PyTorch’s CrossEntropyLoss; on the log-probabilities of a model ending in LogSoftmax)' },
   dataset: { type: 'string', choices: DATASET_NAMES, recipe: true, describe: "dataset (default: the preset's)" },
   'data-dir': { type: 'string', recipe: false, describe: 'the dataset’s four IDX files, or image folders train/<class>/ and test/<class>/ (PNG, JPEG, WebP, ... of any size)' },
   epochs: { type: 'number', range: { lo: 1, hi: 10000, int: true }, recipe: true, describe: "epochs (default: the preset's)" },
   batch: { type: 'number', range: { lo: 1, hi: 65536, int: true }, recipe: true, describe: "batch size (default: the preset's)" },
   schedule: { type: 'string', choices: SCHEDULE_NAMES, recipe: true, describe: 'learning-rate schedule' },
-  'step-epochs': { type: 'number', range: { lo: 1, hi: MAX_INT, int: true }, recipe: true, describe: 'step schedule: epochs between decays (default epochs/3)' },
-  gamma: { type: 'number', range: { lo: 0, hi: 1 }, recipe: true, describe: 'step schedule: decay factor (default 0.1)' },
+  'step-epochs': { type: 'number', range: { lo: 1, hi: MAX_INT, int: true }, recipe: true, describe: scheduleFlagHelp('step-epochs', 'epochs between decays (default epochs/3)') },
+  gamma: { type: 'number', range: { lo: 0, hi: 1 }, recipe: true, describe: scheduleFlagHelp('gamma', 'decay factor (default 0.1)') },
   augment: { type: 'boolean', recipe: true, describe: 'random rotation, translation, brightness/contrast (--no-augment turns a preset’s off)' },
   erase: { type: 'number', range: { lo: 0, hi: 1 }, recipe: true, describe: 'random erasing: probability of setting one random rectangle (2-33% of the image) to black, as torchvision’s RandomErasing; on top of the preset’s augmentation' },
   ep: { type: 'string', choices: EP_NAMES, recipe: false, describe: 'execution provider: cpu (default), cuda, wasm (onnxruntime-web), auto' },
@@ -60,6 +60,7 @@ export const TRAIN_FLAGS = {
   'channel-order': { type: 'string', choices: CHANNEL_ORDERS, recipe: true, describe: 'a 3-channel model: the order its input takes the colour planes in, rgb (default) or bgr (Caffe, OpenCV); image folders are converted so' },
   resize: { type: 'string', choices: RESIZE_MODES, recipe: true, describe: 'image folders: stretch to the input size (default), or crop: scale until the image covers it, then cut out the centre (torchvision’s Resize + CenterCrop)' },
   freeze: { type: 'string', recipe: true, describe: "parameters to keep fixed: comma-separated globs over their names (as cnnlab inspect lists them), or 'backbone' for every one but the head's" },
+  'fast-path': { type: 'boolean', recipe: false, describe: 'with the backbone frozen and no augmentation, compute each image’s features once (cached) and train the head on them (default); --no-fast-path trains the whole graph' },
   'new-head': { type: 'boolean', recipe: true, describe: 'an imported model: a fresh classifier head even where its width already fits the classes (it is replaced anyway where it does not)' },
   'input-size': { type: 'string', recipe: true, describe: 'an imported model whose input height and width are symbolic: HxW' },
   'output-kind': { type: 'string', choices: ['logits', 'probabilities', 'log-probabilities'], recipe: true, describe: 'an imported model: what its output holds, where its last op does not say' },

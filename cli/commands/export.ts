@@ -1,5 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
-import { EXPORT_FORMATS, type ExportFormat, exportModel, runModelFile } from '../../inference/export.ts';
+import { EXPORT_FORMATS, type ExportFormat } from '../../inference/export.ts';
+import { exportModel } from '../../training/model-api.ts';
 
 interface ExportArgs {
   run: string;
@@ -18,11 +19,8 @@ const exportCommand: CommandModule<object, ExportArgs> = {
       .option('which', { type: 'string', choices: ['best', 'last'], default: 'best', describe: 'the best epoch (best.onnx) or the last (last.onnx)' })
       .option('out', { type: 'string', describe: 'output file (default: beside the model, e.g. best.safetensors)' }) as Argv<ExportArgs>,
   handler: (args) => {
-    const file = runModelFile(args.run, args.which as 'best' | 'last');
-    const format = args.format as ExportFormat;
-    const out = args.out ?? file.replace(/\.onnx$/i, '') + (format === 'onnx' ? '.export.onnx' : `.${format}`);
-    const r = exportModel(file, format, out);
-    console.log(`wrote ${out}: ${r.tensors} tensors, ${r.values.toLocaleString('en-US')} values from ${file}`);
+    const r = exportModel(args.run, { format: args.format as ExportFormat, which: args.which as 'best' | 'last', out: args.out });
+    console.log(`wrote ${r.file}: ${r.tensors} tensors, ${r.values.toLocaleString('en-US')} values from ${r.from}`);
   },
 };
 

@@ -1,15 +1,17 @@
 import type { Argv, CommandModule } from 'yargs';
-import { asInputError, UsageError } from '../../common/errors.ts';
+import { UsageError } from '../../common/errors.ts';
 import { datasetClasses, knownStats } from '../../datasets/open.ts';
 import { DATASET_NAMES, type DatasetName, DATASETS } from '../../datasets/registry.ts';
-import { buildArtifacts, type TrainSpec, trainSpecFor } from '../../graph-builder/artifacts/build.ts';
+import { buildArtifacts, type TrainSpec } from '../../graph-builder/artifacts/build.ts';
 import { type Architecture, loadArchitecture } from '../../graph-builder/dsl/arch.ts';
 import type { OutputKind } from '../../graph-builder/model.ts';
 import { parseInputSize } from '../../graph-builder/import/onnx-model.ts';
-import { inspectModel } from '../../inference/inspect.ts';
 import { foreignFromArgs, foreignOptions } from './model-options.ts';
-import { type OptimizerName, PRESET_NAMES, PRESETS } from '../../graph-builder/dsl/presets.ts';
+import { PRESET_NAMES, PRESETS } from '../../graph-builder/dsl/presets.ts';
 import { receptiveFieldTable, summaryTable } from '../../graph-builder/summary.ts';
+import { loadModelSource, type ModelSource } from '../../training/api.ts';
+import { inspectModel } from '../../training/model-api.ts';
+import { type OptimizerName, optimizerKind, trainSpecFor } from '../../training/optimizers/index.ts';
 import { checkFlags, checkNumber, type FlagName, type FlagSpec, GRAPH_FLAGS, type OptimizerFlags, TRAIN_FLAGS } from '../../training/flags.ts';
 
 export interface ArchArgs {
@@ -31,15 +33,16 @@ export function archOptions<T>(y: Argv<T>): Argv<T & ArchArgs> {
     .option('model', { type: 'string', describe: 'an ONNX classifier to train or fine-tune (exported by PyTorch or other tools)' }) as Argv<T & ArchArgs>;
 }
 
-/** The model the arguments name; `classes`: the dataset's class count, which a preset's or file's head is made to fit. */
-export function archFromArgs(args: ArchArgs, classes?: number): Promise<Architecture> {
+/** The model the arguments name: a preset, --arch-file or --model (one at most; none leaves it to the command). */
+export function modelFromArgs(args: ArchArgs): ModelSource | undefined {
   const given = [args.arch && 'a preset', args['arch-file'] && '--arch-file', args.model && '--model'].filter(Boolean);
   if (given.length > 1) throw new UsageError(`name one model: ${given.join(' and ')} were given`);
-  const model = args.model ? { file: args.model, outputKind: args['output-kind'] as OutputKind | undefined, inputSize: parseInputSize(args['input-size']) } : undefined;
-  // A model or architecture file that cannot be used is the user's input to fix (exit 2).
-  return loadArchitecture(args.arch, args['arch-file'], {}, model, classes).catch((err: unknown) => {
-    throw asInputError(err);
-  });
+  return args['arch-file'] ? { archFile: args['arch-file'] } : args.model ? { modelFile: args.model } : args.arch;
+}
+
+/** The model the arguments name; `classes`: the dataset's class count, which a preset's or file's head is made to fit. */
+export function archFromArgs(args: ArchArgs, classes?: number): Promise<Architecture> {
+  return loadModelSource(modelFromArgs(args), { outputKind: args['output-kind'] as OutputKind | undefined, inputSize: parseInputSize(args['input-size']) }, classes);
 }
 
 /** The class count of the data that --dataset and --data-dir name (every preset's own dataset has ten). */
@@ -103,7 +106,8 @@ function writeArtifacts(arch: Architecture, args: BuildArgs): void {
   const name = (args.dataset as DatasetName | undefined) ?? arch.recipe.dataset;
   const dataset = { ...DATASETS[name], ...knownStats(name) };
   const outDir = args.out ?? `out/${arch.id.replace(/[^A-Za-z0-9._=-]+/g, '_')}`;
-  const manifest = buildArtifacts(arch, { outDir, seed: seedOption(args.seed), dataset, train: trainSpecFromArgs(arch, args) });
+  const train = trainSpecFromArgs(arch, args);
+  const manifest = buildArtifacts(arch, { outDir, seed: seedOption(args.seed), dataset, train, optimizerKind: optimizerKind(train.optimizer) });
   console.log(summaryTable(arch.model, arch.id));
   const list = (names: string[]) => (names.length > 6 ? `${names.slice(0, 3).join(', ')}, ... ${names.length - 3} more` : names.join(', '));
   for (const [kind, a] of Object.entries(manifest.artifacts)) console.log(`wrote ${outDir}/${a.file} (${kind}: ${list(a.inputs)} -> ${list(a.outputs)})`);
@@ -161,7 +165,7 @@ const inspect: CommandModule<object, InspectArgs> = {
       .positional('file', { type: 'string', demandOption: true })
       .option('input-size', { type: 'string', describe: 'HxW, for a model whose input height and width are symbolic' })
       .option('freeze', { type: 'string', describe: "mark what train's --freeze GLOBS|backbone would keep fixed, with the counts" }) as Argv<InspectArgs>,
-  handler: (args) => console.log(inspectModel(args.file, parseInputSize(args['input-size']), args.freeze)),
+  handler: (args) => console.log(inspectModel(args.file, { inputSize: parseInputSize(args['input-size']), freeze: args.freeze }).report),
 };
 
 const presets: CommandModule = {

@@ -1,18 +1,14 @@
-import { accessSync, constants, existsSync, rmdirSync, rmSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import { plural } from '../../common/text.ts';
-import { ensureDir } from '../../common/files.ts';
+import { existsSync, rmSync } from 'node:fs';
 import type { Argv, CommandModule } from 'yargs';
 import { UsageError } from '../../common/errors.ts';
 import { loadArchitecture } from '../../graph-builder/dsl/arch.ts';
-import { readCheckpoint } from '../../graph-builder/artifacts/checkpoint.ts';
-import { describeRunInput, readRunConfig, recipeDifferences, recipeOf, resolveRunConfig, resumeConfig, type RunConfig, withMeasuredStats } from '../../training/config.ts';
+import { settingsOf, train as trainRun } from '../../training/api.ts';
+import { readRunConfig, recipeDifferences, recipeOf, resolveRunConfig, type RunConfig } from '../../training/config.ts';
 import { FLAG_NAMES, pickFlags, type TrainFlags } from '../../training/flags.ts';
 import { fit } from '../../training/fit.ts';
-import { chosenEpoch } from '../../training/run-folder.ts';
 import { type ReproduceGroup, type ReproduceRow, reproduceTable, SEED_RESULTS } from '../../training/reproduce.ts';
 import { EP_NAMES } from '../../runtime/ort.ts';
-import { type ArchArgs, archFromArgs, archOptions, classesFor, flagOptions } from './graph.ts';
+import { type ArchArgs, archOptions, flagOptions, modelFromArgs } from './graph.ts';
 
 export interface TrainArgs extends ArchArgs, TrainFlags {
   out?: string;
@@ -22,47 +18,6 @@ export interface TrainArgs extends ArchArgs, TrainFlags {
 /** The training flags, shared by train, sweep and search. */
 export function trainOptions<T>(y: Argv<T>): Argv<T & TrainFlags> {
   return flagOptions<T, TrainFlags>(y, FLAG_NAMES);
-}
-
-/** runs/<arch>-<dataset>, or -2, -3, ... when taken. */
-export function defaultRunDir(cfg: RunConfig): string {
-  const clean = (s: string) => s.replace(/^(file|onnx|folder):/, '').replace(/\.(onnx|json|ts|js)$/, '').replace(/[^A-Za-z0-9._=-]+/g, '_');
-  const base = `runs/${clean(cfg.architecture)}-${clean(cfg.dataset)}`;
-  if (!existsSync(base)) return base;
-  for (let i = 2; ; i++) if (!existsSync(`${base}-${i}`)) return `${base}-${i}`;
-}
-
-/**
- * Fails early, with the flag named, when the run folder cannot be created or written. It creates
- * the missing folders to find out (as root, access() calls /proc writable; mkdir says otherwise)
- * and removes them again: nothing stays behind until the run opens its folder, after the
- * provider and the sessions have opened.
- */
-function checkWritable(dir: string): void {
-  const missing: string[] = [];
-  for (let d = resolve(dir); !existsSync(d) && dirname(d) !== d; d = dirname(d)) missing.push(d);
-  try {
-    ensureDir(dir);
-    accessSync(dir, constants.W_OK);
-  } catch (err) {
-    throw new UsageError(`--out ${dir}: cannot create or write the run folder (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-  } finally {
-    // Deepest first; a folder something else has meanwhile put a file in stays.
-    for (const d of missing) {
-      try {
-        rmdirSync(d);
-      } catch {
-        break;
-      }
-    }
-  }
-}
-
-/** The run in --out to resume: its saved config (see readRunConfig). */
-export async function resumedConfig(dir: string): Promise<RunConfig> {
-  const path = `${dir}/config.json`;
-  if (!existsSync(path)) throw new UsageError(`--resume: ${path} not found`);
-  return readRunConfig(dir, { continuing: true });
 }
 
 /** A stop request from a signal, and the exit code that reports it (128 + the signal's number). */
@@ -126,46 +81,13 @@ const train: CommandModule<object, TrainArgs> = {
       .option('out', { type: 'string', describe: 'run folder (default runs/<arch>-<dataset>)' })
       .option('resume', { type: 'boolean', default: false, describe: 'continue the run in --out from its checkpoint' }) as Argv<TrainArgs>,
   handler: async (args) => {
-    let cfg: RunConfig;
-    let out = args.out;
-    if (args.resume) {
-      if (!out) throw new UsageError('--resume: name the run folder with --out');
-      const saved = await resumedConfig(out);
-      const ckpt = `${out}/checkpoint.ckpt`;
-      if (!existsSync(ckpt)) throw new UsageError(`--resume: ${ckpt} not found; start the run without --resume`);
-      const meta = readCheckpoint(ckpt).meta;
-      const resumed = await resumeConfig(out, saved, {
-        given: pickFlags(args),
-        model: { arch: args.arch, archFile: args['arch-file'], modelFile: args.model },
-        step: Number(meta.step),
-        stepsPerEpoch: Number(meta.stepsPerEpoch),
-      });
-      cfg = resumed.cfg;
-      for (const note of resumed.notes) console.log(note);
-    } else {
-      const arch = await archFromArgs(args, classesFor(args));
-      // The run records where its images are, so eval, predict and --resume find them from any folder.
-      if (args['data-dir'] !== undefined) args['data-dir'] = resolve(args['data-dir']);
-      cfg = resolveRunConfig(arch, await withMeasuredStats(arch, args), args['arch-file'], args.model);
-      out ??= defaultRunDir(cfg);
-      if (existsSync(`${out}/checkpoint.ckpt`)) throw new UsageError(`--out ${out}: a run is already there; add --resume to continue it or choose another folder`);
-      checkWritable(out);
-    }
-    const opt = cfg.train.optimizer;
-    console.log(
-      `cnnlab train ${cfg.architecture} on ${cfg.dataset}: ${plural(cfg.epochs, 'epoch')}, batch ${cfg.batch}, ${opt.name} lr ${cfg.lr}` +
-        `${opt.name === 'adam' || opt.name === 'adamw' ? '' : ` momentum ${cfg.momentum}`}${opt.weightDecay ? ` wd ${opt.weightDecay}` : ''}, ${cfg.schedule} schedule` +
-        `${cfg.augment ? ', augmented' : ''}, K=${cfg.stepsPerRun} steps per run -> ${out}`,
-    );
-    const input = describeRunInput(cfg);
-    if (input) console.log(input);
     const stop = installStopHandler({ armed: false });
-    const result = await fit(cfg, { runDir: out, resume: args.resume, stop });
+    const result = await trainRun({ ...settingsOf(pickFlags(args)), model: modelFromArgs(args), out: args.out, resume: args.resume, stop });
     if (result.interrupted) process.exitCode = stop.exitCode;
-    else if (result.epochs.length) {
-      const best = chosenEpoch(result.epochs)!;
+    else if (result.best) {
+      const best = result.best;
       const by = best.valAcc === undefined ? 'best test accuracy' : `best validation accuracy ${(100 * best.valAcc).toFixed(2)}% at epoch ${best.epoch}, where the test accuracy is`;
-      console.log(`${by} ${(100 * best.testAcc).toFixed(2)}%${best.valAcc === undefined ? ` (epoch ${best.epoch})` : ''}; models: ${out}/best.onnx, ${out}/last.onnx`);
+      console.log(`${by} ${(100 * best.testAcc).toFixed(2)}%${best.valAcc === undefined ? ` (epoch ${best.epoch})` : ''}; models: ${result.models.best}, ${result.models.last}`);
     }
   },
 };

@@ -1,16 +1,16 @@
 import { join } from 'node:path';
-import { CnnlabError, UsageError } from '../../common/errors.ts';
+import { CnnlabError } from '../../common/errors.ts';
 import type { DatasetInfo } from '../../datasets/registry.ts';
-import { type Architecture, LAYERS_KEY } from '../dsl/arch.ts';
+import type { Architecture } from '../dsl/arch.ts';
 import { initParams, type ParamSet } from '../dsl/init.ts';
 import { encodeCheckpoint } from './checkpoint.ts';
-import type { OptimizerName } from '../dsl/presets.ts';
 import { IR_VERSION, OPSET } from '../graph/onnx.ts';
 import type { LossKind } from '../losses.ts';
 import type { Normalization } from '../model.ts';
-import { defaultOptimizer, type OptimizerConfig } from '../optimizers.ts';
+import type { OptimizerConfig, OptimizerKind } from '../optimizers.ts';
 import { compile } from './compile.ts';
 import type { ModelMeta } from './inference.ts';
+import { writeModelCard } from './model-card.ts';
 import type { TrainStepInterface } from './train-step.ts';
 import { writeFileAtomic } from '../../common/files.ts';
 
@@ -21,30 +21,9 @@ export interface TrainSpec {
   smoothing: number;
 }
 
-export interface TrainSpecOverrides {
-  opt?: OptimizerName;
-  momentum?: number;
-  weightDecay?: number;
-  nesterov?: boolean;
-  smoothing?: number;
-}
-
 /** NLL when the model outputs log-probabilities (as the EVA and JHU seeds), cross-entropy on logits otherwise. */
 export function lossKindFor(arch: Architecture): LossKind {
   return arch.model.outputKind === 'log-probabilities' ? 'nll' : 'cross-entropy';
-}
-
-export function trainSpecFor(arch: Architecture, o: TrainSpecOverrides = {}): TrainSpec {
-  const r = arch.recipe;
-  const name = o.opt ?? r.optimizer;
-  // A schedule that cycles momentum needs the buffer even where the base momentum is 0.
-  const momentum = o.momentum ?? (name === r.optimizer ? r.momentum : 0);
-  const cycles = r.schedule === 'onecycle' && (name === 'sgd' || name === 'rmsprop');
-  const optimizer = defaultOptimizer(name, o.weightDecay ?? (name === r.optimizer ? r.weightDecay : 0), momentum > 0 || cycles, o.nesterov ?? false);
-  if (optimizer.nesterov && !(momentum > 0)) throw new UsageError('--nesterov: needs --momentum > 0');
-  const loss = lossKindFor(arch);
-  const smoothing = o.smoothing ?? r.labelSmoothing ?? 0;
-  return { optimizer, loss, smoothing };
 }
 
 export interface BuildOptions {
@@ -52,6 +31,8 @@ export interface BuildOptions {
   seed: number;
   dataset: DatasetInfo;
   train: TrainSpec;
+  /** The kind that emits train.optimizer's updates (training/optimizers resolves it); default the built-in SGD. */
+  optimizerKind?: OptimizerKind;
 }
 
 export interface Manifest {
@@ -81,7 +62,7 @@ export function normalizationFor(arch: Architecture, data: DatasetInfo): Normali
 
 export function modelMeta(arch: Architecture, data: DatasetInfo, extra?: Record<string, string>): ModelMeta {
   // A model from an architecture file carries its layers, so the demo page can fine-tune it without the file.
-  const layers: Record<string, string> = arch.id.startsWith('file:') && arch.layers ? { [LAYERS_KEY]: JSON.stringify(arch.layers.layers) } : {};
+  const layers = arch.id.startsWith('file:') && arch.layers ? writeModelCard({ layers: arch.layers.layers }) : {};
   return { architecture: arch.id, dataset: data.name, classes: data.classes, ...normalizationFor(arch, data), inputRange: arch.recipe.inputRange, extra: { ...layers, ...extra } };
 }
 
@@ -90,7 +71,7 @@ export function buildArtifacts(arch: Architecture, opts: BuildOptions, params: P
   const meta = modelMeta(arch, opts.dataset);
   const a = arch.model;
   const { optimizer, loss, smoothing } = opts.train;
-  const built = compile(a, { optimizer, loss, smoothing, meta });
+  const built = compile(a, { optimizer, optimizerKind: opts.optimizerKind, loss, smoothing, meta });
   const train = { iface: built.iface };
   writeFileAtomic(join(opts.outDir, 'train_step.onnx'), built.trainStep);
   writeFileAtomic(join(opts.outDir, 'eval.onnx'), built.eval);

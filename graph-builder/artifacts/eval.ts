@@ -4,6 +4,7 @@ import { attr, GraphBuilder } from '../graph/ir.ts';
 import { encodeModel } from '../graph/onnx.ts';
 import { emitLoss, type LossKind } from '../losses.ts';
 import { type ModelMeta, metadataProps } from './inference.ts';
+import { writeModelCard } from './model-card.ts';
 
 /**
  * The eval graph: eval mode (no dropout, BatchNorm from running statistics), parameters as
@@ -25,5 +26,5 @@ export function buildEvalModel(a: Model, loss: LossKind, meta: ModelMeta): Uint8
   b.expose(out.loss, 'loss_sum', 'float32', []);
   b.expose(out.correct, 'correct', 'float32', []);
   b.expose(out.predicted, 'predicted', 'int64', ['B']);
-  return encodeModel(b.graph, { docString: `cnnlab ${meta.architecture} eval graph`, metadata: { ...metadataProps(a, meta), 'cnnlab.artifact': 'eval' } });
+  return encodeModel(b.graph, { docString: `cnnlab ${meta.architecture} eval graph`, metadata: { ...metadataProps(a, meta), ...writeModelCard({ artifact: 'eval' }) } });
 }

@@ -4,6 +4,7 @@ import type { InputRange, Model } from '../model.ts';
 import { emitForward, emitNormalize } from '../forward.ts';
 import { attr, GraphBuilder } from '../graph/ir.ts';
 import { encodeModel } from '../graph/onnx.ts';
+import { type ModelCard, writeModelCard } from './model-card.ts';
 
 export interface ModelMeta {
   /** Preset id or architecture file name. */
@@ -17,29 +18,24 @@ export interface ModelMeta {
   inputRange?: InputRange;
   /** How its training images were converted (channel order, resizing), where not the default. */
   conversion?: ImageConversion;
-  /** Anything else worth showing in a model card (test accuracy, run name, ...). */
+  /** More of the card, as writeModelCard (or runCardEntries) writes it: test accuracy, run folder, layers, ... */
   extra?: Record<string, string>;
 }
 
-/**
- * How an image file becomes the model's input planes, in its metadata (JSON): `channelOrder`
- * ('bgr'; absent: 'rgb'), `resize` ('crop'; absent: 'stretch') and, for an imported model,
- * `size` [H, W]. Written where it says more than the defaults; predict, eval and serve read it.
- */
-export const IMAGE_KEY = 'cnnlab.image';
-
+/** A model's card, as its inference graph's metadata: what it is, what it was trained on, how its input is read, and `meta.extra`. */
 export function metadataProps(a: Model, meta: ModelMeta): Record<string, string> {
   const order = a.inputShape[0] === 1 ? '' : meta.conversion?.channelOrder === 'bgr' ? ' (BGR planes)' : ' (RGB)';
-  return {
-    'cnnlab.architecture': meta.architecture,
-    'cnnlab.dataset': meta.dataset,
-    'cnnlab.classes': JSON.stringify(meta.classes),
-    'cnnlab.normalization': JSON.stringify({ mean: meta.mean, std: meta.std }),
-    'cnnlab.parameters': String(a.trainableCount),
-    'cnnlab.input': `image: float32 [N,${a.inputShape.join(',')}], pixels 0..1${order}, normalised inside the graph`,
-    ...(meta.conversion?.channelOrder || meta.conversion?.resize ? { [IMAGE_KEY]: JSON.stringify(meta.conversion) } : {}),
-    ...meta.extra,
+  const card: ModelCard = {
+    architecture: meta.architecture,
+    dataset: meta.dataset,
+    classes: [...meta.classes],
+    normalization: { mean: meta.mean, std: meta.std },
+    parameters: a.trainableCount,
+    input: `image: float32 [N,${a.inputShape.join(',')}], pixels 0..1${order}, normalised inside the graph`,
+    // Written where it says more than the defaults.
+    ...(meta.conversion?.channelOrder || meta.conversion?.resize ? { image: meta.conversion } : {}),
   };
+  return { ...writeModelCard(card), ...meta.extra };
 }
 
 /**

@@ -6,13 +6,16 @@ import { emitForward, emitImageFromBytes, emitNormalize } from '../forward.ts';
 import { attr, type Dim, type DType, GraphBuilder, type Node } from '../graph/ir.ts';
 import { encodeModel } from '../graph/onnx.ts';
 import { emitLoss, type LossKind } from '../losses.ts';
-import { emitStepNumber, emitUpdate, type OptimizerConfig, stateNames } from '../optimizers.ts';
+import { emitStepNumber, emitUpdate, type OptimizerConfig, type OptimizerKind, optimizerKindOf } from '../optimizers.ts';
 import { trainMode } from '../train-mode.ts';
 import type { ModelMeta } from './inference.ts';
 import { metadataProps } from './inference.ts';
+import { writeModelCard } from './model-card.ts';
 
 export interface TrainGraphOptions {
   optimizer: OptimizerConfig;
+  /** The kind that emits the optimizer's updates, resolved from its name (training/optimizers); default the built-in SGD. */
+  optimizerKind?: OptimizerKind;
   loss: LossKind;
   smoothing?: number;
   meta: ModelMeta;
@@ -40,7 +43,8 @@ export interface TrainStepInterface {
 
 /** The data of one run's inputs, named as trainStepInterface lists them. */
 export interface StepInputs {
-  images: Uint8Array;
+  /** uint8 pixels; float32 features for a model whose inputKind is 'features'. */
+  images: Uint8Array | Float32Array;
   labels: Uint8Array;
   lr: Float32Array;
   momentum: Float32Array;
@@ -51,17 +55,21 @@ export interface StepInputs {
 export const stateName = (param: string, slot: string) => `${param}.${slot}`;
 export const nextName = (name: string) => `${name}.next`;
 
-export function trainStepInterface(a: Model, opt: OptimizerConfig): TrainStepInterface {
+/** The values a train step carries and takes, for an optimiser (its kind: as TrainGraphOptions.optimizerKind). */
+export function trainStepInterface(a: Model, opt: OptimizerConfig, kind?: OptimizerKind): TrainStepInterface {
+  const slots = optimizerKindOf(opt, kind).slots(opt);
   const carried: Carried[] = [{ name: 'step', dtype: 'int64', shape: [], role: 'step', next: nextName('step') }];
   for (const p of a.params.filter((q) => q.trainable)) carried.push({ name: p.name, dtype: 'float32', shape: p.shape, role: 'param', next: nextName(p.name) });
   for (const p of a.params.filter((q) => q.trainable)) {
-    for (const slot of stateNames(opt)) carried.push({ name: stateName(p.name, slot), dtype: 'float32', shape: p.shape, role: 'state', next: nextName(stateName(p.name, slot)) });
+    for (const slot of slots) carried.push({ name: stateName(p.name, slot), dtype: 'float32', shape: p.shape, role: 'state', next: nextName(stateName(p.name, slot)) });
   }
   for (const p of a.params.filter((q) => !q.trainable)) carried.push({ name: p.name, dtype: 'float32', shape: p.shape, role: 'buffer', next: nextName(p.name) });
   return {
     carried,
     inputs: [
-      { name: 'images', dtype: 'uint8', shape: ['K', 'B', ...byteImageDims(a)], describe: 'K batches of B images, pixels 0..255' },
+      a.inputKind === 'features'
+        ? { name: 'images', dtype: 'float32', shape: ['K', 'B', ...a.inputShape], describe: 'K batches of B feature tensors (the features graph’s output)' }
+        : { name: 'images', dtype: 'uint8', shape: ['K', 'B', ...byteImageDims(a)], describe: 'K batches of B images, pixels 0..255' },
       { name: 'labels', dtype: 'uint8', shape: ['K', 'B'], describe: 'their labels' },
       { name: 'lr', dtype: 'float32', shape: ['K'], describe: 'learning rate of each step' },
       { name: 'momentum', dtype: 'float32', shape: ['K'], describe: 'momentum (SGD, RMSprop) or beta1 (Adam, AdamW) of each step' },
@@ -75,7 +83,7 @@ export function trainStepInterface(a: Model, opt: OptimizerConfig): TrainStepInt
 }
 
 export interface StepValues {
-  /** Normalised-to-0..1 images [N,C,H,W] (float32) and int64 labels [N]. */
+  /** Images scaled to 0..1 [N,C,H,W] (float32), or a features input as it is; int64 labels [N]. */
   image: string;
   labels: string;
   /** int64 scalar: the seed of this step's dropout masks. */
@@ -88,8 +96,8 @@ export interface StepValues {
  * One step's forward (train mode), loss and backward. Returns the loss, the correct count,
  * the gradient of every trainable parameter (keyed by its value) and the new BatchNorm statistics.
  */
-export function emitLossAndGradients(b: GraphBuilder, a: Model, opts: Omit<TrainGraphOptions, 'optimizer'>, v: StepValues, rules?: Record<string, GradRule>) {
-  const x = emitNormalize(b, v.image, opts.meta.mean, opts.meta.std);
+export function emitLossAndGradients(b: GraphBuilder, a: Model, opts: Omit<TrainGraphOptions, 'optimizer' | 'optimizerKind'>, v: StepValues, rules?: Record<string, GradRule>) {
+  const x = a.inputKind === 'features' ? v.image : emitNormalize(b, v.image, opts.meta.mean, opts.meta.std);
   const mode = trainMode(v.seed);
   // A BatchNorm whose scale and shift are both frozen runs on its running statistics, which stay as they are.
   const frozenBatchNorm = opts.frozen && ((n: Node) => opts.frozen!.has(n.inputs[1]) && opts.frozen!.has(n.inputs[2]));
@@ -100,13 +108,21 @@ export function emitLossAndGradients(b: GraphBuilder, a: Model, opts: Omit<Train
   return { loss, correct, grads, bufferUpdates: mode.bufferUpdates };
 }
 
+/** A step's features, as fed: float32 [B, ...inputShape]. */
+function featureBatch(b: GraphBuilder, features: string, a: Model): string {
+  b.note(features, 'float32', ['N', ...a.inputShape]);
+  return features;
+}
+
 /**
  * The train-step graph: K steps of forward, loss, backward and optimiser update inside one
  * Loop node. Parameters, optimiser state, BatchNorm statistics and the step counter are
- * loop-carried, so they cross the runtime's API once per K steps; batches come in as uint8.
+ * loop-carried, so they cross the runtime's API once per K steps; batches come in as uint8
+ * (a head cut off by split.ts: as float32 features).
  */
 export function buildTrainStepModel(a: Model, opts: TrainGraphOptions): { bytes: Uint8Array; iface: TrainStepInterface } {
-  const iface = trainStepInterface(a, opts.optimizer);
+  const kind = optimizerKindOf(opts.optimizer, opts.optimizerKind);
+  const iface = trainStepInterface(a, opts.optimizer, kind);
   const g = new GraphBuilder('cnnlab_train_step');
   for (const c of iface.carried) g.input(c.name, c.dtype, c.shape);
   for (const i of iface.inputs) g.input(i.name, i.dtype, i.shape);
@@ -123,7 +139,7 @@ export function buildTrainStepModel(a: Model, opts: TrainGraphOptions): { bytes:
   const at = (name: string) => inner.get(name)!;
 
   const pick = (outer: string, hint: string) => b.op('Gather', [outer, iter], { axis: attr.int(0) }, hint);
-  const image = emitImageFromBytes(b, pick('images', 'batch_images'), a.inputShape, opts.meta.inputRange);
+  const image = a.inputKind === 'features' ? featureBatch(b, pick('images', 'batch_features'), a) : emitImageFromBytes(b, pick('images', 'batch_images'), a.inputShape, opts.meta.inputRange);
   const labels = b.cast(pick('labels', 'batch_labels_u8'), 'int64', 'batch_labels');
   const lr = pick('lr', 'step_lr');
   const momentum = pick('momentum', 'step_momentum');
@@ -133,7 +149,7 @@ export function buildTrainStepModel(a: Model, opts: TrainGraphOptions): { bytes:
   const t = emitStepNumber(b, at('step'));
   const next = new Map<string, string>();
   for (const p of a.params.filter((q) => q.trainable).map((q) => q.name)) {
-    const slots = stateNames(opts.optimizer);
+    const slots = kind.slots(opts.optimizer);
     if (opts.frozen?.has(p)) {
       next.set(p, at(p));
       for (const s of slots) next.set(stateName(p, s), at(stateName(p, s)));
@@ -146,7 +162,7 @@ export function buildTrainStepModel(a: Model, opts: TrainGraphOptions): { bytes:
       lr,
       momentum,
       t,
-    });
+    }, kind);
     next.set(p, upd.param);
     for (const s of slots) next.set(stateName(p, s), upd.state[s]);
   }
@@ -180,7 +196,7 @@ export function buildTrainStepModel(a: Model, opts: TrainGraphOptions): { bytes:
   g.output('correct', 'float32', ['K']);
   const bytes = encodeModel(g.graph, {
     docString: `cnnlab ${opts.meta.architecture} train step (${opts.optimizer.name}, ${opts.loss})`,
-    metadata: { ...metadataProps(a, opts.meta), 'cnnlab.artifact': 'train_step', 'cnnlab.optimizer': JSON.stringify(opts.optimizer) },
+    metadata: { ...metadataProps(a, opts.meta), ...writeModelCard({ artifact: 'train_step', optimizer: opts.optimizer }) },
   });
   return { bytes, iface };
 }

@@ -3,7 +3,7 @@ import { basename, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { tsImport } from 'tsx/esm/api';
 import { CnnlabError } from '../../common/errors.ts';
-import { readImageConversion, readPreparation } from '../artifacts/compile.ts';
+import { CARD_KEYS, readModelCard } from '../artifacts/model-card.ts';
 import { readOnnxFile } from '../graph/onnx-file.ts';
 import { replaceHead } from '../import/head.ts';
 import { type ImportOptions, importOnnxModel } from '../import/onnx-model.ts';
@@ -67,6 +67,36 @@ function layersFromValue(value: unknown, file: string): { layers: Sequential; re
 }
 
 /**
+ * Why a module did not load, in one line: esbuild's syntax errors (`Transform failed with 1
+ * error:\n/x/net.ts:4:0: ERROR: Unexpected ";"`) as `/x/net.ts:4:1: Unexpected ";"` (columns
+ * counted from 1, as tsc and editors count them), the first of several with how many follow;
+ * anything else (an error thrown while the module ran) as its first line.
+ */
+export function loadFailure(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  const located = [...message.matchAll(/^(.+):(\d+):(\d+): (?:ERROR: )?(.+)$/gm)];
+  if (!/^Transform failed/.test(message) || !located.length) return message.split('\n')[0];
+  const [, file, line, column, text] = located[0];
+  return `${file}:${line}:${Number(column) + 1}: ${text}${located.length > 1 ? ` (and ${located.length - 1} more)` : ''}`;
+}
+
+/**
+ * Builds the architecture of a DSL model made in code, as if read from an architecture file
+ * named `fileName` (`file:<fileName>`, the architecture file recipe), its head made `classes` wide.
+ */
+export function architectureFromLayers(seq: Sequential, fileName: string, classes?: number): Architecture {
+  const id = `file:${fileName}`;
+  const layers = classes ? withClasses(seq, classes) : seq;
+  let model: Model;
+  try {
+    model = modelFromLayers(layers, id, classes);
+  } catch (err) {
+    throw new CnnlabError(`${fileName}: ${(err as Error).message}`, 2);
+  }
+  return { id, model, layers, recipe: FILE_RECIPE };
+}
+
+/**
  * Loads a user's model: a JSON spec, or a TypeScript/JavaScript module whose default export
  * (or `model` export) is a Model built with the DSL, optionally with a `recipe` export.
  */
@@ -93,8 +123,7 @@ export async function loadArchFile(file: string, classes?: number): Promise<Arch
       // "type": "module" package as CommonJS, and its import of cnnlab then fails as a cycle).
       mod = (await tsImport(pathToFileURL(path).href, import.meta.url)) as Json;
     } catch (err) {
-      const msg = (err as Error).message.split('\n')[0];
-      throw new CnnlabError(`--arch-file ${file}: cannot load (${msg})`);
+      throw new CnnlabError(`--arch-file ${file}: cannot load: ${loadFailure(err)}`);
     }
     // A file loaded as CommonJS arrives wrapped: its exports are the namespace's default.
     const inner = mod.default as Json | undefined;
@@ -117,31 +146,17 @@ export async function loadArchFile(file: string, classes?: number): Promise<Arch
   return { id, model, layers, recipe: { ...FILE_RECIPE, ...parsed.recipe, ...recipe } };
 }
 
-/** The metadata key holding a DSL file model's layers as JSON. */
-export const LAYERS_KEY = 'cnnlab.layers';
-
 /**
  * The architecture a cnnlab model's metadata names: a preset id, or the layers an
  * architecture-file model carries; undefined where it names neither.
  */
 export function architectureFromMetadata(md: Record<string, string>, file: string): Architecture | undefined {
-  const id = md['cnnlab.architecture'];
+  const card = readModelCard(md, file);
+  const id = card.architecture;
   if (!id) return undefined;
-  let classes: number | undefined;
-  try {
-    const names: unknown = JSON.parse(md['cnnlab.classes'] ?? 'null');
-    if (Array.isArray(names)) classes = names.length;
-  } catch {
-    throw new CnnlabError(`${file}: metadata cnnlab.classes is not valid JSON`);
-  }
-  if (md[LAYERS_KEY]) {
-    let value: unknown;
-    try {
-      value = JSON.parse(md[LAYERS_KEY]);
-    } catch {
-      throw new CnnlabError(`${file}: metadata ${LAYERS_KEY} is not valid JSON`);
-    }
-    const parsed = layersFromValue(value, `${file} (metadata ${LAYERS_KEY})`);
+  const classes = card.classes?.length;
+  if (card.layers) {
+    const parsed = layersFromValue(card.layers, `${file} (metadata ${CARD_KEYS.layers})`);
     return { id, model: modelFromLayers(parsed.layers, id, classes), layers: parsed.layers, recipe: FILE_RECIPE };
   }
   if (id.startsWith('file:') || id.startsWith('onnx:')) return undefined;
@@ -185,9 +200,10 @@ export function loadModelFile(file: string, opts: ImportOptions & HeadOptions = 
     notes.push(replaced.note);
   }
   const recipe = { ...IMPORT_RECIPE };
-  const saved = readPreparation(model.source!.metadata, file);
+  const card = readModelCard(model.source!.metadata, file);
+  const saved = card.preprocess;
   if (saved) Object.assign(recipe, { normalize: { mean: saved.mean, std: saved.std }, inputRange: saved.range });
-  const { channelOrder, resize } = readImageConversion(model.source!.metadata, file);
+  const { channelOrder, resize } = card.image ?? {};
   if (channelOrder || resize) recipe.conversion = { ...(channelOrder ? { channelOrder } : {}), ...(resize ? { resize } : {}) };
   return { id: model.id, model, recipe, notes };
 }

@@ -16,19 +16,19 @@ import {
   sequential,
 } from './layers.ts';
 
-export type OptimizerName = 'sgd' | 'adam' | 'adamw' | 'rmsprop';
-export type ScheduleName = 'constant' | 'step' | 'onecycle' | 'cosine';
 
 /** The training settings a preset's seed used; every one can be overridden by a flag. */
 export interface Recipe {
   dataset: DatasetName;
-  optimizer: OptimizerName;
+  /** An optimiser of training/optimizers' table (test/optimizers.test.ts checks every preset's). */
+  optimizer: string;
   lr: number;
   momentum: number;
   weightDecay: number;
   batch: number;
   epochs: number;
-  schedule: ScheduleName;
+  /** A schedule of training/schedule.ts's table (test/training.test.ts checks every preset's). */
+  schedule: string;
   /** 'dataset': the training set's own mean/std; or fixed constants. */
   normalize: 'dataset' | Normalization;
   shuffle: boolean;
@@ -57,7 +57,7 @@ export interface OptionSpec {
 export interface Preset {
   name: string;
   description: string;
-  /** Where it comes from in ../shared/seeds. */
+  /** The course experiment it reproduces: 000 NTNU, 001 EVA session 5, 002 MADS Fashion-MNIST, 003 EVA step by step, 004 JHU; 'ours' where cnnlab's own (docs/reproducing.md). */
   seed: string;
   recipe: Recipe;
   options: Record<string, OptionSpec>;

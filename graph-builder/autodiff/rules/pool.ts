@@ -140,3 +140,53 @@ export const globalMaxPool: GradRule = (ctx) => {
   b.note(dX, 'float32', b.shapes.get(x));
   return [dX];
 };
+
+/**
+ * The max-pool gradient without an Indices output, for the WebGPU EP (its MaxPool kernel does
+ * not write Indices). For each window offset (i, j) in row-major order, a strided Slice of X
+ * (padded with the lowest float, and at the end as far as ceil_mode windows reach) equals Y
+ * where that offset holds the window's maximum; a running `taken` mask keeps only the first
+ * such offset, the element CPU MaxPool's Indices name. The masked dY of every offset, stacked
+ * to [N*C, k*k, Ho, Wo], goes back through one ConvTranspose with one-hot kernels (ungrouped: a
+ * grouped one with one output channel per group gives wrong values on the WebGPU EP, see
+ * docs/webgpu.md), then the padding is cut off. Overlapping windows add, as they must.
+ */
+export const maxPoolMasks: GradRule = (ctx) => {
+  const { b, node } = ctx;
+  const x = ctx.inputs[0];
+  const xShape = staticShape(ctx, x);
+  const hw = spatialHW(xShape);
+  const w = windowOf(node, hw);
+  const out = windowOutHW(hw, w);
+  const [kh, kw] = w.kernel;
+  // How far the windows reach past the top-left padding, and the tail that reach needs beyond the input.
+  const reach = [0, 1].map((i) => (out[i] - 1) * w.strides[i] + (w.kernel[i] - 1) * w.dilations[i] + 1);
+  const tail = [0, 1].map((i) => Math.max(w.pads[i + 2], reach[i] - w.pads[i] - hw[i]));
+  const lowest = b.constF([-3.4028234663852886e38], [], `${x}_lowest`);
+  const padded = b.op('Pad', [x, b.constI([0, 0, w.pads[0], w.pads[1], 0, 0, tail[0], tail[1]]), lowest], {}, `${x}_pool_padded`);
+  const y = ctx.outputs[0];
+  const dY = ctx.gradOutputs[0]!;
+  let taken: string | undefined;
+  const parts: string[] = [];
+  for (let i = 0; i < kh; i++) {
+    for (let j = 0; j < kw; j++) {
+      const start = [i * w.dilations[0], j * w.dilations[1]];
+      const at = b.op('Slice', [padded, b.constI(start), b.constI(start.map((s, a) => s + w.strides[a] * (out[a] - 1) + 1)), b.constI([2, 3]), b.constI(w.strides)], {}, `${x}_win${i}_${j}`);
+      const hit = b.cast(b.op('Equal', [at, y], {}, `${x}_is_max${i}_${j}`), 'float32', `${x}_hit${i}_${j}`);
+      const first = taken ? b.op('Mul', [hit, b.op('Sub', [b.scalar(1), taken], {}, `${x}_free${i}_${j}`)], {}, `${x}_first${i}_${j}`) : hit;
+      taken = taken ? b.op('Add', [taken, first], {}, `${x}_taken${i}_${j}`) : first;
+      parts.push(b.op('Unsqueeze', [b.op('Mul', [first, dY], {}, `${x}_dy${i}_${j}`), b.constI([2])], {}, `${x}_dy${i}_${j}_u`));
+    }
+  }
+  const stacked = b.op('Reshape', [parts.length > 1 ? b.op('Concat', parts, { axis: attr.int(2) }, `${x}_dy_offsets`) : parts[0], b.constI([-1, kh * kw, ...out])], {}, `${x}_dy_stacked`);
+  const oneHot = new Float32Array(kh * kw * kh * kw);
+  for (let t = 0; t < kh * kw; t++) oneHot[t * kh * kw + t] = 1;
+  const spread = b.op('ConvTranspose', [stacked, b.constF(oneHot, [kh * kw, 1, kh, kw])], { kernel_shape: attr.ints([kh, kw]), strides: attr.ints(w.strides), dilations: attr.ints(w.dilations) }, `${x}_dy_spread`);
+  // Rows and columns no window reaches (floor mode) get no gradient: zeros after the spread.
+  const short = [0, 1].map((i) => Math.max(0, w.pads[i] + hw[i] - reach[i]));
+  const full = short.some((n) => n > 0) ? b.op('Pad', [spread, b.constI([0, 0, 0, 0, 0, 0, short[0], short[1]])], {}, `${x}_dy_full`) : spread;
+  const inside = b.op('Slice', [full, b.constI(w.pads.slice(0, 2)), b.constI([w.pads[0] + hw[0], w.pads[1] + hw[1]]), b.constI([2, 3])], {}, `${x}_dy_inside`);
+  const dX = b.op('Reshape', [inside, b.op('Shape', [x], {}, `${x}_shape`)], {}, `grad_${x}`);
+  b.note(dX, 'float32', xShape);
+  return [dX];
+};
