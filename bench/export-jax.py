@@ -89,14 +89,7 @@ def train(model, x, y, epochs, lr, batch, seed):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--fixture', required=True)
-    p.add_argument('--size', default='32x48', type=lambda s: tuple(int(v) for v in s.split('x')))
-    p.add_argument('--classes', type=int, default=3)
-    p.add_argument('--train-per-class', type=int, default=150)
-    p.add_argument('--test-per-class', type=int, default=20)
-    p.add_argument('--epochs', type=int, default=15)
-    p.add_argument('--batch', type=int, default=32)
-    p.add_argument('--lr', type=float, default=3e-3)
-    p.add_argument('--seed', type=int, default=0)
+    ek.training_args(p, size='32x48', classes=3, train_per_class=150, test_per_class=20, epochs=15, lr=3e-3)
     args = p.parse_args()
     from jax2onnx import to_onnx
     h, w = args.size
@@ -117,23 +110,13 @@ def main():
         few = np.concatenate([np.flatnonzero(ys == k)[:4] for k in range(args.classes)])
         ek.write_folder(data, 'train', train_x[few], ys[few], names)
         ek.write_folder(data, 'test', test_x, yt, names)
-    images, labels, classes = ek.read_folder(data, 'test')
-    correct, total, _ = ek.ort_accuracy(path, images, labels, MEAN, STD)
-    jax_correct = int((np.asarray(model(ek.normalise(images, MEAN, STD))).argmax(1) == labels).sum())
-    _, _, y = ek.ort_accuracy(path, ek.lcg_images(2, h, w, 1), np.zeros(2, np.int64), MEAN, STD)
     import flax
     import jax
-    facts = {'family': 'flax_cnn', 'input_size': [h, w], 'normalize': [list(MEAN), list(STD)], 'data': folder,
-             'classes': classes, 'jax_correct': jax_correct, 'onnxruntime_correct': correct, 'test_images': total,
-             'example': {'seed': 1, 'count': 2, 'pixels': 'uint8 [N, H, W, 3] from the LCG, byte = s >> 24, normalised as cnnlab does'},
-             'expected_output': y.tolist(), 'tolerance': 1e-4,
-             'exporter': f'jax2onnx 0.16.0, JAX {jax.__version__}, Flax {flax.__version__}',
-             'made_by': f'bench/export-jax.py --fixture test/fixtures/exporters --size {h}x{w} --classes {args.classes} '
-                        f'--train-per-class {args.train_per_class} --test-per-class {args.test_per_class} --epochs {args.epochs}'}
-    with open(os.path.join(args.fixture, f'{name}.json'), 'w') as f:
-        json.dump(facts, f, indent=1)
-    print(json.dumps({k: v for k, v in facts.items() if k != 'expected_output'}), os.path.getsize(path), 'bytes')
-
+    ek.write_facts(args, name, path, data, MEAN, STD, {'family': 'flax_cnn', 'input_size': [h, w], 'normalize': [list(MEAN), list(STD)], 'data': folder},
+                   exporter=f'jax2onnx 0.16.0, JAX {jax.__version__}, Flax {flax.__version__}',
+                   made_by=f'bench/export-jax.py --fixture test/fixtures/exporters --size {h}x{w} --classes {args.classes} '
+                           f'--train-per-class {args.train_per_class} --test-per-class {args.test_per_class} --epochs {args.epochs}',
+                   extra=lambda images, labels: {'jax_correct': int((np.asarray(model(ek.normalise(images, MEAN, STD))).argmax(1) == labels).sum())})
 
 if __name__ == '__main__':
     sys.exit(main())

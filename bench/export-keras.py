@@ -245,17 +245,21 @@ def fixture(args):
     few = np.concatenate([np.flatnonzero(ys == k)[:4] for k in range(args.classes)])
     write_folder(data, 'train', train_x[few], ys[few], names)
     write_folder(data, 'test', test_x, yt, names)
+    write_facts(args, name, path, data, mean, std, {'family': args.family, 'alpha': args.alpha, 'input_size': [h, w], 'normalize': [mean, std], 'data': folder, 'opset': args.opset},
+                exporter=f'tf2onnx {__import__("tf2onnx").__version__} (from_function), TensorFlow {tf.__version__}, Keras {keras.__version__}',
+                made_by=f'bench/export-keras.py --fixture test/fixtures/exporters --family {args.family} --alpha {args.alpha} --size {h}x{w} '
+                        f'--classes {args.classes} --train-per-class {args.train_per_class} --test-per-class {args.test_per_class} --epochs {args.epochs}')
+
+
+def write_facts(args, name, path, data, mean, std, facts, exporter, made_by, extra=lambda images, labels: {}):
+    """A fixture's JSON beside it: onnxruntime's correct count on the folder's test images, its output for two LCG images, how it was made."""
+    h, w = args.size
     test_x, test_y, classes = read_folder(data, 'test')
     correct, total, _ = ort_accuracy(path, test_x, test_y, mean, std)
-    example = lcg_images(2, h, w, 1)
-    _, _, y = ort_accuracy(path, example, np.zeros(2, np.int64), mean, std)
-    facts = {'family': args.family, 'alpha': args.alpha, 'input_size': [h, w], 'normalize': [mean, std], 'data': folder, 'opset': args.opset,
-             'classes': classes, 'onnxruntime_correct': correct, 'test_images': total,
+    _, _, y = ort_accuracy(path, lcg_images(2, h, w, 1), np.zeros(2, np.int64), mean, std)
+    facts = {**facts, 'classes': classes, **extra(test_x, test_y), 'onnxruntime_correct': correct, 'test_images': total,
              'example': {'seed': 1, 'count': 2, 'pixels': 'uint8 [N, H, W, 3] from the LCG, byte = s >> 24, normalised as cnnlab does'},
-             'expected_output': y.tolist(), 'tolerance': 1e-4,
-             'exporter': f'tf2onnx {__import__("tf2onnx").__version__} (from_function), TensorFlow {tf.__version__}, Keras {keras.__version__}',
-             'made_by': f'bench/export-keras.py --fixture test/fixtures/exporters --family {args.family} --alpha {args.alpha} --size {h}x{w} '
-                        f'--classes {args.classes} --train-per-class {args.train_per_class} --test-per-class {args.test_per_class} --epochs {args.epochs}'}
+             'expected_output': y.tolist(), 'tolerance': 1e-4, 'exporter': exporter, 'made_by': made_by}
     with open(os.path.join(args.fixture, f'{name}.json'), 'w') as f:
         json.dump(facts, f, indent=1)
     print(json.dumps({k: v for k, v in facts.items() if k != 'expected_output'}), os.path.getsize(path), 'bytes')
@@ -278,19 +282,24 @@ def parse_normalize(text):
     return float(mean), float(std)
 
 
+def training_args(p, size, classes, train_per_class, test_per_class, epochs, lr):
+    """The options every exporter script here shares: the image size, the Fashion-MNIST slice and the training run."""
+    p.add_argument('--size', default=size, type=lambda s: tuple(int(v) for v in s.split('x')))
+    p.add_argument('--classes', type=int, default=classes)
+    p.add_argument('--train-per-class', type=int, default=train_per_class)
+    p.add_argument('--test-per-class', type=int, default=test_per_class)
+    p.add_argument('--epochs', type=int, default=epochs)
+    p.add_argument('--batch', type=int, default=32)
+    p.add_argument('--lr', type=float, default=lr)
+    p.add_argument('--seed', type=int, default=0)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--out', default='/tmp/keras-fmnist')
     p.add_argument('--family', default='mobilenet_v2')
     p.add_argument('--alpha', type=float, default=0.35)
-    p.add_argument('--size', default='96x128', type=lambda s: tuple(int(v) for v in s.split('x')))
-    p.add_argument('--classes', type=int, default=10)
-    p.add_argument('--train-per-class', type=int, default=200)
-    p.add_argument('--test-per-class', type=int, default=50)
-    p.add_argument('--epochs', type=int, default=6)
-    p.add_argument('--batch', type=int, default=32)
-    p.add_argument('--lr', type=float, default=2e-3)
-    p.add_argument('--seed', type=int, default=0)
+    training_args(p, size='96x128', classes=10, train_per_class=200, test_per_class=50, epochs=6, lr=2e-3)
     p.add_argument('--opset', type=int, default=17)
     p.add_argument('--normalize', default='0.5,0.5', type=parse_normalize)
     p.add_argument('--fixture', help='write the small committed fixture into this folder instead')
