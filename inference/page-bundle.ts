@@ -6,7 +6,7 @@ import { CnnlabError } from '../common/errors.ts';
 /** The page's entry module (inference/web/app.ts); everything it imports is bundled with it. */
 const ENTRY = join(import.meta.dirname, 'web', 'app.ts');
 
-/** Where the page loads onnxruntime-web from: the server's copy of its wasm build (ORT_FILES in server.ts), not bundled. */
+/** Where the page loads onnxruntime-web's wasm build from: the server's copy (ORT_FILES in server.ts), not bundled; web/ort.ts loads the WebGPU build (/ort/ort.webgpu.min.mjs) at run time where it is chosen. */
 export const ORT_MODULE = '/ort/ort.wasm.min.mjs';
 
 /** `onnxruntime-web` imports (typed by the package) become an import of the served ORT_MODULE. */

@@ -3,6 +3,7 @@ import { compile, inferenceOf } from '../graph-builder/artifacts/compile.ts';
 import { encodeCheckpoint } from '../graph-builder/artifacts/checkpoint.ts';
 import type { ModelMeta } from '../graph-builder/artifacts/inference.ts';
 import { writeModelCard } from '../graph-builder/artifacts/model-card.ts';
+import { lowerForWebGpu } from '../graph-builder/artifacts/webgpu.ts';
 import type { TrainStepInterface } from '../graph-builder/artifacts/train-step.ts';
 import { initParams, type ParamSet } from '../graph-builder/dsl/init.ts';
 import { replaceHead } from '../graph-builder/import/head.ts';
@@ -10,6 +11,15 @@ import { elementCount, type Model } from '../graph-builder/model.ts';
 import { defaultOptimizer } from '../graph-builder/optimizers.ts';
 import { featuresGraph, type HeadSplit, splitAtHead } from '../graph-builder/split.ts';
 import { MAX_HEAD_CLASSES } from './web/api.ts';
+
+/** Which graphs the page runs: onnxruntime's CPU kernels' (its wasm build) or its WebGPU build's (web/ort.ts). */
+export type PageTarget = 'cpu' | 'webgpu';
+
+/** A compiled train step's graph and its inference graph taking parameters as inputs, for `target`: for 'webgpu' lowered (Sum, LogSoftmax, OneHot, MaxPool Indices; docs/webgpu.md). */
+export function stepGraphs(built: ReturnType<typeof compile>, target: PageTarget): { step: Uint8Array; inference: Uint8Array } {
+  const lower = target === 'webgpu' ? lowerForWebGpu : (bytes: Uint8Array) => bytes;
+  return { step: lower(built.trainStep), inference: lower(built.inference('inputs')) };
+}
 
 /** The graphs the page trains a new head of `classes` classes with. */
 export interface HeadArtifacts {
@@ -30,8 +40,8 @@ export interface HeadArtifacts {
  */
 export class PageHead {
   private readonly split: HeadSplit;
-  private features?: Uint8Array;
-  private readonly heads = new Map<number, HeadArtifacts>();
+  private readonly features = new Map<PageTarget, Uint8Array>();
+  private readonly heads = new Map<string, HeadArtifacts>();
 
   /** Throws an InputError saying why where the model cannot be cut at its head. */
   constructor(
@@ -42,29 +52,34 @@ export class PageHead {
     this.split = splitAtHead(model);
   }
 
-  /** The features graph: `images` uint8 [N, H, W] (grey) or [N, C, H, W] in, `features` float32 [N, ...] out. */
-  featuresGraph(): Uint8Array {
-    this.features ??= featuresGraph(this.split, this.params, this.meta, 'bytes');
-    return this.features;
+  /** The features graph: `images` uint8 [N, H, W] (grey) or [N, C, H, W] in, `features` float32 [N, ...] out (lowered for 'webgpu'). */
+  featuresGraph(target: PageTarget = 'cpu'): Uint8Array {
+    let graph = this.features.get(target);
+    if (!graph) {
+      graph = featuresGraph(this.split, this.params, this.meta, 'bytes');
+      if (target === 'webgpu') graph = lowerForWebGpu(graph);
+      this.features.set(target, graph);
+    }
+    return graph;
   }
 
-  /** The artifacts of a new head of `classes` classes (2..MAX_HEAD_CLASSES). */
-  forClasses(classes: number): HeadArtifacts {
+  /** The artifacts of a new head of `classes` classes (2..MAX_HEAD_CLASSES), its graphs for `target`. */
+  forClasses(classes: number, target: PageTarget = 'cpu'): HeadArtifacts {
     if (!Number.isInteger(classes) || classes < 2 || classes > MAX_HEAD_CLASSES) throw new InputError(`a new head takes 2..${MAX_HEAD_CLASSES} classes, not ${classes}`);
-    const known = this.heads.get(classes);
+    const key = `${classes}/${target}`;
+    const known = this.heads.get(key);
     if (known) return known;
     const head = replaceHead(this.split.head, classes).model;
     const meta = { ...this.meta, classes: Array.from({ length: classes }, (_, i) => String(i)) };
-    // A head on fixed features: SGD with momentum, lr and momentum fed per step by the page; onnxruntime-web runs onnxruntime's CPU kernels.
-    const built = compile(head, { optimizer: defaultOptimizer('sgd', 0, true), loss: 'cross-entropy', meta, target: 'cpu' });
+    // A head on fixed features: SGD with momentum, lr and momentum fed per step by the page.
+    const built = compile(head, { optimizer: defaultOptimizer('sgd', 0, true), loss: 'cross-entropy', meta, target });
     const made: HeadArtifacts = {
-      step: built.trainStep,
-      inference: built.inference('inputs'),
+      ...stepGraphs(built, target),
       state: encodeCheckpoint(built.initialCheckpoint(initParams(head, 0), { architecture: this.meta.architecture, step: 0 })),
       iface: built.iface,
       whole: replaceHead(this.model, classes).model,
     };
-    this.heads.set(classes, made);
+    this.heads.set(key, made);
     return made;
   }
 

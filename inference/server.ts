@@ -8,6 +8,7 @@ import { openDataset } from '../datasets/open.ts';
 import { readJsonFile } from '../common/json.ts';
 import { type Dataset, sliceSplit, type Split } from '../datasets/sources.ts';
 import { compile } from '../graph-builder/artifacts/compile.ts';
+import { lowerForWebGpu } from '../graph-builder/artifacts/webgpu.ts';
 import { encodeCheckpoint } from '../graph-builder/artifacts/checkpoint.ts';
 import { buildInferenceModel, type ModelMeta } from '../graph-builder/artifacts/inference.ts';
 import { writeModelCard } from '../graph-builder/artifacts/model-card.ts';
@@ -22,7 +23,7 @@ import type { Normalization } from '../graph-builder/model.ts';
 import sharp from 'sharp';
 import { encodeSafetensors } from '../graph-builder/export/safetensors.ts';
 import { DecodeLane, LaneFull } from './decode-lane.ts';
-import { type HeadArtifacts, PageHead } from './page-head.ts';
+import { type HeadArtifacts, PageHead, type PageTarget, stepGraphs } from './page-head.ts';
 import { pageBundle } from './page-bundle.ts';
 import { prepareFor, takesDigits } from './prepare-input.ts';
 import { prepareImage } from './preprocess.ts';
@@ -44,6 +45,10 @@ interface ServedModel {
   card: ModelCard;
   /** Whole-model fine-tuning pieces, where the architecture can be rebuilt and its training images replayed. */
   train?: Trainer;
+  /** The same for the page's WebGPU build: the 'webgpu' target, lowered (built on first use). */
+  webgpuTrain?: () => Trainer;
+  /** The graph the page predicts with on WebGPU, lowered (built on first use). */
+  webgpuPage?: Uint8Array;
   /** The graph the page predicts with, where it is not the served file (a foreign model's interface differs). */
   page?: Uint8Array;
   /** Test images the page shows and measures itself on (none where the model's data does not fit its input). */
@@ -67,7 +72,16 @@ function ortDir(): string {
   const require = createRequire(import.meta.url);
   return dirname(require.resolve('onnxruntime-web'));
 }
-const ORT_FILES = new Set(['ort.wasm.min.mjs', 'ort-wasm-simd-threaded.wasm', 'ort-wasm-simd-threaded.mjs']);
+/** The wasm build, and the WebGPU build with the asyncify wasm it loads (web/ort.ts picks one). */
+const ORT_FILES = new Set(['ort.wasm.min.mjs', 'ort-wasm-simd-threaded.wasm', 'ort-wasm-simd-threaded.mjs', 'ort.webgpu.min.mjs', 'ort-wasm-simd-threaded.asyncify.wasm', 'ort-wasm-simd-threaded.asyncify.mjs']);
+
+/** The graphs a request asks for: `?target=webgpu` for the page's WebGPU build, else the CPU kernels' (wasm). */
+function targetOf(url: URL): PageTarget | string {
+  const t = url.searchParams.get('target');
+  if (t === null || t === 'cpu') return 'cpu';
+  if (t === 'webgpu') return 'webgpu';
+  return `?target=: expected cpu or webgpu, got ${JSON.stringify(t).slice(0, 40)}`;
+}
 
 /**
  * The model the page runs and fine-tunes, where one can be built: a preset or an architecture
@@ -124,9 +138,15 @@ export async function loadServedModels(targets: (string | undefined)[], opts: Fo
     const served: ServedModel = { id: String(i), model, card: card(i, model, dataset, data?.test.count ?? 0), samples: data && sliceSplit(data.test, SAMPLES), replay: data && sliceSplit(data.train, REPLAY) };
     if (rebuilt && data) {
       // Fine-tuning on a handful of drawings: plain SGD with momentum; the page feeds lr per step.
-      // The page trains with onnxruntime-web's wasm backend: onnxruntime's CPU kernels.
-      const built = compile(rebuilt, { optimizer: defaultOptimizer('sgd', 0, true), loss: rebuilt.outputKind === 'log-probabilities' ? 'nll' : 'cross-entropy', meta, target: 'cpu' });
-      served.train = { step: built.trainStep, inference: built.inference('inputs'), state: encodeCheckpoint(built.initialCheckpoint(params, { architecture: model.architecture, step: 0 })), iface: built.iface };
+      // The page trains with onnxruntime-web's wasm backend (onnxruntime's CPU kernels) or its WebGPU build.
+      const loss = rebuilt.outputKind === 'log-probabilities' ? 'nll' : 'cross-entropy';
+      const trainer = (target: PageTarget): Trainer => {
+        const built = compile(rebuilt, { optimizer: defaultOptimizer('sgd', 0, true), loss, meta, target });
+        return { ...stepGraphs(built, target), state: encodeCheckpoint(built.initialCheckpoint(params, { architecture: model.architecture, step: 0 })), iface: built.iface };
+      };
+      let gpu: Trainer | undefined;
+      served.train = trainer('cpu');
+      served.webgpuTrain = () => (gpu ??= trainer('webgpu'));
     }
     // A foreign model is shown through cnnlab's image-in, probabilities-out graph of it.
     if (rebuilt && !model.native) served.page = buildInferenceModel(rebuilt, params, meta);
@@ -302,11 +322,12 @@ async function postedParams(req: IncomingMessage, res: ServerResponse, iface: Tr
 
 const attachment = (res: ServerResponse, name: string) => res.setHeader('content-disposition', `attachment; filename="${name.replace(/[^A-Za-z0-9._=-]+/g, '_')}"`);
 
-/** GET of a served model's own files: its inference graph, samples, and the whole-model fine-tuning graphs. */
-function modelFile(res: ServerResponse, served: ServedModel, file: string): void {
+/** GET of a served model's own files: its inference graph, samples, and the whole-model fine-tuning graphs (the graphs for `target`). */
+function modelFile(res: ServerResponse, served: ServedModel, file: string, target: PageTarget): void {
   const labelled = (split: Split | undefined): LabelledImages => ({ labels: Array.from(split?.labels ?? []), pixels: Buffer.from(split?.images ?? []).toString('base64') });
   switch (file) {
     case 'inference.onnx':
+      if (target === 'webgpu') return send(res, 200, (served.webgpuPage ??= lowerForWebGpu(served.page ?? served.model.bytes)), ONNX);
       return send(res, 200, served.page ?? served.model.bytes, ONNX);
     case 'samples':
       return json(res, labelled(served.samples));
@@ -314,10 +335,10 @@ function modelFile(res: ServerResponse, served: ServedModel, file: string): void
       return json(res, labelled(served.replay));
     case 'features.onnx':
       if (!served.head) return send(res, 404, `${served.card.headTuning}\n`);
-      return send(res, 200, served.head.featuresGraph(), ONNX);
+      return send(res, 200, served.head.featuresGraph(target), ONNX);
   }
   if (!served.train) return send(res, 404, 'fine-tuning is not available for this model\n');
-  return trainerFile(res, served.train, file, 'inference_inputs.onnx');
+  return trainerFile(res, target === 'webgpu' ? served.webgpuTrain!() : served.train, file, 'inference_inputs.onnx');
 }
 
 /** GET of a train step's files: its graph, its interface, its first state, and the inference graph taking its parameters (named `inference`). */
@@ -344,11 +365,11 @@ async function wholeWeights(req: IncomingMessage, res: ServerResponse, served: S
  * interface; POST its trained parameters with `?classes=` the class names (JSON) for the whole
  * model with that head as an ONNX file.
  */
-async function headFile(req: IncomingMessage, res: ServerResponse, url: URL, served: ServedModel, classes: number, file: string): Promise<void> {
+async function headFile(req: IncomingMessage, res: ServerResponse, url: URL, served: ServedModel, classes: number, file: string, target: PageTarget): Promise<void> {
   if (!served.head) return send(res, 404, `${served.card.headTuning}\n`);
   let head;
   try {
-    head = served.head.forClasses(classes);
+    head = served.head.forClasses(classes, file === 'model.onnx' ? 'cpu' : target);
   } catch (err) {
     if (err instanceof CnnlabError) return send(res, 400, `${err.message}\n`);
     throw err;
@@ -400,10 +421,12 @@ export function createDemoServer(models: ServedModel[], lanes = decodeLanes()): 
       const served = m && byId.get(m[1]);
       if (!m) return send(res, 404, 'not found\n');
       if (!served) return send(res, 404, 'no such model\n');
-      if (m[2]) return await headFile(req, res, url, served, Number(m[2]), m[3]);
+      const target = targetOf(url);
+      if (target !== 'cpu' && target !== 'webgpu') return send(res, 400, `${target}\n`);
+      if (m[2]) return await headFile(req, res, url, served, Number(m[2]), m[3], target);
       if (m[3] === 'prepare') return await prepareRoute(req, res, lanes, (image) => prepareFor(served.model, image, 'upload'));
       if (m[3] === 'weights.safetensors') return await wholeWeights(req, res, served);
-      if (req.method === 'GET') return modelFile(res, served, m[3]);
+      if (req.method === 'GET') return modelFile(res, served, m[3], target);
       return send(res, 404, 'not found\n');
     } catch (err) {
       if (!res.headersSent) send(res, 500, `internal error: ${(err as Error).message}\n`);

@@ -484,3 +484,88 @@ describe('new classes on an RGB model (3x32x32, imported) in Chromium with a fak
     assert.ok(probs[0] > probs[1], `p(warm) ${probs[0]}`);
   });
 });
+
+describe('the page on WebGPU (onnxruntime-web\'s WebGPU build) in Chromium, where it gets an adapter', () => {
+  let gpuServer: Server;
+  let gpuBrowser: Browser;
+  let p: Page;
+  /** Why the page is not on WebGPU (the tests then skip saying so); undefined where it is. */
+  let noWebGpu: string | undefined;
+  type Hooks = {
+    cnnlab: {
+      ready: Promise<void>;
+      backend: { kind: 'webgpu' | 'wasm'; adapter?: string; reason?: string };
+      state: { head: { losses: number[] } };
+      head: { train: () => Promise<void>; stepsOn: (on: 'webgpu' | 'wasm', K: number) => Promise<{ losses: number[]; ms: [number, number] }> };
+    };
+  };
+
+  before(async () => {
+    gpuServer = createDemoServer(await loadServedModels(['test/fixtures/families/resnet18.onnx']));
+    await new Promise<void>((r) => gpuServer.listen(0, '127.0.0.1', r));
+    // Chromium's WebGPU without a GPU: its software adapter (SwiftShader) where the build has it.
+    gpuBrowser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--enable-unsafe-webgpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+    p = await gpuBrowser.newPage({ viewport: { width: 1280, height: 1000 } });
+    const errors: string[] = [];
+    p.on('pageerror', (e) => errors.push(e.message));
+    await p.goto(`http://127.0.0.1:${(gpuServer.address() as AddressInfo).port}/?backend=webgpu`);
+    await p.evaluate(() => (window as unknown as Hooks).cnnlab.ready);
+    assert.deepEqual(errors, []);
+    const backend = await p.evaluate(() => (window as unknown as Hooks).cnnlab.backend);
+    if (backend.kind !== 'webgpu') noWebGpu = `no WebGPU adapter in this Chromium (${backend.reason}): the page runs on wasm`;
+  });
+
+  after(async () => {
+    await gpuBrowser?.close();
+    gpuServer?.close();
+  });
+
+  it('stays on WebAssembly with a software adapter unless the address asks for ?backend=webgpu, and says why', async (t) => {
+    if (noWebGpu) return t.skip(noWebGpu);
+    const { adapter } = await p.evaluate(() => (window as unknown as Hooks).cnnlab.backend);
+    if (!/swiftshader|llvmpipe|lavapipe/i.test(adapter ?? '')) return t.skip(`the adapter here (${adapter}) is not a software one`);
+    const plain = await gpuBrowser.newPage();
+    await plain.goto(`http://127.0.0.1:${(gpuServer.address() as AddressInfo).port}/`);
+    await plain.evaluate(() => (window as unknown as Hooks).cnnlab.ready);
+    const backend = await plain.evaluate(() => (window as unknown as Hooks).cnnlab.backend);
+    assert.equal(backend.kind, 'wasm');
+    assert.match(backend.reason ?? '', /is a software adapter, slower than WebAssembly \(\?backend=webgpu uses it\)/);
+    assert.equal(await plain.locator('#backend').textContent(), 'training on WebAssembly');
+    await plain.close();
+  });
+
+  it('says it trains on WebGPU, trains a new head on uploads there (the loss falls, an upload is predicted right), and the first step\'s loss equals the wasm step\'s within 1e-4', { timeout: 120_000 }, async (t) => {
+    if (noWebGpu) return t.skip(noWebGpu);
+    const backend = await p.evaluate(() => (window as unknown as Hooks).cnnlab.backend);
+    assert.equal(await p.locator('#backend').textContent(), `training on WebGPU (${backend.adapter})`);
+    const files: string[] = [];
+    for (const [name, colour] of [['gwarm1', [220, 80, 20]], ['gwarm2', [250, 150, 40]], ['gcool1', [20, 90, 220]], ['gcool2', [40, 180, 200]], ['gtest', [40, 110, 235]]] as const) {
+      const file = join(dir, `${name}.png`);
+      await sharp({ create: { width: 90, height: 60, channels: 3, background: { r: colour[0], g: colour[1], b: colour[2] } } }).png().toFile(file);
+      files.push(file);
+    }
+    await p.fill('#head-classes', 'warm, cool');
+    await p.dispatchEvent('#head-classes', 'change');
+    await p.selectOption('#head-class', '0');
+    await p.setInputFiles('#head-files', files.slice(0, 2));
+    await p.waitForFunction(() => /warm: 2, cool: 0/.test(document.getElementById('head-examples')!.textContent ?? ''));
+    await p.selectOption('#head-class', '1');
+    await p.setInputFiles('#head-files', files.slice(2, 4));
+    await p.waitForFunction(() => /warm: 2, cool: 2/.test(document.getElementById('head-examples')!.textContent ?? ''));
+    await p.fill('#head-steps', '20');
+    await p.fill('#head-lr', '0.05');
+    // The same new head's steps on each backend: its graphs for that backend, fresh sessions.
+    const gpu = await p.evaluate(() => (window as unknown as Hooks).cnnlab.head.stepsOn('webgpu', 20));
+    const cpu = await p.evaluate(() => (window as unknown as Hooks).cnnlab.head.stepsOn('wasm', 20));
+    t.diagnostic(`20 head steps of 4 examples on WebGPU (${backend.adapter}): ${gpu.ms.map((ms) => ms.toFixed(0)).join(' / ')} ms (first run / again); on wasm: ${cpu.ms.map((ms) => ms.toFixed(0)).join(' / ')} ms`);
+    assert.ok(Math.abs(gpu.losses[0] - cpu.losses[0]) <= 1e-4 * Math.abs(cpu.losses[0]), `first loss ${gpu.losses[0]} on WebGPU, ${cpu.losses[0]} on wasm`);
+    await p.evaluate(() => (window as unknown as Hooks).cnnlab.head.train());
+    const losses = await p.evaluate(() => (window as unknown as Hooks).cnnlab.state.head.losses);
+    assert.equal(losses.length, 20, (await p.locator('#head-status').textContent()) ?? '');
+    assert.ok(losses[19] < losses[0] * 0.5, `loss ${losses[0]} -> ${losses[19]}`);
+    await p.setInputFiles('#file', files[4]);
+    await p.waitForFunction(() => document.getElementById('status')!.textContent === 'gtest.png');
+    assert.equal(await p.locator('#top').textContent(), 'cool');
+    t.diagnostic((await p.locator('#head-status').textContent())!);
+  });
+});

@@ -7,6 +7,7 @@ import { describe, it } from 'node:test';
 import { InputError } from '../common/errors.ts';
 import { CARD_KEYS, cardEntries, type ModelCard, readModelCard, runCardEntries, writeModelCard } from '../graph-builder/artifacts/model-card.ts';
 import { architectureFromMetadata } from '../graph-builder/dsl/arch.ts';
+import type { Layer } from '../graph-builder/dsl/layers.ts';
 import { decodeGraph } from '../graph-builder/graph/onnx.ts';
 import { loadInferenceModel } from '../inference/model.ts';
 
@@ -121,7 +122,7 @@ describe('model card codec', () => {
 describe('models written by the build before the codec (test/fixtures/model-card, made by make.ts)', () => {
   it('read as the card that build wrote: an architecture-file model, its train step and an imported model', () => {
     const tiny = readModelCard(metadataOf('tiny-best.onnx'), 'tiny-best.onnx');
-    assert.deepEqual({ ...tiny, layers: tiny.layers?.map((l) => l.kind) }, {
+    assert.deepEqual({ ...tiny, layers: (tiny.layers as Layer[] | undefined)?.map((l) => l.kind) }, {
       ...TINY,
       image: { channelOrder: 'bgr', resize: 'crop' },
       layers: ['conv2d', 'relu', 'maxPool2d', 'flatten', 'linear'],
@@ -144,12 +145,20 @@ describe('models written by the build before the codec (test/fixtures/model-card
     assert.deepEqual([imported.native, imported.classes.length, imported.preparation, imported.output.kind, imported.input.shape], [false, 10, { range: 255, mean: 0.1307, std: 0.3081, from: 'metadata' }, 'logits', [1, 28, 28]]);
   });
 
-  it('are written byte for byte the same by this build', () => {
+  it('are written the same by this build (the imported model byte for byte), but for the architecture file input the tiny model layers now carry (3x8x8), which rebuilds it at that input', () => {
     const dir = mkdtempSync(join(tmpdir(), 'cnnlab-card-'));
     try {
       const made = spawnSync(process.execPath, ['--import', 'tsx', join(FIXTURES, 'make.ts'), join(import.meta.dirname, '..'), dir], { encoding: 'utf8' });
       assert.equal(made.status, 0, made.stderr);
-      for (const f of ['tiny-best.onnx', 'tiny-train-step.onnx', 'imported-best.onnx']) assert.ok(readFileSync(join(dir, f)).equals(readFileSync(join(FIXTURES, f))), `${f} differs`);
+      assert.ok(readFileSync(join(dir, 'imported-best.onnx')).equals(readFileSync(join(FIXTURES, 'imported-best.onnx'))), 'imported-best.onnx differs');
+      const layers = CARD_KEYS.layers;
+      for (const f of ['tiny-best.onnx', 'tiny-train-step.onnx']) {
+        const [before, now] = [decodeGraph(readFileSync(join(FIXTURES, f))), decodeGraph(readFileSync(join(dir, f)))];
+        assert.deepEqual(now.graph, before.graph, `${f}: the graph`);
+        assert.deepEqual({ ...now.metadata, [layers]: '' }, { ...before.metadata, [layers]: '' }, `${f}: the metadata`);
+        assert.deepEqual(JSON.parse(now.metadata[layers]), { input: [3, 8, 8], layers: JSON.parse(before.metadata[layers]) }, `${f}: the layers`);
+        assert.deepEqual(architectureFromMetadata(now.metadata, f)?.model.inputShape, [3, 8, 8]);
+      }
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

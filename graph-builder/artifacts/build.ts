@@ -62,7 +62,8 @@ export function normalizationFor(arch: Architecture, data: DatasetInfo): Normali
 
 export function modelMeta(arch: Architecture, data: DatasetInfo, extra?: Record<string, string>): ModelMeta {
   // A model from an architecture file carries its layers, so the demo page can fine-tune it without the file.
-  const layers = arch.id.startsWith('file:') && arch.layers ? writeModelCard({ layers: arch.layers.layers }) : {};
+  const spec = arch.layers;
+  const layers = arch.id.startsWith('file:') && spec ? writeModelCard({ layers: spec.input ? { input: spec.input, layers: spec.layers } : spec.layers }) : {};
   return { architecture: arch.id, dataset: data.name, classes: data.classes, ...normalizationFor(arch, data), inputRange: arch.recipe.inputRange, extra: { ...layers, ...extra } };
 }
 

@@ -20,6 +20,9 @@ export type CardPreparation = { range: InputRange } & Normalization;
 /** Which training graph a file is (absent: an inference model). */
 export type CardArtifact = 'features' | 'eval' | 'train_step';
 
+/** An architecture file's layers: the list alone (a 1x28x28 input, as builds before wrote every one), or with the file's input. */
+export type CardLayers = Layer[] | { input: [number, number, number]; layers: Layer[] };
+
 /** Everything a cnnlab model's metadata says; the first six every inference model cnnlab writes carries. */
 export interface ModelCard {
   /** Preset id (`partB`), `file:<name>` or an imported model's id. */
@@ -39,8 +42,11 @@ export interface ModelCard {
   preprocess?: CardPreparation;
   /** What an imported model's output holds. */
   outputKind?: OutputKind;
-  /** An architecture-file model's layers (each layer's own fields are checked by architectureFromMetadata). */
-  layers?: Layer[];
+  /**
+   * An architecture-file model's layers, with its [C, H, W] input where that is not 1x28x28 (as
+   * the file gives them; each layer's own fields are checked by architectureFromMetadata).
+   */
+  layers?: CardLayers;
   artifact?: CardArtifact;
   /** A features graph's cut: the value it ends at and its per-example shape. */
   features?: { cut: string; shape: number[] };
@@ -141,6 +147,15 @@ const accuracy: FieldCodec<number> = {
   },
 };
 
+const isLayerList = (v: unknown): v is Layer[] => Array.isArray(v) && v.every((l) => typeof record(l)?.kind === 'string');
+
+function readLayers(v: unknown): CardLayers | undefined {
+  if (isLayerList(v)) return v;
+  const o = record(v);
+  const input = o?.input;
+  return o && isLayerList(o.layers) && Array.isArray(input) && input.length === 3 && input.every((d) => Number.isInteger(d) && d > 0) ? { input: input as [number, number, number], layers: o.layers } : undefined;
+}
+
 function readImage(v: unknown): CardImage | undefined {
   const c = record(v);
   if (!c) return undefined;
@@ -181,7 +196,7 @@ const CODECS: { [K in Field]-?: FieldCodec<Value<K>> } = {
   image: jsonOf('{"channelOrder":"rgb"|"bgr","resize":"stretch"|"crop","size":[H,W]}', readImage),
   preprocess: jsonOf('{"range":1|255,"mean":..,"std":..} (mean and std numbers or lists of them)', readPreprocess),
   outputKind: oneOf(['logits', 'probabilities', 'log-probabilities']),
-  layers: jsonOf('a JSON list of layers ({"kind":..})', (v) => (Array.isArray(v) && v.every((l) => typeof record(l)?.kind === 'string') ? (v as Layer[]) : undefined)),
+  layers: jsonOf('a JSON list of layers ({"kind":..}), or {"input":[C,H,W],"layers":[..]}', readLayers),
   artifact: oneOf(['features', 'eval', 'train_step']),
   features: jsonOf('{"cut":"<value name>","shape":[..]}', readFeatures),
   optimizer: jsonOf('an optimiser as JSON ({"name":..,"weightDecay":..,"momentum":..,"nesterov":..,"beta2":..,"eps":..,"alpha":..})', readOptimizer),

@@ -1,14 +1,14 @@
 /**
  * The demo page: predictions (drawing pad for digit models, uploads, the camera), the model card
  * and test samples, and fine-tuning in the browser (the whole model, or a new head for new
- * classes), all with onnxruntime-web's WebAssembly build and files from this server.
+ * classes), all with onnxruntime-web (its WebGPU build where the browser has an adapter, else WebAssembly) and files from this server.
  */
 import type { LabelledImages, ModelCard } from './api.ts';
 import { Camera } from './camera.ts';
 import { $, argmax, fetchJson, fromBase64 } from './dom.ts';
-import { addHeadExample, downloadHeadModel, readNames, removeLastHeadExample, resetHead, resetHeadPanel, setHeadStatus, trainHead } from './head.ts';
+import { addHeadExample, downloadHeadModel, headStepsOn, readNames, removeLastHeadExample, resetHead, resetHeadPanel, setHeadStatus, trainHead } from './head.ts';
 import { drawPlanes, pixelCount } from './images.ts';
-import { ort } from './ort.ts';
+import { backend, backendName, loadOrt, ort, sessionOptions, targetQuery } from './ort.ts';
 import { clearPad, settled, setUpPad } from './pad.ts';
 import { predict, prepare, setStatus, showHint } from './predict.ts';
 import { current, state } from './state.ts';
@@ -134,7 +134,7 @@ function renderCard(m: ModelCard, timing: { ms: number; runs: number }): void {
     ['dataset', m.dataset],
     ['input', `${m.inputShape.join('x')}${m.bgr ? ' (BGR)' : ''}`],
     ['test accuracy', m.testAccuracy == null ? 'unknown' : `${(100 * m.testAccuracy).toFixed(2)}%`],
-    ['inference', `${formatMs(timing.ms)} ms per image (median of 5 rounds of ${timing.runs} run${timing.runs === 1 ? '' : 's'}, wasm, ${threads} thread${threads === 1 ? '' : 's'})`],
+    ['inference', `${formatMs(timing.ms)} ms per image (median of 5 rounds of ${timing.runs} run${timing.runs === 1 ? '' : 's'}, ${backend.kind === 'webgpu' ? backendName() : `wasm, ${threads} thread${threads === 1 ? '' : 's'}`})`],
     ['fine-tuning', m.fineTuning ? 'available' : 'not for this model'],
     ['new classes', m.headTuning === true ? 'available (a new head on its features)' : `not for this model (${m.headTuning})`],
     ['file', m.file],
@@ -179,7 +179,7 @@ async function renderGallery(m: ModelCard): Promise<void> {
 async function selectModel(id: string): Promise<void> {
   const m = state.models.find((x) => x.id === id)!;
   state.current = m;
-  state.session = await ort.InferenceSession.create(`/api/models/${m.id}/inference.onnx`);
+  state.session = await ort.InferenceSession.create(`/api/models/${m.id}/inference.onnx${targetQuery()}`, sessionOptions());
   resetPanel(m);
   resetHeadPanel();
   $('draw-panel').classList.toggle('no-pad', !m.drawing);
@@ -211,6 +211,7 @@ function setUpTuning(): void {
 }
 
 async function start(): Promise<void> {
+  await loadOrt();
   state.models = await fetchJson<ModelCard[]>('/api/models');
   const select = $<HTMLSelectElement>('model');
   select.innerHTML = state.models.map(() => '<option></option>').join('');
@@ -223,6 +224,8 @@ async function start(): Promise<void> {
     if (state.pixels && state.shape?.join('x') === current().inputShape.join('x')) await predict(state.pixels, state.shape);
     else showHint();
   };
+  $('backend').textContent = `training on ${backendName()}`;
+  if (backend.reason) $('backend').title = `not WebGPU: ${backend.reason}`;
   setUpPad();
   setUpInputs();
   setUpTuning();
@@ -232,12 +235,16 @@ async function start(): Promise<void> {
 /** Hooks for the browser tests (and the curious). */
 const hooks = {
   state,
+  /** The backend the page chose at start ('webgpu' with the adapter's name, or 'wasm' and why). */
+  get backend() {
+    return backend;
+  },
   ready: start(),
   train,
   sampleAccuracy,
   downloadWeights,
   settled,
   camera: { toggle: toggleCamera, addSnapshot, removeLast: removeLastHeadExample },
-  head: { train: trainHead, download: downloadHeadModel },
+  head: { train: trainHead, download: downloadHeadModel, stepsOn: headStepsOn },
 };
 (window as unknown as { cnnlab: typeof hooks }).cnnlab = hooks;

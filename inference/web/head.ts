@@ -7,7 +7,7 @@
 import { MAX_HEAD_CLASSES } from './api.ts';
 import { $, drawLosses, fetchBytes, saveBlob } from './dom.ts';
 import { byteDims, pixelCount, toBytes } from './images.ts';
-import { ort } from './ort.ts';
+import { type Backend, ort, sessionOptions, targetQuery } from './ort.ts';
 import { current, exclusively, state } from './state.ts';
 import { carriedFrom, loadTrainer, parameterBytes, trainedProbabilities, trainFor } from './steps.ts';
 
@@ -23,7 +23,7 @@ export function headReady(): boolean {
 /** The features of n images given as bytes (the features graph's `images` input). */
 async function featuresOf(bytes: Uint8Array, n: number): Promise<ort.Tensor> {
   const m = current();
-  state.head.features ??= await ort.InferenceSession.create(await fetchBytes(`/api/models/${m.id}/features.onnx`));
+  state.head.features ??= await ort.InferenceSession.create(await fetchBytes(`/api/models/${m.id}/features.onnx${targetQuery()}`), sessionOptions());
   return (await state.head.features.run({ images: new ort.Tensor('uint8', bytes, [n, ...byteDims(m.inputShape)]) })).features;
 }
 
@@ -89,24 +89,48 @@ export async function trainHead(): Promise<void> {
       h.tune = { ...(await loadTrainer(`/api/models/${current().id}/head/${n}`, 'inference.onnx')), classes: n, trained: false };
     }
     const K = Math.max(1, Math.min(500, Number($<HTMLInputElement>('head-steps').value) || 30));
-    const lr = Number($<HTMLInputElement>('head-lr').value) || 0.05;
     const B = h.examples.length;
-    const F = h.examples[0].features.length;
-    const images = new Float32Array(K * B * F);
-    const labels = new Uint8Array(K * B);
-    for (let k = 0; k < K; k++) {
-      h.examples.forEach((e, j) => {
-        images.set(e.features, (k * B + j) * F);
-        labels[k * B + j] = e.label;
-      });
-    }
-    const { losses, ms } = await trainFor(h.tune, images, labels, K, B, lr);
+    const { losses, ms } = await trainFor(h.tune, ...headBatches(K), K, B, headLr());
     h.tune.trained = true;
     h.losses.push(...losses);
     drawLosses($<HTMLCanvasElement>('head-loss'), h.losses);
     setHeadStatus(`${K} steps of the new head on ${B} example(s) in ${ms.toFixed(0)} ms; loss ${losses[0].toFixed(3)} → ${losses[K - 1].toFixed(3)}`);
     await state.refresh();
   });
+}
+
+/** The page's lr for the head. */
+function headLr(): number {
+  return Number($<HTMLInputElement>('head-lr').value) || 0.05;
+}
+
+/** K batches of every example's features and labels (one batch of all of them per step). */
+function headBatches(K: number): [Float32Array, Uint8Array] {
+  const examples = state.head.examples;
+  const B = examples.length;
+  const F = examples[0].features.length;
+  const images = new Float32Array(K * B * F);
+  const labels = new Uint8Array(K * B);
+  for (let k = 0; k < K; k++) {
+    examples.forEach((e, j) => {
+      images.set(e.features, (k * B + j) * F);
+      labels[k * B + j] = e.label;
+    });
+  }
+  return [images, labels];
+}
+
+/**
+ * A new head's K steps on the examples, twice in a row, on `on` (its graphs and sessions), the
+ * page's head untouched: the first run's losses and both runs' milliseconds (the first includes
+ * WebGPU's shader compilation). The tests compare the backends' first losses.
+ */
+export async function headStepsOn(on: Backend['kind'], K: number): Promise<{ losses: number[]; ms: [number, number] }> {
+  const t = await loadTrainer(`/api/models/${current().id}/head/${state.head.names.length}`, 'inference.onnx', on);
+  const B = state.head.examples.length;
+  const first = await trainFor(t, ...headBatches(K), K, B, headLr());
+  const second = await trainFor(t, ...headBatches(K), K, B, headLr());
+  return { losses: Array.from(first.losses), ms: [first.ms, second.ms] };
 }
 
 /** Back to the model's own classes (the examples stay; training again starts from a new head). */

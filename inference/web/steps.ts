@@ -8,7 +8,7 @@ import type { StepInputs, TrainStepInterface } from '../../graph-builder/artifac
 import { HASH_MODULUS } from '../../graph-builder/train-mode.ts';
 import { feedsFor } from '../../runtime/step-runner.ts';
 import { fetchBytes, fetchJson } from './dom.ts';
-import { feedsOrt, ort } from './ort.ts';
+import { backend, type Backend, feedsOrt, ort, sessionOptions, targetQuery } from './ort.ts';
 
 export type Carried = Record<string, ort.Tensor>;
 
@@ -32,17 +32,18 @@ export async function carriedFrom(bytes: Uint8Array, file: string): Promise<Carr
   return out;
 }
 
-/** Loads a train step from `base` (train_step.onnx, `inference`, train_state.bin, train_interface under it). */
-export async function loadTrainer(base: string, inference: string): Promise<Trainer> {
+/** Loads a train step from `base` (train_step.onnx, `inference`, train_state.bin, train_interface under it), its graphs for and sessions on `on` (the page's backend unless given). */
+export async function loadTrainer(base: string, inference: string, on: Backend['kind'] = backend.kind): Promise<Trainer> {
+  const q = targetQuery(on);
   const [stepBytes, inferenceBytes, initial, iface] = await Promise.all([
-    fetchBytes(`${base}/train_step.onnx`),
-    fetchBytes(`${base}/${inference}`),
-    fetchBytes(`${base}/train_state.bin`),
-    fetchJson<TrainStepInterface>(`${base}/train_interface`),
+    fetchBytes(`${base}/train_step.onnx${q}`),
+    fetchBytes(`${base}/${inference}${q}`),
+    fetchBytes(`${base}/train_state.bin${q}`),
+    fetchJson<TrainStepInterface>(`${base}/train_interface${q}`),
   ]);
   return {
-    step: await ort.InferenceSession.create(stepBytes),
-    inference: await ort.InferenceSession.create(inferenceBytes),
+    step: await ort.InferenceSession.create(stepBytes, sessionOptions(on)),
+    inference: await ort.InferenceSession.create(inferenceBytes, sessionOptions(on)),
     initial,
     carried: await carriedFrom(initial, `${base}/train_state.bin`),
     iface,
@@ -52,7 +53,7 @@ export async function loadTrainer(base: string, inference: string): Promise<Trai
 
 /** Runs K steps of B examples each; the carried tensors move on; returns each step's loss. */
 export async function runSteps(t: Trainer, inputs: StepInputs, K: number, B: number): Promise<Float32Array> {
-  const feeds = { ...t.carried, ...feedsFor(feedsOrt, t.iface.inputs, { ...inputs }, { K, B }) };
+  const feeds = { ...t.carried, ...feedsFor(feedsOrt(), t.iface.inputs, { ...inputs }, { K, B }) };
   const out = await t.step.run(feeds);
   for (const c of t.iface.carried) t.carried[c.name] = out[c.next];
   return out.losses.data as Float32Array;
