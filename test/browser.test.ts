@@ -343,6 +343,29 @@ function writeClip(file: string, colours: readonly (readonly number[])[], frames
   writeFileSync(file, Buffer.concat(parts));
 }
 
+/**
+ * Names the classes "warm" and "cool" in the page's new-classes panel and adds two uploaded
+ * examples of each (solid-colour PNGs written to `dir`, names starting with `prefix`); returns
+ * the four files and a fifth, of colour `test`, to predict.
+ */
+async function addWarmAndCool(p: Page, prefix: string, test: readonly [number, number, number]): Promise<string[]> {
+  const files: string[] = [];
+  for (const [name, colour] of [['warm1', [220, 80, 20]], ['warm2', [250, 150, 40]], ['cool1', [20, 90, 220]], ['cool2', [40, 180, 200]], ['test', test]] as const) {
+    const file = join(dir, `${prefix}${name}.png`);
+    await sharp({ create: { width: 90, height: 60, channels: 3, background: { r: colour[0], g: colour[1], b: colour[2] } } }).png().toFile(file);
+    files.push(file);
+  }
+  await p.fill('#head-classes', 'warm, cool');
+  await p.dispatchEvent('#head-classes', 'change');
+  await p.selectOption('#head-class', '0');
+  await p.setInputFiles('#head-files', files.slice(0, 2));
+  await p.waitForFunction(() => /warm: 2, cool: 0/.test(document.getElementById('head-examples')!.textContent ?? ''));
+  await p.selectOption('#head-class', '1');
+  await p.setInputFiles('#head-files', files.slice(2, 4));
+  await p.waitForFunction(() => /warm: 2, cool: 2/.test(document.getElementById('head-examples')!.textContent ?? ''));
+  return files;
+}
+
 describe('new classes on an RGB model (3x32x32, imported) in Chromium with a fake camera', () => {
   const RED = [200, 40, 40];
   const BLUE = [40, 60, 200];
@@ -452,20 +475,7 @@ describe('new classes on an RGB model (3x32x32, imported) in Chromium with a fak
   });
 
   it('fine-tunes a new head on uploaded images and predicts an upload; the download is the whole model with the new classes', async () => {
-    const files: string[] = [];
-    for (const [name, colour] of [['warm1', [220, 80, 20]], ['warm2', [250, 150, 40]], ['cool1', [20, 90, 220]], ['cool2', [40, 180, 200]], ['test', [235, 110, 30]]] as const) {
-      const file = join(dir, `${name}.png`);
-      await sharp({ create: { width: 90, height: 60, channels: 3, background: { r: colour[0], g: colour[1], b: colour[2] } } }).png().toFile(file);
-      files.push(file);
-    }
-    await p.fill('#head-classes', 'warm, cool');
-    await p.dispatchEvent('#head-classes', 'change');
-    await p.selectOption('#head-class', '0');
-    await p.setInputFiles('#head-files', files.slice(0, 2));
-    await p.waitForFunction(() => /warm: 2, cool: 0/.test(document.getElementById('head-examples')!.textContent ?? ''));
-    await p.selectOption('#head-class', '1');
-    await p.setInputFiles('#head-files', files.slice(2, 4));
-    await p.waitForFunction(() => /warm: 2, cool: 2/.test(document.getElementById('head-examples')!.textContent ?? ''));
+    const files = await addWarmAndCool(p, '', [235, 110, 30]);
     await p.evaluate(() => (window as unknown as Hooks).cnnlab.head.train());
     await p.setInputFiles('#file', files[4]);
     await p.waitForFunction(() => document.getElementById('status')!.textContent === 'test.png');
@@ -538,20 +548,7 @@ describe('the page on WebGPU (onnxruntime-web\'s WebGPU build) in Chromium, wher
     if (noWebGpu) return t.skip(noWebGpu);
     const backend = await p.evaluate(() => (window as unknown as Hooks).cnnlab.backend);
     assert.equal(await p.locator('#backend').textContent(), `training on WebGPU (${backend.adapter})`);
-    const files: string[] = [];
-    for (const [name, colour] of [['gwarm1', [220, 80, 20]], ['gwarm2', [250, 150, 40]], ['gcool1', [20, 90, 220]], ['gcool2', [40, 180, 200]], ['gtest', [40, 110, 235]]] as const) {
-      const file = join(dir, `${name}.png`);
-      await sharp({ create: { width: 90, height: 60, channels: 3, background: { r: colour[0], g: colour[1], b: colour[2] } } }).png().toFile(file);
-      files.push(file);
-    }
-    await p.fill('#head-classes', 'warm, cool');
-    await p.dispatchEvent('#head-classes', 'change');
-    await p.selectOption('#head-class', '0');
-    await p.setInputFiles('#head-files', files.slice(0, 2));
-    await p.waitForFunction(() => /warm: 2, cool: 0/.test(document.getElementById('head-examples')!.textContent ?? ''));
-    await p.selectOption('#head-class', '1');
-    await p.setInputFiles('#head-files', files.slice(2, 4));
-    await p.waitForFunction(() => /warm: 2, cool: 2/.test(document.getElementById('head-examples')!.textContent ?? ''));
+    const files = await addWarmAndCool(p, 'g', [40, 110, 235]);
     await p.fill('#head-steps', '20');
     await p.fill('#head-lr', '0.05');
     // The same new head's steps on each backend: its graphs for that backend, fresh sessions.
