@@ -16,7 +16,7 @@ import { encodeModel } from './graph/onnx.ts';
 import { findHead } from './import/head.ts';
 import { emitLoss, type LossKind } from './losses.ts';
 import { byteImageDims, elementCount, type Model, paramsRead } from './model.ts';
-import { type ModelMeta, metadataProps } from './artifacts/inference.ts';
+import { addParams, emitImageInput, type ModelMeta, metadataProps } from './artifacts/inference.ts';
 import { writeModelCard } from './artifacts/model-card.ts';
 
 export interface HeadSplit {
@@ -140,28 +140,12 @@ export function featuresGraph(split: HeadSplit, params: ParamSet, meta: ModelMet
   } else if (split.imported) {
     x = importedInput(b, m);
   } else {
-    const image = b.input('image', 'float32', ['N', ...m.inputShape]);
-    const scaled = meta.inputRange === 255 ? b.op('Mul', [image, b.scalar(255)], {}, 'pixels_0_255') : image;
-    if (scaled !== image) b.note(scaled, 'float32', ['N', ...m.inputShape]);
-    x = emitNormalize(b, scaled, meta.mean, meta.std);
+    x = emitImageInput(b, m, meta);
   }
   addParams(b, m, params);
   const out = emitForward(b, m, x, { param: (n) => n });
   b.expose(out, 'features', 'float32', ['N', ...split.featureShape]);
   return encodeModel(b.graph, { docString: `cnnlab ${meta.architecture} features (cut at ${split.cut})`, metadata: { ...metadataProps(m, meta), ...writeModelCard({ artifact: 'features', features: { cut: split.cut, shape: split.featureShape } }) } });
-}
-
-/** A model's parameters as initialisers with these values, or ('inputs') as graph inputs fed per run. */
-function addParams(b: GraphBuilder, m: Model, params: ParamSet | 'inputs'): void {
-  for (const p of m.params) {
-    if (params === 'inputs') {
-      b.input(p.name, 'float32', p.shape);
-      continue;
-    }
-    const data = params.get(p.name);
-    if (!data) throw new Error(`${b.graph.name}: parameter ${p.name} is missing`);
-    b.initializer({ name: p.name, dtype: 'float32', dims: p.shape, data });
-  }
 }
 
 /** An imported model's own input (channels-last transposed to the [N,C,H,W] the forward graph reads). */

@@ -42,24 +42,36 @@ export function metadataProps(a: Model, meta: ModelMeta): Record<string, string>
  * The inference graph: `image` [N,C,H,W] in 0..1 → `logits` and `probabilities` [N,classes].
  * Parameters are initialisers named after the layers, so the model reads well in Netron.
  */
-export function buildInferenceModel(a: Model, params: ParamSet | 'inputs', meta: ModelMeta): Uint8Array {
-  const b = new GraphBuilder('cnnlab_inference');
-  const image = b.input('image', 'float32', ['N', ...a.inputShape]);
-  b.reserve('logits');
-  b.reserve('probabilities');
-  for (const p of a.params) {
-    // 'inputs': parameters fed per run (the demo page predicts with the weights it fine-tunes).
+/**
+ * The model's parameters in a graph: initialisers holding `params`, or with 'inputs' graph inputs
+ * fed per run (the demo page predicts with the weights it fine-tunes).
+ */
+export function addParams(b: GraphBuilder, m: Model, params: ParamSet | 'inputs'): void {
+  for (const p of m.params) {
     if (params === 'inputs') {
       b.input(p.name, 'float32', p.shape);
       continue;
     }
     const data = params.get(p.name);
-    if (!data) throw new Error(`parameter ${p.name} is missing`);
+    if (!data) throw new Error(`${b.graph.name}: parameter ${p.name} is missing`);
     b.initializer({ name: p.name, dtype: 'float32', dims: p.shape, data });
   }
+}
+
+/** The inference graphs' input: `image`, float32 [N, C, H, W] in 0..1, scaled to the model's range and normalised as its metadata says. */
+export function emitImageInput(b: GraphBuilder, m: Model, meta: ModelMeta): string {
+  const image = b.input('image', 'float32', ['N', ...m.inputShape]);
   const scaled = meta.inputRange === 255 ? b.op('Mul', [image, b.scalar(255)], {}, 'pixels_0_255') : image;
-  if (scaled !== image) b.note(scaled, 'float32', ['N', ...a.inputShape]);
-  const x = emitNormalize(b, scaled, meta.mean, meta.std);
+  if (scaled !== image) b.note(scaled, 'float32', ['N', ...m.inputShape]);
+  return emitNormalize(b, scaled, meta.mean, meta.std);
+}
+
+export function buildInferenceModel(a: Model, params: ParamSet | 'inputs', meta: ModelMeta): Uint8Array {
+  const b = new GraphBuilder('cnnlab_inference');
+  const x = emitImageInput(b, a, meta);
+  b.reserve('logits');
+  b.reserve('probabilities');
+  addParams(b, a, params);
   const scores = emitForward(b, a, x, { param: (name) => name });
   b.expose(scores, 'logits', 'float32', ['N', a.classes]);
   b.expose(b.op('Softmax', [scores], { axis: attr.int(1) }, 'softmax'), 'probabilities', 'float32', ['N', a.classes]);
