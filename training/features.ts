@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../common/files.ts';
 import { cacheRoot, exampleSize, type Split } from '../datasets/sources.ts';
 import { byteImageDims, elementCount } from '../graph-builder/model.ts';
-import type { Runtime } from '../runtime/ort.ts';
+import type { Runtime, Session } from '../runtime/ort.ts';
 
 /** A split's features: count x shape float32 values, and its labels. */
 export interface FeatureSplit {
@@ -74,9 +74,9 @@ function decode(bytes: Buffer, key: string, labels: Uint8Array): FeatureSplit | 
 
 export interface FeatureRun {
   rt: Runtime;
-  /** The features graph taking uint8 `images` (featuresGraph's 'bytes' form). */
-  graph: Uint8Array;
-  /** sha256 of `graph`, hex. */
+  /** A session on the features graph taking uint8 `images` (featuresGraph's 'bytes' form), opened once the first split misses the cache. */
+  session: () => Promise<Session>;
+  /** sha256 of the features graph, hex. */
   graphDigest: string;
   shape: number[];
   env?: NodeJS.ProcessEnv;
@@ -93,19 +93,15 @@ export async function splitFeatures(run: FeatureRun, split: Split, name: string)
   const per = elementCount(run.shape);
   const features = new Float32Array(split.count * per);
   if (split.count > 0) {
-    const session = await run.rt.createSession(run.graph);
-    try {
-      const size = exampleSize(split.shape);
-      const dims = byteImageDims({ inputShape: [...split.shape] });
-      for (let start = 0; start < split.count; start += FEATURE_BATCH) {
-        const n = Math.min(FEATURE_BATCH, split.count - start);
-        const images = new run.rt.ort.Tensor('uint8', split.images.subarray(start * size, (start + n) * size), [n, ...dims]);
-        const out = await session.run({ images });
-        features.set(out.features.data as Float32Array, start * per);
-        run.progress?.(start + n, split.count);
-      }
-    } finally {
-      await session.release();
+    const session = await run.session();
+    const size = exampleSize(split.shape);
+    const dims = byteImageDims({ inputShape: [...split.shape] });
+    for (let start = 0; start < split.count; start += FEATURE_BATCH) {
+      const n = Math.min(FEATURE_BATCH, split.count - start);
+      const images = new run.rt.ort.Tensor('uint8', split.images.subarray(start * size, (start + n) * size), [n, ...dims]);
+      const out = await session.run({ images });
+      features.set(out.features.data as Float32Array, start * per);
+      run.progress?.(start + n, split.count);
     }
   }
   const result = { features, labels: split.labels, count: split.count, shape: run.shape };

@@ -16,7 +16,7 @@ import { graphTargetFor } from '../graph-builder/autodiff/registry.ts';
 import type { Architecture } from '../graph-builder/dsl/arch.ts';
 import { checkTrainable } from '../graph-builder/import/onnx-model.ts';
 import { initParams, type ParamSet } from '../graph-builder/dsl/init.ts';
-import { byteImageDims, type Model } from '../graph-builder/model.ts';
+import { byteImageDims, elementCount, type Model } from '../graph-builder/model.ts';
 import { frozenParams, trainableLine } from '../graph-builder/freeze.ts';
 import { runCardEntries } from '../graph-builder/artifacts/model-card.ts';
 import { headParams } from '../graph-builder/import/head.ts';
@@ -98,8 +98,7 @@ function imageFeed(split: Split, model: Model): Feed {
 }
 
 function featureFeed(f: FeatureSplit): Feed {
-  const size = f.shape.reduce((a, d) => a * d, 1);
-  return { data: f.features, labels: f.labels, count: f.count, size, dims: f.shape };
+  return { data: f.features, labels: f.labels, count: f.count, size: elementCount(f.shape), dims: f.shape };
 }
 
 /** Batches for global steps [first, first + count), all of size B, from the epoch's order. */
@@ -298,7 +297,7 @@ function fastPathSplit(cfg: RunConfig, model: Model, frozen: ReadonlySet<string>
     log(`${whole}: ${err.message}`);
     return undefined;
   }
-  const bytes = 4 * examples * split.featureShape.reduce((a, d) => a * d, 1);
+  const bytes = 4 * examples * elementCount(split.featureShape);
   if (bytes <= MAX_FEATURE_BYTES) return split;
   log(`${whole}: the features of ${examples} images at ${split.cut} ([${split.featureShape.join(', ')}] each) would take ${(bytes / 2 ** 30).toFixed(1)} GiB`);
   return undefined;
@@ -308,20 +307,27 @@ function fastPathSplit(cfg: RunConfig, model: Model, frozen: ReadonlySet<string>
 async function featureFeeds(rt: Runtime, split: HeadSplit, params: ParamSet, meta: Parameters<typeof featuresGraph>[2], splits: { train: Split; val: Split; test: Split }, name: string, opts: FitOptions, log: (line: string) => void): Promise<OpenRun['feeds']> {
   const t0 = performance.now();
   const graph = featuresGraph(split, params, meta, 'bytes');
-  const run = { rt, graph, graphDigest: createHash('sha256').update(graph).digest('hex'), shape: split.featureShape };
+  // One session for the three splits, opened where the first misses the cache.
+  let opened: Promise<Session> | undefined;
+  const session = () => (opened ??= rt.createSession(graph));
+  const run = { rt, session, graphDigest: createHash('sha256').update(graph).digest('hex'), shape: split.featureShape };
   const out: Partial<Record<keyof typeof splits, Feed>> = {};
   let computed = 0;
   let cacheFile = '';
-  for (const which of ['train', 'val', 'test'] as const) {
-    const bar = splits[which].count ? progressBar(opts, `features of the ${which} images`) : undefined;
-    bar?.start(splits[which].count, 0, { speed: '-' });
-    const started = performance.now();
-    const progress = (done: number) => bar?.update(done, { speed: Math.round(done / ((performance.now() - started) / 1000)) });
-    const f = await splitFeatures({ ...run, progress }, splits[which], `${name}-${which}`);
-    bar?.stop();
-    if (!f.cached) computed += splits[which].count;
-    cacheFile = f.file;
-    out[which] = featureFeed(f.split);
+  try {
+    for (const which of ['train', 'val', 'test'] as const) {
+      const bar = splits[which].count ? progressBar(opts, `features of the ${which} images`) : undefined;
+      bar?.start(splits[which].count, 0, { speed: '-' });
+      const started = performance.now();
+      const progress = (done: number) => bar?.update(done, { speed: Math.round(done / ((performance.now() - started) / 1000)) });
+      const f = await splitFeatures({ ...run, progress }, splits[which], `${name}-${which}`);
+      bar?.stop();
+      if (!f.cached) computed += splits[which].count;
+      cacheFile = f.file;
+      out[which] = featureFeed(f.split);
+    }
+  } finally {
+    await (await opened)?.release();
   }
   const seconds = ((performance.now() - t0) / 1000).toFixed(1);
   const count = splits.train.count + splits.val.count + splits.test.count;
