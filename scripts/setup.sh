@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests need where they are missing: Fashion-MNIST, a font for
-# the sample grids, Chromium for the demo page's browser tests, and Mesa 25's lavapipe (Vulkan on
+# the sample grids, Chromium for the demo page's browser tests, redis-server for the queue's
+# tests (each test starts its own on a free loopback port), and Mesa 25's lavapipe (Vulkan on
 # the CPU: a WebGPU adapter for onnxruntime's WebGPU EP, which Mesa 22 from bookworm does not
 # give; on bookworm it comes from bookworm-backports). `npm test` and .ci/run run it.
 # Without root it installs nothing and names, in one line, what to install.
 set -euo pipefail
-read -r -a packages <<< "${CNNLAB_SETUP_PACKAGES:-dataset-fashion-mnist fonts-dejavu-core chromium}"
+read -r -a packages <<< "${CNNLAB_SETUP_PACKAGES:-dataset-fashion-mnist fonts-dejavu-core chromium redis-server}"
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 lavapipe=()

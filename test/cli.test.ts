@@ -25,7 +25,7 @@ describe('the cnnlab command', () => {
   it('--help lists every command with a description', () => {
     const out = cnnlab('--help');
     assert.equal(out.status, 0);
-    for (const c of ['datasets', 'presets', 'summary', 'build-graph', 'train', 'reproduce', 'eval', 'predict', 'serve', 'transfer', 'sweep', 'search', 'report']) {
+    for (const c of ['datasets', 'presets', 'summary', 'build-graph', 'train', 'reproduce', 'eval', 'predict', 'serve', 'transfer', 'sweep', 'search', 'report', 'worker']) {
       assert.match(out.stdout, new RegExp(`cnnlab ${c}\\b.*\\s{2,}\\S`), c);
     }
   });

@@ -27,7 +27,8 @@ export interface Trial {
   settings: Record<string, string>;
 }
 
-export type TrialStatus = 'pending' | 'done' | 'diverged' | 'invalid';
+/** failed: a queued trial that threw outside training's own errors, or whose workers were lost too often. */
+export type TrialStatus = 'pending' | 'done' | 'diverged' | 'invalid' | 'failed';
 
 export interface TrialRecord extends Trial {
   status: TrialStatus;
@@ -42,6 +43,10 @@ export interface TrialRecord extends Trial {
   /** The trial's identity: its resolved recipe (config.ts recipeOf), and the flags it came from. */
   recipe?: string;
   flags?: TrainFlags;
+  /** Set when the trial continued from its run's checkpoint (after Ctrl-C, or a queue's worker lost). */
+  resumed?: boolean;
+  /** The queue's worker that finished it (hostname:pid). */
+  worker?: string;
 }
 
 export interface SweepManifest {
@@ -50,7 +55,7 @@ export interface SweepManifest {
   trials: TrialRecord[];
 }
 
-const STATUSES: readonly TrialStatus[] = ['pending', 'done', 'diverged', 'invalid'];
+const STATUSES: readonly TrialStatus[] = ['pending', 'done', 'diverged', 'invalid', 'failed'];
 /** sweep.json of a 10,000-trial sweep is about 5 MB. */
 const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
 
@@ -82,7 +87,8 @@ function trialProblem(v: unknown): string | undefined {
   for (const key of ['id', 'group', 'run'] as const) if (typeof v[key] !== 'string' || !v[key]) return `${key} must be a non-empty string`;
   if (!isObject(v.settings) || !Object.values(v.settings).every((x) => typeof x === 'string')) return 'settings must map names to strings';
   if (!STATUSES.includes(v.status as TrialStatus)) return `status must be one of ${STATUSES.join(', ')}`;
-  if (v.message !== undefined && typeof v.message !== 'string') return 'message must be a string';
+  for (const key of ['message', 'worker'] as const) if (v[key] !== undefined && typeof v[key] !== 'string') return `${key} must be a string`;
+  if (v.resumed !== undefined && typeof v.resumed !== 'boolean') return 'resumed must be true or false';
   for (const key of ['best', 'validation', 'parameters', 'seconds'] as const) if (!optionalNumber(v[key])) return `${key} must be a number`;
   return undefined;
 }
@@ -175,7 +181,7 @@ export interface SweepOptions {
   base: TrainFlags;
   trials: Trial[];
   dir: string;
-  fit: Pick<FitOptions, 'progress' | 'log' | 'stop'>;
+  fit: Pick<FitOptions, 'progress' | 'log' | 'stop' | 'onEpoch'>;
   log?: (line: string) => void;
 }
 
@@ -227,68 +233,91 @@ function withValidation(t: TrialRecord): TrialRecord {
   return { ...t, validation: chosenEpoch(readMetrics(t.run))?.valAcc };
 }
 
+/** A trial resolved and checked against its folder, ready to run. */
+export interface PreparedTrial extends Planned {
+  state: Holding;
+}
+
 /**
- * Runs each trial as a normal run folder under `dir`. A trial is its full resolved recipe: a
- * folder that holds the same recipe is reused (finished: skipped; unfinished: resumed); one that
- * holds another recipe (the shared flags changed) stops the sweep before anything runs, with one
- * line saying what differs, unless `force` discards it. A diverged trial is recorded and the
- * sweep goes on.
+ * Resolves the trials and reads what their folders hold. A folder that holds another recipe
+ * (the shared flags changed) stops everything before anything runs, with one line saying what
+ * differs, unless `force` lets runTrial discard it.
+ */
+export async function prepareTrials(o: SweepOptions): Promise<PreparedTrial[]> {
+  const planned = await Promise.all(o.trials.map((t) => plan(o, t)));
+  const prepared = await Promise.all(planned.map(async (p) => ({ ...p, state: await holds(p) })));
+  const clashes = prepared.filter((p) => p.state.kind === 'other');
+  if (clashes.length && !o.force) {
+    const p = clashes[0];
+    const d = p.state as Extract<Holding, { kind: 'other' }>;
+    const what = d.saved.length ? ` was run with ${d.saved.join(', ')}; this sweep asks for ${d.wanted.join(', ')}` : ' was run with another recipe';
+    throw new UsageError(`${o.dir}: trial ${p.trial.id}${what}${clashes.length > 1 ? ` (and ${plural(clashes.length - 1, 'more trial', 'more trials')})` : ''}: use another --out, or --force to run them again`);
+  }
+  return prepared;
+}
+
+/**
+ * Runs one prepared trial as a normal run folder (finished: its record as it was; unfinished:
+ * resumed from its checkpoint) and writes its status.json; undefined when `stop` interrupted it.
+ * `extra` goes into the record (the queue's worker name). A diverged or invalid trial is a record.
+ */
+export async function runTrial(p: PreparedTrial, o: Pick<SweepOptions, 'fit'>, counter: string, log: (line: string) => void, extra: Partial<TrialRecord> = {}): Promise<TrialRecord | undefined> {
+  const { trial, run, state } = p;
+  if (state.kind === 'other') rmSync(run, { recursive: true, force: true });
+  else if (state.kind === 'same' && state.done) {
+    log(`${counter}: ${state.done.status}, skipped (same recipe)`);
+    return withValidation(state.done);
+  }
+  const resumed = existsSync(join(run, CHECKPOINT));
+  log(`${counter}${resumed ? ' (resumed from its checkpoint)' : ''}`);
+  const record: TrialRecord = { ...trial, status: 'pending', run, flags: p.flags, ...extra, ...(resumed ? { resumed } : {}) };
+  const t0 = performance.now();
+  try {
+    if (!p.cfg) throw new CnnlabError(p.invalid!);
+    record.recipe = recipeOf(p.cfg);
+    const result = await fit(p.cfg, { ...o.fit, runDir: run, resume: resumed });
+    if (result.interrupted) return undefined;
+    record.status = 'done';
+    const chosen = chosenEpoch(result.epochs);
+    record.best = chosen?.testAcc;
+    record.validation = chosen?.valAcc;
+    record.parameters = p.parameters;
+  } catch (err) {
+    if (!(err instanceof CnnlabError)) throw err;
+    record.status = err instanceof DivergedError ? 'diverged' : 'invalid';
+    record.message = err.message;
+    log(`  ${record.status}: ${err.message}`);
+  }
+  record.seconds = (performance.now() - t0) / 1000;
+  writeFileAtomic(join(run, 'status.json'), `${JSON.stringify(record, null, 2)}\n`);
+  return record;
+}
+
+/** A sweep's sweep.json: the arch, the shared flags and every trial's record. */
+export function writeSweepManifest(dir: string, m: SweepManifest): void {
+  writeFileAtomic(join(dir, 'sweep.json'), `${JSON.stringify(m, null, 2)}\n`);
+}
+
+/**
+ * Runs each trial as a normal run folder under `dir` (prepareTrials, then runTrial one after
+ * the other), keeping sweep.json up to date. A diverged trial is recorded and the sweep goes on.
  */
 export async function runSweep(o: SweepOptions): Promise<SweepManifest> {
   const log = o.log ?? ((l: string) => console.log(l));
   const manifestPath = join(o.dir, 'sweep.json');
   const previous = existsSync(manifestPath) ? readSweepManifest(manifestPath) : undefined;
   const records = new Map<string, TrialRecord>((previous?.trials ?? []).map((t) => [t.id, withValidation(t)]));
-  const planned = await Promise.all(o.trials.map((t) => plan(o, t)));
-  const states = await Promise.all(planned.map(holds));
-  const clashes = planned.flatMap((p, i) => (states[i].kind === 'other' ? [{ p, d: states[i] as Extract<Holding, { kind: 'other' }> }] : []));
-  if (clashes.length && !o.force) {
-    const { p, d } = clashes[0];
-    const what = d.saved.length ? ` was run with ${d.saved.join(', ')}; this sweep asks for ${d.wanted.join(', ')}` : ' was run with another recipe';
-    throw new UsageError(`${o.dir}: trial ${p.trial.id}${what}${clashes.length > 1 ? ` (and ${plural(clashes.length - 1, 'more trial', 'more trials')})` : ''}: use another --out, or --force to run them again`);
-  }
-  const save = () => writeFileAtomic(manifestPath, `${JSON.stringify({ arch: o.arch, base: o.base, trials: [...records.values()] }, null, 2)}\n`);
+  const prepared = await prepareTrials(o);
+  const manifest = () => ({ arch: o.arch, base: o.base, trials: [...records.values()] });
   const at = o.position ?? { index: 0, total: o.trials.length };
-  for (const [k, p] of planned.entries()) {
-    const { trial, run } = p;
-    const counter = `[${at.index + k + 1}/${at.total}] ${trial.id}`;
-    const state = states[k];
-    if (state.kind === 'other') rmSync(run, { recursive: true, force: true });
-    else if (state.kind === 'same' && state.done) {
-      const done = withValidation(state.done);
-      records.set(trial.id, done);
-      log(`${counter}: ${done.status}, skipped (same recipe)`);
-      continue;
-    }
-    log(counter);
-    const record: TrialRecord = { ...trial, status: 'pending', run, flags: p.flags };
-    const t0 = performance.now();
-    try {
-      if (!p.cfg) throw new CnnlabError(p.invalid!);
-      record.recipe = recipeOf(p.cfg);
-      const result = await fit(p.cfg, { ...o.fit, runDir: run, resume: existsSync(join(run, CHECKPOINT)) });
-      if (result.interrupted) {
-        save();
-        return { arch: o.arch, base: o.base, trials: [...records.values()] };
-      }
-      record.status = 'done';
-      const chosen = chosenEpoch(result.epochs);
-      record.best = chosen?.testAcc;
-      record.validation = chosen?.valAcc;
-      record.parameters = p.parameters;
-    } catch (err) {
-      if (!(err instanceof CnnlabError)) throw err;
-      record.status = err instanceof DivergedError ? 'diverged' : 'invalid';
-      record.message = err.message;
-      log(`  ${record.status}: ${err.message}`);
-    }
-    record.seconds = (performance.now() - t0) / 1000;
-    writeFileAtomic(join(run, 'status.json'), `${JSON.stringify(record, null, 2)}\n`);
-    records.set(trial.id, record);
-    save();
+  for (const [k, p] of prepared.entries()) {
+    const record = await runTrial(p, o, `[${at.index + k + 1}/${at.total}] ${p.trial.id}`, log);
+    if (!record) break;
+    records.set(p.trial.id, record);
+    writeSweepManifest(o.dir, manifest());
   }
-  save();
-  return { arch: o.arch, base: o.base, trials: [...records.values()] };
+  writeSweepManifest(o.dir, manifest());
+  return manifest();
 }
 
 /**
