@@ -7,6 +7,7 @@ import { CnnlabError } from '../common/errors.ts';
 import { GraphBuilder } from '../graph-builder/graph/ir.ts';
 import { encodeModel } from '../graph-builder/graph/onnx.ts';
 import { lowerForWebGpu } from '../graph-builder/artifacts/webgpu.ts';
+import { adapterKind, probeAdapter, type WebGpuAdapter } from './webgpu-adapter.ts';
 
 /** onnxruntime-node and onnxruntime-web share one API (onnxruntime-common); this is its shape. */
 export type Ort = typeof ortNode;
@@ -28,6 +29,11 @@ export interface Runtime {
   ep: Exclude<EpName, 'auto'>;
   ort: Ort;
   createSession(model: Uint8Array): Promise<Session>;
+  /**
+   * WebGPU only: a session whose named outputs stay in GPU memory ('gpu-buffer' tensors, to be
+   * fed to a later run; onnxruntime-node 1.30 cannot read them: GpuStepRunner in step-runner.ts).
+   */
+  createGpuSession?(model: Uint8Array, gpuOutputs: readonly string[]): Promise<Session>;
   /** What `auto` chose and why, or a note on the provider. */
   note: string;
 }
@@ -124,18 +130,42 @@ const WEBGPU_SESSION = {
   logSeverityLevel: 3,
 } as unknown as ortNode.InferenceSession.SessionOptions;
 
-/** Opens a one-node model on the WebGPU EP: undefined when it runs, else why not in one clause. */
-export async function probeWebGpu(): Promise<string | undefined> {
+/** A one-Relu model, x: float32 [4] in, y out. */
+function reluProbe(): Uint8Array {
   const b = new GraphBuilder('webgpu_probe');
   b.expose(b.op('Relu', [b.input('x', 'float32', [4])]), 'y', 'float32', [4]);
+  return encodeModel(b.graph);
+}
+
+/** Opens a one-node model on the WebGPU EP: undefined when it runs, else why not in one clause. */
+export async function probeWebGpu(): Promise<string | undefined> {
   try {
-    const s = await ortNode.InferenceSession.create(encodeModel(b.graph), { ...WEBGPU_SESSION, executionProviders: ['webgpu'] } as ortNode.InferenceSession.SessionOptions);
+    const s = await ortNode.InferenceSession.create(reluProbe(), { ...WEBGPU_SESSION, executionProviders: ['webgpu'] } as ortNode.InferenceSession.SessionOptions);
     await s.run({ x: new ortNode.Tensor('float32', new Float32Array(4), [4]) });
     await s.release();
     return undefined;
   } catch (err) {
     return (err as Error).message.split('\n')[0].replace(/^.*Failed to get a WebGPU adapter: /, 'no WebGPU adapter: ').slice(0, 240);
   }
+}
+
+/**
+ * Whether `--ep auto` takes the WebGPU EP: only on a hardware adapter (a software one such as
+ * lavapipe trained partA some 30 times slower than the CPU EP here: docs/webgpu.md), and `why`
+ * names it: "on NVIDIA GeForce RTX 3060 (Vulkan)", or why not. The adapter is named on Linux
+ * (the Vulkan loader's log, runtime/webgpu-adapter.ts); Dawn's Metal backend (macOS) lists GPUs
+ * only; elsewhere (D3D12, where WARP is a software adapter) an unnamed adapter is not taken.
+ * `found`: a probeAdapter already under way (default: one started here).
+ */
+export async function autoWebGpu(found?: Promise<{ adapter: WebGpuAdapter; failure?: string }>): Promise<{ use: boolean; why: string }> {
+  const { adapter, failure } = await (found ?? probeAdapter(reluProbe()));
+  if (failure) return { use: false, why: failure };
+  if (adapter.name) {
+    const software = adapterKind(adapter.name) === 'software';
+    return { use: !software, why: software ? `WebGPU adapter ${adapter.name} is a software one; --ep webgpu uses it` : `on ${adapter.name} (${adapter.backend})` };
+  }
+  if (process.platform === 'darwin') return { use: true, why: 'on a Metal adapter (onnxruntime does not name it)' };
+  return { use: false, why: 'the WebGPU adapter could not be named (cnnlab reads its name from the Vulkan loader, on Linux), so it may be a software one; --ep webgpu uses it' };
 }
 
 export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
@@ -145,11 +175,22 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   }
   let ep = opts.ep;
   let note = '';
+  let adapter: WebGpuAdapter | undefined;
   if (ep === 'cuda' || ep === 'auto') {
     const failure = await probeCuda(deviceId);
     if (failure && ep === 'cuda') throw new CnnlabError(`--ep cuda: ${CUDA_INSTALL_HINT} (${failure})`);
     ep = failure ? 'cpu' : 'cuda';
-    note = opts.ep === 'auto' ? `--ep auto: using ${ep}${failure ? ' (CUDA did not load)' : ''}` : '';
+    if (opts.ep === 'auto' && !failure) note = '--ep auto: using cuda';
+    // CUDA first where both load: its EP runs the whole train step on the GPU (the Loop, the int64
+    // bookkeeping, cuDNN's convolutions), where the WebGPU EP leaves the Loop and the shape ops to
+    // the CPU EP; on an NVIDIA machine both reach the same GPU.
+    if (opts.ep === 'auto' && failure) {
+      const found = probeAdapter(reluProbe());
+      const gpu = await autoWebGpu(found);
+      ep = gpu.use ? 'webgpu' : 'cpu';
+      adapter = gpu.use ? (await found).adapter : undefined;
+      note = `--ep auto: using ${ep} ${gpu.use ? gpu.why : `(CUDA did not load; ${gpu.why})`}`;
+    }
   }
   if (ep === 'wasm') {
     const ortWeb = (await import('onnxruntime-web')) as unknown as Ort;
@@ -162,9 +203,20 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     };
   }
   if (ep === 'webgpu') {
-    const failure = await probeWebGpu();
-    if (failure) throw new CnnlabError(`--ep webgpu: onnxruntime's WebGPU execution provider did not start (${failure}); use --ep cpu`);
-    return { ep, ort: ortNode, note: 'WebGPU (onnxruntime-node, Dawn), shape bookkeeping on the CPU', createSession: (model) => ortNode.InferenceSession.create(lowerForWebGpu(model), WEBGPU_SESSION) };
+    if (!adapter) {
+      const probed = await probeAdapter(reluProbe());
+      if (probed.failure) throw new CnnlabError(`--ep webgpu: onnxruntime's WebGPU execution provider did not start (${probed.failure}); use --ep cpu`);
+      adapter = probed.adapter;
+    }
+    const named = adapter.name ? ` on ${adapter.name} through ${adapter.backend}${adapterKind(adapter.name) === 'software' ? ' (a software adapter: slower than the CPU EP)' : ''}` : ' (onnxruntime-node, Dawn)';
+    return {
+      ep,
+      ort: ortNode,
+      note: note || `WebGPU${named}, shape bookkeeping on the CPU`,
+      createSession: (model) => ortNode.InferenceSession.create(lowerForWebGpu(model), WEBGPU_SESSION),
+      createGpuSession: (model, gpuOutputs) =>
+        ortNode.InferenceSession.create(lowerForWebGpu(model), { ...WEBGPU_SESSION, preferredOutputLocation: Object.fromEntries(gpuOutputs.map((o) => [o, 'gpu-buffer'])) } as ortNode.InferenceSession.SessionOptions),
+    };
   }
   if (ep === 'cuda') {
     return { ep, ort: ortNode, note: note || `CUDA device ${deviceId}`, createSession: (model) => ortNode.InferenceSession.create(model, cudaSessionOptions(deviceId)) };

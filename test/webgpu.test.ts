@@ -12,6 +12,7 @@ import { loadDataset } from '../datasets/sources.ts';
 import { modelMeta } from '../graph-builder/artifacts/build.ts';
 import { trainSpecFor } from '../training/optimizers/index.ts';
 import { initialCheckpoint } from '../graph-builder/artifacts/compile.ts';
+import { singleStepModel } from '../graph-builder/artifacts/single-step.ts';
 import { buildTrainStepModel } from '../graph-builder/artifacts/train-step.ts';
 import { lowerForWebGpu } from '../graph-builder/artifacts/webgpu.ts';
 import { gradRulesFor, type GraphTarget } from '../graph-builder/autodiff/registry.ts';
@@ -44,10 +45,17 @@ function batch(model: Model, K: number, B: number): StepBatch {
   };
 }
 
-async function stepRunner(arch: Architecture, rt: Runtime, target: GraphTarget): Promise<StepRunner> {
+async function stepRunner(arch: Architecture, rt: Runtime, target: GraphTarget, frozen?: ReadonlySet<string>): Promise<StepRunner> {
   const spec = trainSpecFor(arch);
-  const { bytes, iface } = buildTrainStepModel(arch.model, { optimizer: defaultOptimizer('sgd', 0, true), loss: spec.loss, meta: modelMeta(arch, DATASETS.mnist), target });
+  const { bytes, iface } = buildTrainStepModel(arch.model, { optimizer: defaultOptimizer('sgd', 0, true), loss: spec.loss, meta: modelMeta(arch, DATASETS.mnist), target, frozen });
   return StepRunner.create(rt, bytes, iface, initialCheckpoint(iface, initParams(arch.model, 1), {}));
+}
+
+/** Two runs of `K` steps each (the second on the next digits), their losses in order. */
+async function twoRuns(runner: StepRunner, model: Model, K: number, B: number): Promise<number[]> {
+  const first = batch(model, 2 * K, B);
+  const half = (k0: number): StepBatch => ({ K, B, inputs: Object.fromEntries(Object.entries(first.inputs).map(([name, v]) => [name, v.slice((k0 * v.length) / (2 * K), ((k0 + K) * v.length) / (2 * K))])) as unknown as StepBatch['inputs'] });
+  return [...(await runner.run(half(0))).losses, ...(await runner.run(half(K))).losses];
 }
 
 /** Worst relative difference of two runners' parameters (relative to each tensor's largest value). */
@@ -96,6 +104,46 @@ describe('the webgpu graph target', () => {
       // Sum's terms added in another order: rounding, compounded over three momentum steps.
       assert.ok(diff <= 1e-4, `${name}: parameters differ by ${diff} (relative)`);
     }
+  });
+
+  it('the train step without its Loop, run once per step on the CPU EP, gives the Loop its losses and parameters to the bit (partA, with and without a frozen layer)', async () => {
+    const arch = await loadArchitecture('partA');
+    const cpu = await createRuntime({ ep: 'cpu', threads: 2 });
+    const oneStep: Runtime = { ...cpu, createSession: (model) => cpu.createSession(singleStepModel(model)) };
+    for (const frozen of [undefined, new Set(['conv1.weight', 'conv1.bias'])]) {
+      const loop = await stepRunner(arch, cpu, 'webgpu', frozen);
+      const single = await stepRunner(arch, oneStep, 'webgpu', frozen);
+      // One step per run: the single-step graph's per-run inputs take K = 1.
+      const want = await twoRuns(loop, arch.model, 1, 8);
+      assert.deepEqual(await twoRuns(single, arch.model, 1, 8), want);
+      assert.equal(worstParamDiff(loop, single), 0);
+      assert.equal(single.step, 2);
+    }
+  });
+
+  it('on a WebGPU adapter, carried tensors stay on the GPU between runs and give the host round trip its losses and parameters (partA with a frozen layer, two runs of two steps)', async (t) => {
+    const missing = await probeWebGpu();
+    if (missing) {
+      t.skip(`no WebGPU adapter here (${missing}); scripts/setup.sh installs Mesa's lavapipe`);
+      return;
+    }
+    const arch = await loadArchitecture('partA');
+    const gpu = await createRuntime({ ep: 'webgpu' });
+    // A frozen layer's outputs are its inputs passed through: the GPU buffers they leave in must not be freed under them.
+    const frozen = new Set(['conv1.weight', 'conv1.bias']);
+    const host = await stepRunner(arch, { ...gpu, createGpuSession: undefined }, 'webgpu', frozen);
+    const device = await stepRunner(arch, gpu, 'webgpu', frozen);
+    assert.ok(device.carriedOnGpu && !host.carriedOnGpu);
+    const want = await twoRuns(host, arch.model, 2, 8);
+    const got = await twoRuns(device, arch.model, 2, 8);
+    // The same kernels on the same adapter (lavapipe: equal to the bit); a step that read stale parameters would differ by far more.
+    for (let k = 0; k < 4; k++) assert.ok(Math.abs(want[k] - got[k]) <= 1e-6 * Math.max(1, want[k]), `step ${k}: host ${want[k]} gpu ${got[k]}`);
+    const diff = worstParamDiff(host, device);
+    assert.ok(diff <= 1e-6, `parameters differ by ${diff} (relative)`);
+    assert.equal(device.step, 4);
+    const start = initParams(arch.model, 1);
+    for (const name of frozen) assert.deepEqual(device.tensors().get(name)!.data, start.get(name), `${name} moved`);
+    await Promise.all([host.release(), device.release()]);
   });
 
   it('on a WebGPU adapter, the train steps give the portable graph its losses and parameters on the CPU EP (float tolerance)', async (t) => {

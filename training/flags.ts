@@ -47,7 +47,7 @@ export const TRAIN_FLAGS = {
   gamma: { type: 'number', range: { lo: 0, hi: 1 }, recipe: true, describe: scheduleFlagHelp('gamma', 'decay factor (default 0.1)') },
   augment: { type: 'boolean', recipe: true, describe: 'random rotation, translation, brightness/contrast (--no-augment turns a preset’s off)' },
   erase: { type: 'number', range: { lo: 0, hi: 1 }, recipe: true, describe: 'random erasing: probability of setting one random rectangle (2-33% of the image) to black, as torchvision’s RandomErasing; on top of the preset’s augmentation' },
-  ep: { type: 'string', choices: EP_NAMES, recipe: false, describe: 'execution provider: cpu (default), cuda, wasm (onnxruntime-web), auto' },
+  ep: { type: 'string', choices: EP_NAMES, recipe: false, describe: 'execution provider: cpu (default), cuda, webgpu, wasm (onnxruntime-web), auto (CUDA, else WebGPU on a hardware adapter, else cpu; says which)' },
   threads: { type: 'number', range: { lo: 1, hi: 256, int: true }, recipe: false, describe: 'threads (cpu: intra-op, wasm: workers)' },
   'device-id': { type: 'number', range: { lo: 0, hi: 64, int: true }, recipe: false, describe: 'CUDA device' },
   'steps-per-run': { type: 'number', range: { lo: 1, hi: 100000, int: true }, recipe: false, describe: 'K: training steps per session run (one Loop)' },

@@ -7,6 +7,7 @@ import type * as OrtWeb from 'onnxruntime-web';
 // The wasm build (page-bundle.ts maps it to /ort/ort.wasm.min.mjs, 50 KB of script; its wasm is fetched only by a session on it).
 import * as ort from 'onnxruntime-web/wasm';
 import type { Ort } from '../../runtime/ort.ts';
+import { adapterKind } from '../../common/adapters.ts';
 
 /** The backend the page runs on: 'webgpu' (sessions on ['webgpu', 'wasm']) or 'wasm'; `adapter` names the GPU adapter ("google swiftshader"). */
 export interface Backend {
@@ -41,7 +42,7 @@ async function webgpuAdapter(): Promise<{ name: string } | { reason: string }> {
     const info = adapter.info ?? (await adapter.requestAdapterInfo?.()) ?? {};
     const name = [info.vendor, info.architecture || info.description].filter(Boolean).join(' ') || 'unnamed adapter';
     // A software adapter (Chromium's SwiftShader) trained the head about 100x slower than wasm here: used only when asked for.
-    const software = adapter.isFallbackAdapter || info.isFallbackAdapter || /swiftshader|llvmpipe|lavapipe/i.test(name);
+    const software = adapter.isFallbackAdapter || info.isFallbackAdapter || adapterKind(name) === 'software';
     if (software && asked !== 'webgpu') return { reason: `${name} is a software adapter, slower than WebAssembly (?backend=webgpu uses it)` };
     return { name };
   } catch (err) {
