@@ -1,4 +1,4 @@
-/** The four rows the PyTorch comparison and the A/B benchmarks measure, and their batches. */
+/** The rows the PyTorch comparison measures (the four seed rows are also the A/B benchmarks'), and their batches. */
 import type { Split } from '../datasets/sources.ts';
 import type { OptimizerName } from '../training/optimizers/index.ts';
 import type { StepBatch } from '../runtime/step-runner.ts';
@@ -19,6 +19,35 @@ export const ROWS: Row[] = [
   { name: 'eva-best b128 SGD', arch: 'eva-best', batch: 128, opt: 'sgd', lr: 0.01, steps: 100, dataset: 'mnist' },
   { name: 'fashion-best b128 SGD', arch: 'fashion-best', batch: 128, opt: 'sgd', lr: 0.01, steps: 60, dataset: 'fashion-mnist' },
 ];
+
+/**
+ * A fine-tuning row: a torchvision classifier (10-class head) at 3 x size x size, SGD with
+ * momentum; 'full' trains every parameter, 'frozen' the head alone (--freeze backbone).
+ */
+export interface FinetuneRow {
+  name: string;
+  family: 'resnet18' | 'mobilenet_v2';
+  mode: 'full' | 'frozen';
+  size: number;
+  batch: number;
+  lr: number;
+  momentum: number;
+  /** Timed steps after a warm-up run (cnnlab) or warm-up steps (PyTorch). */
+  steps: number;
+  /** cnnlab's steps per run. */
+  K: number;
+}
+
+/**
+ * ResNet-18 and MobileNetV2 at 224x224, batch 32. A step takes 1-8 s on two threads (PyTorch,
+ * 2026-11-30), so 4 timed steps keep one round of all rows within about 5 minutes.
+ */
+export const FINETUNE_ROWS: FinetuneRow[] = (['resnet18', 'mobilenet_v2'] as const).flatMap((family) =>
+  (['full', 'frozen'] as const).map((mode) => ({ name: `${family === 'resnet18' ? 'ResNet-18' : 'MobileNetV2'} 224 b32 ${mode}`, family, mode, size: 224, batch: 32, lr: 0.01, momentum: 0.9, steps: 4, K: 1 })),
+);
+
+/** The WebGPU row (cnnlab alone): partA, a small batch and few steps, as lavapipe runs partA's step at about 1 image/s. */
+export const WEBGPU_ROW: Row = { name: 'partA b16 SGD --ep webgpu', arch: 'partA', batch: 16, opt: 'sgd', lr: 0.05, steps: 4, dataset: 'mnist' };
 
 /** Consecutive chunks of K steps of a row's batches from a split, wrapping around at its end. */
 export function chunker(train: Split, r: Row, K: number): () => StepBatch {
