@@ -8,7 +8,7 @@ import { type Job, QueueEvents } from 'bullmq';
 import { Rng } from '../common/rng.ts';
 import { plural } from '../common/text.ts';
 import { absolutePaths, claimQueue, connectionOf, failedRecord, jobsByState, markFinished, openQueue, type QueueAddress, type QueueHandle, type QueueSpec, type TrialJob } from './queue.ts';
-import { prepareTrials, scoreText, type SearchOptions, type SweepManifest, type SweepOptions, type Trial, trialId, type TrialRecord, trialScore, writeSweepManifest } from './sweep.ts';
+import { prepareTrials, scoreText, searchTrial, type SearchOptions, type SweepManifest, type SweepOptions, type Trial, trialId, type TrialRecord, trialScore, writeSweepManifest } from './sweep.ts';
 import { type Observation, suggestNew } from './tpe.ts';
 
 export interface QueueRun {
@@ -202,5 +202,5 @@ function propose(o: SearchOptions, trials: Trial[], records: Map<string, TrialRe
   const point = suggestNew(o.space, [...finished, ...running], rng, o.algo);
   const body = trialId('grid', point);
   if (trials.some((t) => trialId('grid', t.settings) === body)) return undefined;
-  return { id: `${String(trials.length + 1).padStart(3, '0')}-${body}`, group: `search (${o.algo})`, settings: point };
+  return searchTrial(trials.length + 1, point, o.algo);
 }

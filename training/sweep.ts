@@ -354,6 +354,9 @@ export interface SearchOptions {
   archFile?: string;
 }
 
+/** A search's n-th trial at a point: `003-lr=0.01,width=2`, in the group `search (tpe)`. */
+export const searchTrial = (n: number, point: Record<string, string>, algo: SearchOptions['algo']): Trial => ({ id: `${String(n).padStart(3, '0')}-${trialId('grid', point)}`, group: `search (${algo})`, settings: point });
+
 /**
  * Hyperparameter search: each trial a normal run folder, suggested by TPE (or at random) from
  * the trials before it. Suggestions depend only on the seed and the earlier results, so a
@@ -365,7 +368,7 @@ export async function runSearch(o: SearchOptions): Promise<SweepManifest> {
   let manifest: SweepManifest = { arch: o.arch, base: o.base, trials: [] };
   for (let i = 0; i < o.trials; i++) {
     const point = suggestNew(o.space, history, rng, o.algo);
-    const trial: Trial = { id: `${String(i + 1).padStart(3, '0')}-${trialId('grid', point)}`, group: `search (${o.algo})`, settings: point };
+    const trial = searchTrial(i + 1, point, o.algo);
     manifest = await runSweep({ ...o, trials: [trial], log: o.log, position: { index: i, total: o.trials } });
     if (o.fit.stop?.requested) break;
     const record = manifest.trials.find((t) => t.id === trial.id)!;
