@@ -9,7 +9,7 @@
  * its worker stops renewing it, and another worker's stalled-job check puts the job back in the
  * queue; a job id given at enqueue time makes a re-run enqueue nothing twice.
  */
-import { isAbsolute, resolve } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import { type Job, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { UsageError } from '../common/errors.ts';
@@ -176,7 +176,7 @@ export async function isFinished(h: QueueHandle): Promise<boolean> {
 /** The record of a job that failed (threw outside training's errors, or lost its workers too often). */
 export function failedRecord(job: Job<TrialJob>): TrialRecord {
   const { trial, spec } = job.data;
-  return { ...trial, status: 'failed', run: `${spec.dir}/${trial.id}`, message: job.failedReason ?? 'failed', worker: job.processedBy };
+  return { ...trial, status: 'failed', run: join(spec.dir, trial.id), message: job.failedReason ?? 'failed', worker: job.processedBy };
 }
 
 const STATES = ['waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed'] as const;
