@@ -77,14 +77,18 @@ async function timeRuns(runner: StepRunner, batch: StepBatch, runs: number): Pro
   return (runs * batch.K * batch.B) / ((performance.now() - t0) / 1000);
 }
 
-/** A fine-tuning row's model imported from `file`, its train step compiled for the CPU EP, its first parameters and its batch of K steps. */
-export async function finetuneStep(row: FinetuneRow, file: string) {
+/**
+ * A fine-tuning row's model imported from `file`, its train step compiled for the CPU EP (its
+ * Convs on the NCHWc kernels of block `nchwcBlock`, as `cnnlab train` does, where given), its
+ * first parameters and its batch of K steps.
+ */
+export async function finetuneStep(row: FinetuneRow, file: string, nchwcBlock?: number) {
   const arch = await loadModelSource({ modelFile: file });
   const model = arch.model;
   const frozen = row.mode === 'frozen' ? frozenParams(model, 'backbone') : undefined;
   const spec = trainSpecFor(arch, { opt: 'sgd', momentum: row.momentum, weightDecay: 0 });
   const meta: ModelMeta = { architecture: row.family, dataset: 'made-up', classes: [], mean: 0, std: 1 };
-  const recipe = { ...resolvedOptimizer(spec.optimizer), loss: spec.loss, meta, target: 'cpu' as const };
+  const recipe = { ...resolvedOptimizer(spec.optimizer), loss: spec.loss, meta, target: 'cpu' as const, nchwcBlock };
   const built = compile(model, { ...recipe, frozen });
   const params = initParams(model, 0);
   const batch = batchOf(row.K, row.batch, pixels(row.K * row.batch * elementCount(byteImageDims(model))), row);
@@ -93,8 +97,8 @@ export async function finetuneStep(row: FinetuneRow, file: string) {
 
 /** cnnlab's images/s on a fine-tuning row: K steps per run, `row.steps` timed steps after one warm-up run. */
 export async function cnnlabFinetune(row: FinetuneRow, file: string, threads: number): Promise<FinetuneRate> {
-  const { model, frozen, recipe, built, params, batch } = await finetuneStep(row, file);
   const rt = await createRuntime({ ep: 'cpu', threads });
+  const { model, frozen, recipe, built, params, batch } = await finetuneStep(row, file, rt.nchwcBlock);
   const runner = await StepRunner.create(rt, built.trainStep, built.iface, built.initialCheckpoint(params));
   const rate = await timeRuns(runner, batch, Math.max(1, Math.round(row.steps / row.K)));
   await runner.release();

@@ -4,7 +4,7 @@
  * with --finetune, over --runs steps of a full fine-tuning row (bench/finetune.ts's model and
  * batch, K = 1, batch 32) after one warm-up step whose kernels are left out.
  *
- *   npx tsx bench/profile.ts [--row fashion] [--target cpu|portable]
+ *   npx tsx bench/profile.ts [--row fashion] [--target cpu|portable] [--nchwc 16]  (--nchwc B: the Convs on the CPU EP's NCHWc kernels of block B)
  *   npx tsx bench/profile.ts --finetune resnet18|mobilenet_v2 [--runs 2] [--keep PROFILE.json] [--fold] [--model FILE.onnx] [--threads 2]
  *   (--fold: with bench/dw-fold-batch.ts's rewrite of the weight gradients; --model: another export of the row's model)
  */
@@ -28,7 +28,7 @@ import { exportedModel, finetuneStep } from './finetune.ts';
 import { chunker, FINETUNE_ROWS, ROWS } from './rows.ts';
 
 const { values } = parseArgs({
-  options: { row: { type: 'string', default: 'fashion' }, target: { type: 'string', default: 'cpu' }, finetune: { type: 'string' }, runs: { type: 'string', default: '2' }, keep: { type: 'string' }, fold: { type: 'boolean' }, model: { type: 'string' }, threads: { type: 'string', default: '2' } },
+  options: { row: { type: 'string', default: 'fashion' }, target: { type: 'string', default: 'cpu' }, finetune: { type: 'string' }, runs: { type: 'string', default: '2' }, keep: { type: 'string' }, fold: { type: 'boolean' }, model: { type: 'string' }, threads: { type: 'string', default: '2' }, nchwc: { type: 'string' } },
 });
 const { name, built, params, batches } = values.finetune ? await finetuneCase(values.finetune, Number(values.runs) + 1) : await seedCase(values.row!);
 const dir = mkdtempSync(join(tmpdir(), 'cnnlab-profile-'));
@@ -89,7 +89,7 @@ async function seedCase(row: string) {
   const data = await loadDataset(r.dataset, { env: {} });
   const arch = await loadArchitecture(r.arch);
   const spec = trainSpecFor(arch, { opt: r.opt, momentum: 0 });
-  const built = compile(arch.model, { ...resolvedOptimizer(spec.optimizer), loss: spec.loss, meta: modelMeta(arch, DATASETS[r.dataset]), target: values.target as GraphTarget });
+  const built = compile(arch.model, { ...resolvedOptimizer(spec.optimizer), loss: spec.loss, meta: modelMeta(arch, DATASETS[r.dataset]), target: values.target as GraphTarget, nchwcBlock: values.nchwc ? Number(values.nchwc) : undefined });
   const next = chunker(data.train, r, 8);
   return { name: `${r.name}, ${values.target} graph`, built, params: initParams(arch.model, 0), batches: Array.from({ length: 6 }, next) };
 }
@@ -98,7 +98,7 @@ async function seedCase(row: string) {
 async function finetuneCase(family: string, runs: number) {
   const r = FINETUNE_ROWS.find((x) => x.family === family && x.mode === 'full');
   if (!r) throw new Error(`--finetune: expected resnet18 or mobilenet_v2, got ${family}`);
-  const { built, params, batch } = await finetuneStep(r, values.model ?? exportedModel(r, process.env.TORCH_PYTHON ?? '/usr/bin/python3'));
+  const { built, params, batch } = await finetuneStep(r, values.model ?? exportedModel(r, process.env.TORCH_PYTHON ?? '/usr/bin/python3'), values.nchwc ? Number(values.nchwc) : undefined);
   return { name: `${r.name}, cpu graph, ${runs - 1} runs after a warm-up`, built, params, batches: Array<typeof batch>(runs).fill(batch) };
 }
 

@@ -81,7 +81,7 @@ const fashionSeconds = (performance.now() - fashionStart) / 1000;
 async function trainThroughput(rt: Runtime, name: string, B: number, K: number, opt?: OptimizerName): Promise<Stat> {
   const arch = await loadArchitecture(name);
   const spec = trainSpecFor(arch, opt ? { opt, momentum: opt === 'sgd' ? 0.9 : 0 } : {});
-  const built = buildTrainStepModel(arch.model, { ...resolvedOptimizer(spec.optimizer), loss: spec.loss, meta: modelMeta(arch, DATASETS.mnist), target: graphTargetFor(rt.ep as 'cpu' | 'wasm') });
+  const built = buildTrainStepModel(arch.model, { ...resolvedOptimizer(spec.optimizer), loss: spec.loss, meta: modelMeta(arch, DATASETS.mnist), target: graphTargetFor(rt.ep as 'cpu' | 'wasm'), nchwcBlock: rt.nchwcBlock });
   const runner = await StepRunner.create(rt, built.bytes, built.iface, initialCheckpoint(built.iface, initParams(arch.model, 0), {}));
   let offset = 0;
   const batch = () => {

@@ -111,8 +111,8 @@ async function cnnlabRow(r: Row, ep: 'cpu' | 'webgpu'): Promise<number> {
   const data = await loadDataset(r.dataset, { env: {} });
   const arch = await loadArchitecture(r.arch);
   const spec = trainSpecFor(arch, { opt: r.opt, momentum: 0 });
-  const built = compile(arch.model, { ...resolvedOptimizer(spec.optimizer), loss: spec.loss, meta: modelMeta(arch, DATASETS[r.dataset]), target: graphTargetFor(ep) });
   const rt = await createRuntime({ ep, threads });
+  const built = compile(arch.model, { ...resolvedOptimizer(spec.optimizer), loss: spec.loss, meta: modelMeta(arch, DATASETS[r.dataset]), target: graphTargetFor(ep), nchwcBlock: rt.nchwcBlock });
   const runner = await StepRunner.create(rt, built.trainStep, built.iface, built.initialCheckpoint(initParams(arch.model, 0)));
   const K = Math.min(8, r.steps);
   const chunk = chunker(data.train, r, K);

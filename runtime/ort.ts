@@ -1,11 +1,12 @@
-import { existsSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { dirname, isAbsolute, join, relative } from 'node:path';
 import * as ortNode from 'onnxruntime-node';
 import { CnnlabError } from '../common/errors.ts';
 import { GraphBuilder } from '../graph-builder/graph/ir.ts';
-import { encodeModel } from '../graph-builder/graph/onnx.ts';
+import { decodeGraph, encodeModel } from '../graph-builder/graph/onnx.ts';
+import { NCHWC_DOMAIN } from '../graph-builder/artifacts/nchwc.ts';
 import { lowerForWebGpu } from '../graph-builder/artifacts/webgpu.ts';
 import { adapterKind, probeAdapter, type WebGpuAdapter } from './webgpu-adapter.ts';
 
@@ -36,6 +37,8 @@ export interface Runtime {
   createGpuSession?(model: Uint8Array, gpuOutputs: readonly string[]): Promise<Session>;
   /** What `auto` chose and why, or a note on the provider. */
   note: string;
+  /** CPU EP only: the block size of its NCHWc convolution kernels (8 or 16 on x86-64), where it has them. */
+  nchwcBlock?: number;
 }
 
 export const CUDA_INSTALL_HINT =
@@ -165,6 +168,35 @@ export async function autoWebGpu(found?: Promise<{ adapter: WebGpuAdapter; failu
   return { use: false, why: 'the WebGPU adapter could not be named (cnnlab reads its name from the Vulkan loader, on Linux), so it may be a software one; --ep webgpu uses it' };
 }
 
+let nchwcProbed: Promise<number | undefined> | undefined;
+
+/**
+ * The CPU EP's NCHWc block size: MLAS picks it per machine (8 with AVX2, 16 with AVX-512, none
+ * where it has no blocked kernels), and onnxruntime names it nowhere but in the filters its
+ * optimiser reorders: one Conv with 1 output channel and a constant filter is optimised and
+ * saved, and the reordered filter's output channels are the block. Once per process (some 10 ms).
+ */
+export function nchwcBlockSize(): Promise<number | undefined> {
+  nchwcProbed ??= (async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cnnlab-nchwc-'));
+    try {
+      const b = new GraphBuilder('nchwc_probe');
+      const x = b.input('x', 'float32', [1, 1, 4, 4]);
+      b.expose(b.op('Conv', [x, b.constF([1], [1, 1, 1, 1])]), 'y', 'float32');
+      const file = join(dir, 'optimised.onnx');
+      const s = await ortNode.InferenceSession.create(encodeModel(b.graph), { executionProviders: ['cpu'], graphOptimizationLevel: 'all', optimizedModelFilePath: file, logSeverityLevel: 3 });
+      await s.release();
+      const { graph } = decodeGraph(readFileSync(file));
+      const conv = graph.nodes.find((n) => n.op === 'Conv' && n.domain === NCHWC_DOMAIN);
+      const filter = conv && graph.initializers.find((t) => t.name === conv.inputs[1]);
+      return filter && filter.dims[0] > 1 ? filter.dims[0] : undefined;
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  })();
+  return nchwcProbed;
+}
+
 export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const deviceId = opts.deviceId ?? 0;
   if (opts.threads !== undefined && (!Number.isInteger(opts.threads) || opts.threads < 1)) {
@@ -219,9 +251,11 @@ export async function createRuntime(opts: RuntimeOptions): Promise<Runtime> {
     return { ep, ort: ortNode, note: note || `CUDA device ${deviceId}`, createSession: (model) => ortNode.InferenceSession.create(model, cudaSessionOptions(deviceId)) };
   }
   const threads = opts.threads;
+  const nchwcBlock = await nchwcBlockSize();
   return {
     ep: 'cpu',
     ort: ortNode,
+    nchwcBlock,
     note: note || `CPU, ${threads ?? 'default'} intra-op threads`,
     createSession: (model) =>
       ortNode.InferenceSession.create(model, {

@@ -247,7 +247,7 @@ async function openRun(cfg: RunConfig, opts: FitOptions, log: (line: string) => 
   // The train step made for the provider in use ('auto' resolved); its checkpoint is the same for every provider.
   const building = Date.now();
   const stepFrozen = split && frozen ? new Set(stepModel.params.filter((p) => frozen.has(p.name)).map((p) => p.name)) : frozen;
-  const built = asInput(() => compile(stepModel, { optimizer: cfg.train.optimizer, optimizerKind: optimizerKind(cfg.train.optimizer), loss: cfg.train.loss, smoothing: cfg.train.smoothing, meta, frozen: stepFrozen, target: graphTargetFor(rt.ep) }));
+  const built = asInput(() => compile(stepModel, { optimizer: cfg.train.optimizer, optimizerKind: optimizerKind(cfg.train.optimizer), loss: cfg.train.loss, smoothing: cfg.train.smoothing, meta, frozen: stepFrozen, target: graphTargetFor(rt.ep), nchwcBlock: rt.nchwcBlock }));
   if (arch.model.source) log(`built the train step of ${split ? `the head of ${arch.model.source.file}` : arch.model.source.file}: ${stepModel.graph.nodes.length} forward nodes, ${(built.trainStep.length / 1e6).toFixed(1)} MB, ${((Date.now() - building) / 1000).toFixed(1)} s`);
   const start = startCheckpoint(cfg, opts, folder, arch);
   const runner = await StepRunner.create(rt, built.trainStep, built.iface, start);

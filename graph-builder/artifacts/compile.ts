@@ -24,6 +24,8 @@ export interface CompileRecipe {
   frozen?: ReadonlySet<string>;
   /** The kernels the train step is made for (graphTargetFor(ep)); default 'portable'. */
   target?: GraphTarget;
+  /** The CPU EP's NCHWc block size (Runtime.nchwcBlock): the train step's and eval graph's Convs on its blocked kernels. */
+  nchwcBlock?: number;
 }
 
 /** One model's artifacts: the step graph and its interface, the eval graph, and the two that take parameters. */
@@ -74,10 +76,10 @@ function importedInference(model: Model, params: ParamSet, meta: ModelMeta): Uin
 
 /** Builds every artifact of a model for a recipe; a rule that cannot differentiate an imported node is one line naming the file. */
 export function compile(model: Model, recipe: CompileRecipe): Artifacts {
-  const { optimizer, optimizerKind, loss, smoothing, meta, frozen, target } = recipe;
+  const { optimizer, optimizerKind, loss, smoothing, meta, frozen, target, nchwcBlock } = recipe;
   let train: ReturnType<typeof buildTrainStepModel>;
   try {
-    train = buildTrainStepModel(model, { optimizer, optimizerKind, loss, smoothing, meta, frozen, target });
+    train = buildTrainStepModel(model, { optimizer, optimizerKind, loss, smoothing, meta, frozen, target, nchwcBlock });
   } catch (err) {
     if (!model.source || !/^autodiff: /.test((err as Error).message)) throw err;
     throw new CnnlabError(`${model.source.file}: ${(err as Error).message.replace(/^autodiff: /, '')}`);
@@ -87,7 +89,7 @@ export function compile(model: Model, recipe: CompileRecipe): Artifacts {
     model,
     trainStep: train.bytes,
     iface: train.iface,
-    eval: features ? buildFeatureEvalModel(model, loss, meta) : buildEvalModel(model, loss, meta),
+    eval: features ? buildFeatureEvalModel(model, loss, meta) : buildEvalModel(model, loss, meta, nchwcBlock),
     inference: inferenceOf(model, meta),
     initialCheckpoint: (params, ckptMeta = {}) => initialCheckpoint(train.iface, params, ckptMeta),
   };

@@ -5,14 +5,17 @@ import { encodeModel } from '../graph/onnx.ts';
 import { emitLoss, type LossKind } from '../losses.ts';
 import { type ModelMeta, metadataProps } from './inference.ts';
 import { writeModelCard } from './model-card.ts';
+import { lowerConvsToNchwc } from './nchwc.ts';
 
 /**
  * The eval graph: eval mode (no dropout, BatchNorm from running statistics), parameters as
  * inputs so a training run evaluates its current weights without rebuilding anything.
  * Inputs: every parameter and buffer, `images` uint8 [B,H,W] (grey) or [B,C,H,W], `labels` uint8 [B].
- * Outputs: `loss_sum` (summed over the batch), `correct`, `predicted` int64 [B].
+ * Outputs: `loss_sum` (summed over the batch), `correct`, `predicted` int64 [B]. `nchwcBlock`: its
+ * Convs on the CPU EP's NCHWc kernels (artifacts/nchwc.ts; onnxruntime's optimiser does not
+ * rewrite convs whose filters are inputs).
  */
-export function buildEvalModel(a: Model, loss: LossKind, meta: ModelMeta): Uint8Array {
+export function buildEvalModel(a: Model, loss: LossKind, meta: ModelMeta, nchwcBlock?: number): Uint8Array {
   const b = new GraphBuilder('cnnlab_eval');
   for (const p of a.params) b.input(p.name, 'float32', p.shape);
   const images = b.input('images', 'uint8', ['B', ...byteImageDims(a)]);
@@ -26,5 +29,6 @@ export function buildEvalModel(a: Model, loss: LossKind, meta: ModelMeta): Uint8
   b.expose(out.loss, 'loss_sum', 'float32', []);
   b.expose(out.correct, 'correct', 'float32', []);
   b.expose(out.predicted, 'predicted', 'int64', ['B']);
+  if (nchwcBlock && nchwcBlock > 1) lowerConvsToNchwc(b, nchwcBlock);
   return encodeModel(b.graph, { docString: `cnnlab ${meta.architecture} eval graph`, metadata: { ...metadataProps(a, meta), ...writeModelCard({ artifact: 'eval' }) } });
 }

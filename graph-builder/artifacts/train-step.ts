@@ -10,6 +10,7 @@ import { emitStepNumber, emitUpdate, type OptimizerConfig, type OptimizerKind, o
 import { trainMode } from '../train-mode.ts';
 import type { ModelMeta } from './inference.ts';
 import { metadataProps } from './inference.ts';
+import { lowerConvsToNchwc } from './nchwc.ts';
 import { writeModelCard } from './model-card.ts';
 
 export interface TrainGraphOptions {
@@ -23,6 +24,11 @@ export interface TrainGraphOptions {
   frozen?: ReadonlySet<string>;
   /** The kernels the graph is made for (default 'portable', which every execution provider runs). */
   target?: GraphTarget;
+  /**
+   * The CPU EP's NCHWc block size (8 or 16, runtime/ort.ts nchwcBlockSize): the step's Convs then
+   * run on its blocked kernels (artifacts/nchwc.ts). Absent: standard Convs (wasm, other EPs).
+   */
+  nchwcBlock?: number;
 }
 
 /** A value the train step carries from one step to the next, and the name it leaves under. */
@@ -169,6 +175,7 @@ export function buildTrainStepModel(a: Model, opts: TrainGraphOptions): { bytes:
   for (const [buffer, value] of bufferUpdates) next.set(buffer, value);
   for (const p of a.params) if (!p.trainable && !next.has(p.name)) next.set(p.name, at(p.name));
   next.set('step', b.op('Add', [at('step'), b.constI([1], [])], {}, 'step_next'));
+  if (opts.nchwcBlock && opts.nchwcBlock > 1) lowerConvsToNchwc(b, opts.nchwcBlock);
 
   // Body outputs: cond, carried values, then the per-step scan outputs.
   const emitOut = (value: string, hint: string, dtype: 'float32' | 'int64' | 'bool', shape?: Dim[]) => b.expose(value, b.fresh(hint), dtype, shape);

@@ -92,6 +92,15 @@ export interface ModelOptions {
   producer?: string;
 }
 
+/** The operator-set domains other than ONNX's that a graph's nodes use, Loop and If bodies included. */
+function domainsOf(graph: Graph, into = new Set<string>()): Set<string> {
+  for (const n of graph.nodes) {
+    if (n.domain) into.add(n.domain);
+    for (const a of Object.values(n.attrs)) if (a.kind === 'graph') domainsOf(a.value, into);
+  }
+  return into;
+}
+
 /** Serialises a graph as an ONNX model (protobuf bytes). */
 export function encodeModel(graph: Graph, opts: ModelOptions = {}): Uint8Array {
   const model = onnx.ModelProto.create({
@@ -99,7 +108,7 @@ export function encodeModel(graph: Graph, opts: ModelOptions = {}): Uint8Array {
     producerName: opts.producer ?? PRODUCER,
     producerVersion: '0.1.0',
     docString: opts.docString ?? '',
-    opsetImport: [{ domain: '', version: opts.opset ?? OPSET }, ...[...new Set(graph.nodes.map((n) => n.domain).filter((d): d is string => Boolean(d)))].map((domain) => ({ domain, version: 1 }))],
+    opsetImport: [{ domain: '', version: opts.opset ?? OPSET }, ...[...domainsOf(graph)].map((domain) => ({ domain, version: 1 }))],
     graph: graphProto(graph),
     metadataProps: Object.entries(opts.metadata ?? {}).map(([key, value]) => ({ key, value })),
   });

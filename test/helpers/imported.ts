@@ -25,10 +25,11 @@ export const META = { architecture: 'fixture', dataset: 'folder', classes: [], m
 /** The parameter values the file holds. */
 export const initial = (m: Model) => new Map(m.params.map((p) => [p.name, (p.init as { data: Float32Array }).data]));
 
-/** Two SGD steps of four made-up images each on the CPU EP (momentum 0.9 where given): the losses and the tensors after. */
+/** Two SGD steps of four made-up images each on the CPU EP (momentum 0.9 where given), compiled as `cnnlab train` compiles: the losses and the tensors after. */
 export async function twoSteps(model: Model, start: ParamSet, o: { lr: number; momentum: number; frozen?: ReadonlySet<string> }) {
-  const built = compile(model, { optimizer: defaultOptimizer('sgd', o.momentum, false), loss: model.outputKind === 'log-probabilities' ? 'nll' : 'cross-entropy', meta: META, frozen: o.frozen, target: 'cpu' });
   const rt = await createRuntime({ ep: 'cpu', threads: 1 });
+  // As `cnnlab train` compiles for the CPU EP: its Convs on the NCHWc kernels where the machine has them.
+  const built = compile(model, { optimizer: defaultOptimizer('sgd', o.momentum, false), loss: model.outputKind === 'log-probabilities' ? 'nll' : 'cross-entropy', meta: META, frozen: o.frozen, target: 'cpu', nchwcBlock: rt.nchwcBlock });
   const runner = await StepRunner.create(rt, built.trainStep, built.iface, built.initialCheckpoint(start));
   const [K, B] = [2, 4];
   const pixels = K * B * model.inputShape.reduce((a, d) => a * d, 1);
