@@ -30,7 +30,7 @@ export interface FinetuneRate {
 }
 
 /** Where the exported models are kept between runs. */
-const MODEL_DIR = join(tmpdir(), 'cnnlab-bench-finetune-bn');
+const MODEL_DIR = join(tmpdir(), 'cnnlab-bench-finetune-batchnorm');
 
 /** Made-up uint8 pixels (a fixed sequence, so every run feeds the same). */
 function pixels(n: number): Uint8Array {

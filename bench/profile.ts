@@ -76,7 +76,8 @@ top((e) => e.name.replace('_kernel_time', ''), 20);
  */
 function phase(e: { name: string; args?: { op_name?: string } }): string {
   if (e.name.startsWith('/')) return 'forward';
-  const conv = e.args?.op_name === 'Conv' || e.args?.op_name === 'ConvTranspose';
+  // A conv on the NCHWc kernels (graph-builder/artifacts/nchwc.ts) is its reorders too.
+  const conv = ['Conv', 'ConvTranspose', 'ReorderInput', 'ReorderOutput'].includes(e.args?.op_name ?? '') || e.name.includes('/nchwc_filter');
   if (e.name.startsWith('grad_/') && conv) return 'input gradients (dX)';
   if (/^(grad_)?body\./.test(e.name) && !e.name.includes('momentum')) return 'weight gradients (dW)';
   return 'other (ReLU/MaxPool gradients, loss, optimiser)';

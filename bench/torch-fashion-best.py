@@ -22,6 +22,7 @@ def fashion_best(_name):
                          nn.Flatten(), nn.Linear(3136, 10))
 
 
-bench.make_model = fashion_best
-sys.argv = [sys.argv[0], "--model", "eva-best", *sys.argv[1:]]
-bench.main()
+if __name__ == "__main__":
+    bench.make_model = fashion_best
+    sys.argv = [sys.argv[0], "--model", "eva-best", *sys.argv[1:]]
+    bench.main()

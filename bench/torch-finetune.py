@@ -166,14 +166,15 @@ def torchvision_model(name):
 
 def export(a):
     """torchvision's model (random weights, 10 classes), opset 17, dynamic batch, at 3xSIZExSIZE, its
-    BatchNorms kept (the exporter's constant folding would fold them into the convolutions of an
-    eval-mode model, and cnnlab would then train a network without BatchNorm)."""
+    BatchNorms kept (training_mode 0, as running statistics): torch.onnx.export of an eval-mode model
+    folds each BatchNorm into its convolution (with or without do_constant_folding), and cnnlab would
+    then train a network without BatchNorm; TrainingMode.PRESERVE keeps them."""
     torch.manual_seed(0)
     model = torchvision_model(a.model).eval()
     os.makedirs(os.path.dirname(os.path.abspath(a.export)), exist_ok=True)
     torch.onnx.export(model, torch.zeros(1, 3, a.size, a.size), a.export, input_names=["input"], output_names=["output"],
                       dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, opset_version=17,
-                      do_constant_folding=False)
+                      training=torch.onnx.TrainingMode.PRESERVE)
     print(json.dumps({"exported": a.export, "bytes": os.path.getsize(a.export)}), flush=True)
 
 

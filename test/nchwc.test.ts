@@ -134,10 +134,9 @@ describe('NCHWc convolutions on the CPU EP', () => {
       const runners = [await StepRunner.create(rt, plain.bytes, plain.iface, params), await StepRunner.create(rt, blocked.bytes, blocked.iface, params), await StepRunner.create(rt, plain.bytes, plain.iface, nudged)];
       const [want, got] = await Promise.all(runners.map((r) => r.run(batch(arch.model, 1, 8))));
       assert.ok(Math.abs(want.losses[0] - got.losses[0]) <= 1e-5 * Math.max(1, want.losses[0]), `${name}: loss ${want.losses[0]} vs ${got.losses[0]}`);
-      // One step's updates. Small random-weight networks (these fixtures at 32x32, batch 8) can have
-      // BatchNorm channels that are all but constant, whose gradients are mostly rounding: there
-      // the bound is what rounding alone does (measured: MobileNetV2's updates move by 2% when one
-      // conv's weights move by 1e-7 of themselves), elsewhere 1e-3 of each tensor's update.
+      // One step's updates, to 1e-3 of each tensor's update, or where rounding alone moves them more
+      // (some of these small random-weight fixtures at 32x32, batch 8: MobileNetV2's updates move by
+      // 2% when one conv's weights move by 1e-7 of themselves), to four times what it does there.
       const [mine, nudgedRun] = [runners[1].tensors(), runners[2].tensors()];
       const bound = Math.max(1e-3, 4 * worstUpdateDiff(params.tensors, runners[0].tensors(), nudgedRun));
       const diff = worstUpdateDiff(params.tensors, runners[0].tensors(), mine);

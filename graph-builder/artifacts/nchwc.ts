@@ -10,7 +10,7 @@
  * conv2 1.23-1.33x and its input gradient 1.03-1.53x, fashion-best's convs 1.08-1.59x,
  * MobileNetV2's depthwise 1.27-1.37x, eva-best's 1x1 16->8 0.72-0.85x (0.2 ms). Whole train steps,
  * 30 interleaved rounds (`npx tsx bench/ab.ts --nchwc`): partB 1.13-1.16x, eva-best 1.10x,
- * fashion-best 1.17x, ResNet-18 at 224x224 1.11x, MobileNetV2 1.04x (docs/performance.md).
+ * fashion-best 1.17x, ResNet-18 at 224x224 1.08x, MobileNetV2 1.05x (docs/performance.md).
  *
  * The layouts are the ones onnxruntime's optimiser writes for a constant filter (checked against
  * its optimised model): OIHWBiBo ([O/B, I/B, kh, kw, B_i, B_o]) where the input is reordered to
@@ -52,19 +52,23 @@ function planFor(n: Node, b: GraphBuilder, block: number): Plan | undefined {
   return undefined;
 }
 
-/** Emits the filter (and bias) padded to `outs` output channels and reordered to the plan's layout. */
-function blockedFilter(b: GraphBuilder, w: string, p: Plan, outs: number, block: number): string {
+/**
+ * Emits the filter padded to `outs` output channels and reordered to the plan's layout; its nodes
+ * are named after the Conv's (`base`), so profiles still tell forward and gradient convs apart.
+ */
+function blockedFilter(b: GraphBuilder, w: string, p: Plan, outs: number, block: number, base: string): string {
   const [kh, kw] = p.kernel;
-  const padded = outs === p.cout ? w : b.op('Pad', [w, b.constI([0, 0, 0, 0, outs - p.cout, 0, 0, 0])], {}, 'nchwc_filter_pad');
+  const hint = `${base}/nchwc_filter`;
+  const padded = outs === p.cout ? w : b.op('Pad', [w, b.constI([0, 0, 0, 0, outs - p.cout, 0, 0, 0])], {}, hint);
   const blocked =
     p.layout === 'OIHWBo'
-      ? b.op('Transpose', [b.op('Reshape', [padded, b.constI([outs / block, block, p.cin, kh, kw])])], { perm: attr.ints([0, 2, 3, 4, 1]) }, 'nchwc_filter')
-      : b.op('Transpose', [b.op('Reshape', [padded, b.constI([outs / block, block, p.cin / block, block, kh, kw])])], { perm: attr.ints([0, 2, 4, 5, 3, 1]) }, 'nchwc_filter');
-  return b.op('Reshape', [blocked, b.constI([outs, p.cin, kh, kw])], {}, 'nchwc_filter');
+      ? b.op('Transpose', [b.op('Reshape', [padded, b.constI([outs / block, block, p.cin, kh, kw])], {}, hint)], { perm: attr.ints([0, 2, 3, 4, 1]) }, hint)
+      : b.op('Transpose', [b.op('Reshape', [padded, b.constI([outs / block, block, p.cin / block, block, kh, kw])], {}, hint)], { perm: attr.ints([0, 2, 4, 5, 3, 1]) }, hint);
+  return b.op('Reshape', [blocked, b.constI([outs, p.cin, kh, kw])], {}, hint);
 }
 
-function push(b: GraphBuilder, op: string, inputs: string[], outputs: string[], attrs: Node['attrs']): void {
-  b.graph.nodes.push({ op, name: b.fresh(`nchwc_${op.toLowerCase()}_node`), inputs, outputs, attrs, domain: NCHWC_DOMAIN });
+function push(b: GraphBuilder, base: string, op: string, inputs: string[], outputs: string[], attrs: Node['attrs']): void {
+  b.graph.nodes.push({ op, name: b.fresh(`${base}/nchwc_${op}`), inputs, outputs, attrs, domain: NCHWC_DOMAIN });
 }
 
 /**
@@ -94,13 +98,13 @@ export function lowerConvsToNchwc(b: GraphBuilder, block: number): number {
     const onlyReader = readers.get(y);
     const relu = !exposed.has(y) && onlyReader?.length === 1 && onlyReader[0].op === 'Relu' && !onlyReader[0].domain ? onlyReader[0] : undefined;
     if (relu) fused.add(relu);
-    const filter = blockedFilter(b, w, p, outs, block);
-    const paddedBias = bias && outs !== p.cout ? b.op('Pad', [bias, b.constI([0, outs - p.cout])], {}, 'nchwc_bias_pad') : bias;
-    const input = p.reorderInput ? b.fresh('nchwc_input') : x;
-    if (p.reorderInput) push(b, 'ReorderInput', [x], [input], { channels_last: attr.int(0) });
-    const blockedOut = b.fresh('nchwc_output');
-    push(b, 'Conv', paddedBias ? [input, filter, paddedBias] : [input, filter], [blockedOut], { ...n.attrs, ...(relu ? { activation: attr.string('Relu') } : {}) });
-    push(b, 'ReorderOutput', [blockedOut], [relu ? relu.outputs[0] : y], { channels_last: attr.int(0), channels: attr.int(p.cout) });
+    const filter = blockedFilter(b, w, p, outs, block, n.name);
+    const paddedBias = bias && outs !== p.cout ? b.op('Pad', [bias, b.constI([0, outs - p.cout])], {}, `${n.name}/nchwc_bias`) : bias;
+    const input = p.reorderInput ? b.fresh(`${n.name}/nchwc_input`) : x;
+    if (p.reorderInput) push(b, n.name, 'ReorderInput', [x], [input], { channels_last: attr.int(0) });
+    const blockedOut = b.fresh(`${n.name}/nchwc_output`);
+    push(b, n.name, 'Conv', paddedBias ? [input, filter, paddedBias] : [input, filter], [blockedOut], { ...n.attrs, ...(relu ? { activation: attr.string('Relu') } : {}) });
+    push(b, n.name, 'ReorderOutput', [blockedOut], [relu ? relu.outputs[0] : y], { channels_last: attr.int(0), channels: attr.int(p.cout) });
     lowered++;
   }
   return lowered;
