@@ -19,33 +19,19 @@ import { type Architecture, loadArchitecture, loadModelFile } from '../graph-bui
 import { initParams } from '../graph-builder/dsl/init.ts';
 import { attr, type Graph, GraphBuilder, type Node } from '../graph-builder/graph/ir.ts';
 import { decodeGraph, encodeModel } from '../graph-builder/graph/onnx.ts';
-import { elementCount, type Model } from '../graph-builder/model.ts';
+import { elementCount } from '../graph-builder/model.ts';
 import * as ort from 'onnxruntime-node';
 import { defaultOptimizer } from '../graph-builder/optimizers.ts';
 import { createRuntime, nchwcBlockSize } from '../runtime/ort.ts';
-import { type StepBatch, StepRunner } from '../runtime/step-runner.ts';
+import { StepRunner } from '../runtime/step-runner.ts';
+import { stepBatch } from './helpers/step-batch.ts';
 import { trainSpecFor } from '../training/optimizers/index.ts';
 
 const mnist = await loadDataset('mnist', { env: {} });
 const block = await nchwcBlockSize();
 const noBlock = block ? undefined : `onnxruntime's CPU EP has no NCHWc kernels on this machine (${process.arch})`;
 
-/** K steps of B MNIST digits, or for a model of another input, made-up images and labels. */
-function batch(model: Model, K: number, B: number): StepBatch {
-  const size = elementCount(model.inputShape);
-  const digits = size === 784 && model.classes === 10;
-  return {
-    K,
-    B,
-    inputs: {
-      images: digits ? mnist.train.images.slice(0, K * B * size) : Uint8Array.from({ length: K * B * size }, (_, i) => (i * 2654435761) >>> 24),
-      labels: digits ? mnist.train.labels.slice(0, K * B) : Uint8Array.from({ length: K * B }, (_, i) => i % model.classes),
-      lr: new Float32Array(K).fill(0.05),
-      momentum: new Float32Array(K).fill(0.9),
-      dropout_seed: BigInt64Array.from({ length: K }, (_, i) => BigInt(i)),
-    },
-  };
-}
+const batch = stepBatch;
 
 function trainStep(arch: Architecture, nchwcBlock?: number) {
   const spec = trainSpecFor(arch);

@@ -8,7 +8,6 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { DATASETS } from '../datasets/registry.ts';
-import { loadDataset } from '../datasets/sources.ts';
 import { modelMeta } from '../graph-builder/artifacts/build.ts';
 import { trainSpecFor } from '../training/optimizers/index.ts';
 import { initialCheckpoint } from '../graph-builder/artifacts/compile.ts';
@@ -19,31 +18,15 @@ import { gradRulesFor, type GraphTarget } from '../graph-builder/autodiff/regist
 import { type Architecture, loadArchitecture, loadModelFile } from '../graph-builder/dsl/arch.ts';
 import { initParams } from '../graph-builder/dsl/init.ts';
 import { decodeModel } from '../graph-builder/graph/onnx.ts';
-import { elementCount, type Model } from '../graph-builder/model.ts';
+import type { Model } from '../graph-builder/model.ts';
 import { defaultOptimizer } from '../graph-builder/optimizers.ts';
 import { createRuntime, type Runtime, probeWebGpu } from '../runtime/ort.ts';
 import { type StepBatch, StepRunner } from '../runtime/step-runner.ts';
+import { stepBatch } from './helpers/step-batch.ts';
 import { CASES as POOL_CASES } from './grad-cases/pool-norm.ts';
 import { gradCheck } from './helpers/gradcheck.ts';
 
-const mnist = await loadDataset('mnist', { env: {} });
-
-/** K steps of B MNIST digits, or for a model of another input, made-up images and labels. */
-function batch(model: Model, K: number, B: number): StepBatch {
-  const size = elementCount(model.inputShape);
-  const digits = size === 784 && model.classes === 10;
-  return {
-    K,
-    B,
-    inputs: {
-      images: digits ? mnist.train.images.slice(0, K * B * size) : Uint8Array.from({ length: K * B * size }, (_, i) => (i * 2654435761) >>> 24),
-      labels: digits ? mnist.train.labels.slice(0, K * B) : Uint8Array.from({ length: K * B }, (_, i) => i % model.classes),
-      lr: new Float32Array(K).fill(0.05),
-      momentum: new Float32Array(K).fill(0.9),
-      dropout_seed: BigInt64Array.from({ length: K }, (_, i) => BigInt(i)),
-    },
-  };
-}
+const batch = stepBatch;
 
 async function stepRunner(arch: Architecture, rt: Runtime, target: GraphTarget, frozen?: ReadonlySet<string>): Promise<StepRunner> {
   const spec = trainSpecFor(arch);
