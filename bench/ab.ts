@@ -3,7 +3,8 @@
  * minutes: only side-by-side figures mean anything). Without --base: the graph made for
  * onnxruntime's CPU kernels against the portable one. With --base DIR (another checkout of
  * cnnlab, e.g. `git worktree add DIR main~1`): DIR's graph-builder against this one's, both for
- * the CPU kernels. Per row, both runners start from the same parameters and take turns, one chunk
+ * the CPU kernels (NCHWc convolutions where the machine has them, as `cnnlab train` compiles),
+ * the fine-tuning rows too. Per row, both runners start from the same parameters and take turns, one chunk
  * of K = 8 steps each, the order alternating every round. Prints the median speed-up (B / A)
  * and its spread. With --nchwc: the CPU-kernel graph against the same graph with its Convs on
  * the CPU EP's NCHWc kernels (artifacts/nchwc.ts), and the largest loss difference between the two;
@@ -36,7 +37,7 @@ const baseCompile: Compile | undefined = values.base
 const rt = await createRuntime({ ep: 'cpu', threads: 2 });
 /** The two builds: [name, compile, target, NCHWc block]. */
 const builds: [string, Compile, GraphTarget, number?][] = baseCompile
-  ? [[`base ${values.base}`, baseCompile, 'cpu'], ['this', compile, 'cpu']]
+  ? [[`base ${values.base}`, baseCompile, 'cpu', rt.nchwcBlock], ['this', compile, 'cpu', rt.nchwcBlock]]
   : values.nchwc
     ? [['cpu', compile, 'cpu'], [`cpu + NCHWc ${rt.nchwcBlock}`, compile, 'cpu', rt.nchwcBlock]]
     : [['portable', compile, 'portable'], ['cpu', compile, 'cpu']];
@@ -85,10 +86,11 @@ for (const r of ROWS.filter((row) => !wanted || wanted.some((w) => row.name.toLo
   const chunks = builds.map(() => chunker(data.train, r, K));
   await interleave(r.name, runners, (i) => chunks[i]());
 }
-// The fine-tuning rows (bench/finetune.ts: ResNet-18 and MobileNetV2 at 3x224x224, batch 32, K = 1), with --nchwc.
-for (const r of values.nchwc ? FINETUNE_ROWS.filter((row) => row.mode === 'full' && (!wanted || wanted.some((w) => row.name.toLowerCase().includes(w)))) : []) {
+// The fine-tuning rows (bench/finetune.ts: ResNet-18 and MobileNetV2 at 3x224x224, batch 32, K = 1), with --nchwc or --base.
+const baseFinetuneStep: typeof finetuneStep | undefined = values.base ? (await import(path.resolve(values.base, 'bench/finetune.ts'))).finetuneStep : undefined;
+for (const r of values.nchwc || baseFinetuneStep ? FINETUNE_ROWS.filter((row) => row.mode === 'full' && (!wanted || wanted.some((w) => row.name.toLowerCase().includes(w)))) : []) {
   const file = exportedModel(r, process.env.TORCH_PYTHON ?? '/usr/bin/python3');
-  const steps = [await finetuneStep(r, file), await finetuneStep(r, file, rt.nchwcBlock)];
+  const steps = baseFinetuneStep ? [await baseFinetuneStep(r, file, rt.nchwcBlock), await finetuneStep(r, file, rt.nchwcBlock)] : [await finetuneStep(r, file), await finetuneStep(r, file, rt.nchwcBlock)];
   const runners = await Promise.all(steps.map((s) => StepRunner.create(rt, s.built.trainStep, s.built.iface, s.built.initialCheckpoint(s.params))));
   await interleave(r.name, runners, (i) => steps[i].batch);
 }

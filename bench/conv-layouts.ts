@@ -51,6 +51,11 @@ const CASES: ConvCase[] = [
   { name: 'ResNet-18 64->64 at 56x56', n: 32, cin: 64, cout: 64, k: 3, h: 56, pad: 1 },
   { name: 'MobileNetV2 depthwise 96, stride 2, 112x112', n: 32, cin: 96, cout: 96, k: 3, h: 112, pad: 1, group: 96, stride: 2 },
   { name: 'MobileNetV2 depthwise 144 at 56x56', n: 32, cin: 144, cout: 144, k: 3, h: 56, pad: 1, group: 144 },
+  { name: 'MobileNetV2 1x1 32->16 at 112x112', n: 32, cin: 32, cout: 16, k: 1, h: 112, pad: 0 },
+  { name: 'MobileNetV2 1x1 16->96 at 112x112', n: 32, cin: 16, cout: 96, k: 1, h: 112, pad: 0 },
+  { name: 'MobileNetV2 1x1 144->24 at 56x56', n: 32, cin: 144, cout: 24, k: 1, h: 56, pad: 0 },
+  { name: 'MobileNetV2 1x1 32->192 at 28x28', n: 32, cin: 32, cout: 192, k: 1, h: 28, pad: 0 },
+  { name: 'MobileNetV2 1x1 320->1280 at 7x7', n: 32, cin: 320, cout: 1280, k: 1, h: 7, pad: 0 },
 ];
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];

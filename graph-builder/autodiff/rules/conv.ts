@@ -7,8 +7,8 @@ import { type GradContext, type GradRule, intAttr, intsAttr, staticShape } from 
  * spatial dims and auto_pad is resolved here too (the import's normalize makes both explicit).
  * dX: for stride 1, a Conv of dY with W flipped and its channel axes swapped (inputGradConv);
  *     else a ConvTranspose of dY with W.
- * dW: batched GEMMs over an unfolded X for stride 1 (weightGradUnfolded), else a Conv of X^T
- *     with dY^T as the kernel (weightGradConv).
+ * dW: batched GEMMs over an unfolded X for stride 1 (weightGradUnfolded); for larger strides
+ *     the same per phase of the strided input (weightGradByPhases).
  * dB: dY summed over batch and space.
  */
 export const conv: GradRule = (ctx) => {
@@ -34,7 +34,7 @@ export const conv: GradRule = (ctx) => {
   if (ctx.needsGrad[1]) {
     const cIn = xShape[1] as number;
     const cOut = staticShape(ctx, w)[0] as number;
-    out[1] = strides.every((s) => s === 1) ? weightGradUnfolded(ctx, x, dY, { cIn, cOut, h, wd, kernel, pads }) : weightGradConv(ctx, x, dY, w, kernel, strides, pads);
+    out[1] = strides.every((s) => s === 1) ? weightGradUnfolded(ctx, x, dY, { cIn, cOut, h, wd, kernel, pads }) : weightGradByPhases(ctx, x, dY, { cIn, cOut, h, wd, kernel, strides, pads });
   }
   if (ctx.inputs.length > 2 && ctx.needsGrad[2]) out[2] = biasGrad(ctx, dY);
   return out;
@@ -250,8 +250,8 @@ function inputGradConvTranspose(
 }
 
 /**
- * dW for stride 1 as batched GEMMs (about 2x faster than weightGradConv on onnxruntime's CPU EP
- * for our presets' shapes, whose Conv lowers a 14x14 "kernel" to a thin im2col GEMM):
+ * dW for stride 1 as batched GEMMs (about 2x faster than a Conv of X^T with dY^T as its kernel on
+ * onnxruntime's CPU EP for our presets' shapes, whose Conv lowers a 14x14 "kernel" to a thin im2col GEMM):
  * X is padded and unfolded along its width (k_w column slices stacked after the channel axis);
  * for each kernel row, a slice of the padded rows times dY^T gives that row of dW per image
  * ([N, C_in*k_w, C_out]), summed over the images; or, where that copies more, dY shifted by each
@@ -337,16 +337,45 @@ function weightRowsByShiftedDy(ctx: GradContext, unfolded: string, dYFlat: strin
   return b.op('ReduceSum', [perImage, b.constI([0])], { keepdims: attr.int(0) }, g('rows'));
 }
 
-/** dW for any stride: a Conv of X^T (channels as batch) with dY^T as the kernel, dilated by the stride. */
-function weightGradConv(ctx: GradContext, x: string, dY: string, w: string, kernel: number[], strides: number[], pads: number[]): string {
+/**
+ * dW for strides above 1, from stride-1 weight gradients: the kernel taps (a, b) with a = p and
+ * b = q modulo the strides read only the padded input's phase X[p::s_h, q::s_w], at stride 1, so
+ * each phase's taps are weightGradUnfolded of that phase (a kernel of ceil((k - p) / s) rows),
+ * and the phases' kernels interleave back into [C_out, C_in, k_h, k_w]. The Conv of X^T with dY^T
+ * as a dilated kernel, used before, ran its im2col over the whole input per output tap:
+ * ResNet-18's stride-2 convs at batch 32 took 64-108 ms each that way (bench/conv-layouts.ts).
+ */
+function weightGradByPhases(
+  ctx: GradContext,
+  x: string,
+  dY: string,
+  s: { cIn: number; cOut: number; h: number; wd: number; kernel: number[]; strides: number[]; pads: number[] },
+): string {
   const { b } = ctx;
-  const perm = attr.ints([1, 0, 2, 3]);
-  const xT = b.op('Transpose', [x], { perm }, `${x}_T`);
-  const dYT = b.op('Transpose', [dY], { perm }, `${dY}_T`);
-  let dWT = b.op('Conv', [xT, dYT], { pads: attr.ints(pads), dilations: attr.ints(strides) }, `grad_${w}_T`);
-  if (strides.some((st) => st !== 1)) {
-    // Rows beyond the kernel (when the stride did not divide evenly) are sliced off.
-    dWT = b.op('Slice', [dWT, b.constI([0, 0]), b.constI(kernel), b.constI([2, 3])], {}, `grad_${w}_T`);
+  const [kh, kw] = s.kernel;
+  const [sh, sw] = s.strides;
+  const [pt, pl, pb, pr] = s.pads;
+  const ho = Math.floor((s.h + pt + pb - kh) / sh) + 1;
+  const wo = Math.floor((s.wd + pl + pr - kw) / sw) + 1;
+  const g = (name: string) => `${ctx.inputs[1]}_${name}`;
+  const padded = pt + pb + pl + pr > 0 ? b.op('Pad', [x, b.constI([0, 0, pt, pl, 0, 0, pb, pr])], {}, g('padded')) : x;
+  // Phases p < min(s, k): [C_out, C_in, Kp, 1, Kq, 1] each, Kp = ceil(k_h / s_h) taps (zeros past the kernel).
+  const [phasesH, phasesW, tapsH, tapsW] = [Math.min(sh, kh), Math.min(sw, kw), Math.ceil(kh / sh), Math.ceil(kw / sw)];
+  const rows: string[] = [];
+  for (let p = 0; p < phasesH; p++) {
+    const cols: string[] = [];
+    for (let q = 0; q < phasesW; q++) {
+      const [kp, kq] = [Math.ceil((kh - p) / sh), Math.ceil((kw - q) / sw)];
+      const phase = b.op('Slice', [padded, b.constI([p, q]), b.constI([p + sh * (ho + kp - 2) + 1, q + sw * (wo + kq - 2) + 1]), b.constI([2, 3]), b.constI([sh, sw])], {}, g(`phase${p}${q}`));
+      let dW = weightGradUnfolded(ctx, phase, dY, { cIn: s.cIn, cOut: s.cOut, h: ho + kp - 1, wd: wo + kq - 1, kernel: [kp, kq], pads: [0, 0, 0, 0] });
+      if (kp < tapsH || kq < tapsW) dW = b.op('Pad', [dW, b.constI([0, 0, 0, 0, 0, 0, tapsH - kp, tapsW - kq])], {}, g(`phase${p}${q}_taps`));
+      cols.push(b.op('Reshape', [dW, b.constI([s.cOut, s.cIn, tapsH, 1, tapsW, 1])], {}, g(`phase${p}${q}_taps`)));
+    }
+    rows.push(cols.length > 1 ? b.op('Concat', cols, { axis: attr.int(5) }, g(`phases${p}`)) : cols[0]);
   }
-  return b.op('Transpose', [dWT], { perm }, `grad_${w}`);
+  const phases = rows.length > 1 ? b.op('Concat', rows, { axis: attr.int(3) }, g('phases')) : rows[0];
+  // Tap a' of phase p is kernel row a' * s_h + p (where a phase is missing, k < s and a' is 0).
+  let dW = b.op('Reshape', [phases, b.constI([s.cOut, s.cIn, tapsH * phasesH, tapsW * phasesW])], {}, g('interleaved'));
+  if (tapsH * phasesH > kh || tapsW * phasesW > kw) dW = b.op('Slice', [dW, b.constI([0, 0]), b.constI([kh, kw]), b.constI([2, 3])], {}, g('interleaved'));
+  return dW;
 }
