@@ -174,12 +174,14 @@ let nchwcProbed: Promise<number | undefined> | undefined;
  * The CPU EP's NCHWc block size: MLAS picks it per machine (8 with AVX2, 16 with AVX-512, none
  * where it has no blocked kernels), and onnxruntime names it nowhere but in the filters its
  * optimiser reorders: one Conv with 1 output channel and a constant filter is optimised and
- * saved, and the reordered filter's output channels are the block. Once per process (some 10 ms).
+ * saved, and the reordered filter's output channels are the block. Once per process (some 10 ms);
+ * undefined (standard Convs) where it cannot tell.
  */
 export function nchwcBlockSize(): Promise<number | undefined> {
   nchwcProbed ??= (async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cnnlab-nchwc-'));
+    let dir: string | undefined;
     try {
+      dir = mkdtempSync(join(tmpdir(), 'cnnlab-nchwc-'));
       const b = new GraphBuilder('nchwc_probe');
       const x = b.input('x', 'float32', [1, 1, 4, 4]);
       b.expose(b.op('Conv', [x, b.constF([1], [1, 1, 1, 1])]), 'y', 'float32');
@@ -190,8 +192,11 @@ export function nchwcBlockSize(): Promise<number | undefined> {
       const conv = graph.nodes.find((n) => n.op === 'Conv' && n.domain === NCHWC_DOMAIN);
       const filter = conv && graph.initializers.find((t) => t.name === conv.inputs[1]);
       return filter && filter.dims[0] > 1 ? filter.dims[0] : undefined;
+    } catch {
+      // No writable temp folder, or a build that cannot save its optimised model: standard Convs.
+      return undefined;
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      if (dir) rmSync(dir, { recursive: true, force: true });
     }
   })();
   return nchwcProbed;
