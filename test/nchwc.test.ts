@@ -31,7 +31,6 @@ const mnist = await loadDataset('mnist', { env: {} });
 const block = await nchwcBlockSize();
 const noBlock = block ? undefined : `onnxruntime's CPU EP has no NCHWc kernels on this machine (${process.arch})`;
 
-const batch = stepBatch;
 
 function trainStep(arch: Architecture, nchwcBlock?: number) {
   const spec = trainSpecFor(arch);
@@ -118,7 +117,7 @@ describe('NCHWc convolutions on the CPU EP', () => {
       // Rounding's own effect: the CPU-kernel graph again, from parameters moved by 1e-6 of themselves.
       const nudged = initialCheckpoint(plain.iface, new Map([...initParams(arch.model, 1)].map(([k, v]) => [k, v.map((x, i) => x * (1 + 1e-6 * Math.sin(i)))])), {});
       const runners = [await StepRunner.create(rt, plain.bytes, plain.iface, params), await StepRunner.create(rt, blocked.bytes, blocked.iface, params), await StepRunner.create(rt, plain.bytes, plain.iface, nudged)];
-      const [want, got] = await Promise.all(runners.map((r) => r.run(batch(arch.model, 1, 8))));
+      const [want, got] = await Promise.all(runners.map((r) => r.run(stepBatch(arch.model, 1, 8))));
       assert.ok(Math.abs(want.losses[0] - got.losses[0]) <= 1e-5 * Math.max(1, want.losses[0]), `${name}: loss ${want.losses[0]} vs ${got.losses[0]}`);
       // One step's updates, to 1e-3 of each tensor's update, or where rounding alone moves them more
       // (some of these small random-weight fixtures at 32x32, batch 8: MobileNetV2's updates move by

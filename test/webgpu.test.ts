@@ -26,7 +26,6 @@ import { stepBatch } from './helpers/step-batch.ts';
 import { CASES as POOL_CASES } from './grad-cases/pool-norm.ts';
 import { gradCheck } from './helpers/gradcheck.ts';
 
-const batch = stepBatch;
 
 async function stepRunner(arch: Architecture, rt: Runtime, target: GraphTarget, frozen?: ReadonlySet<string>): Promise<StepRunner> {
   const spec = trainSpecFor(arch);
@@ -36,7 +35,7 @@ async function stepRunner(arch: Architecture, rt: Runtime, target: GraphTarget, 
 
 /** Two runs of `K` steps each (the second on the next digits), their losses in order. */
 async function twoRuns(runner: StepRunner, model: Model, K: number, B: number): Promise<number[]> {
-  const first = batch(model, 2 * K, B);
+  const first = stepBatch(model, 2 * K, B);
   const half = (k0: number): StepBatch => ({ K, B, inputs: Object.fromEntries(Object.entries(first.inputs).map(([name, v]) => [name, v.slice((k0 * v.length) / (2 * K), ((k0 + K) * v.length) / (2 * K))])) as unknown as StepBatch['inputs'] });
   return [...(await runner.run(half(0))).losses, ...(await runner.run(half(K))).losses];
 }
@@ -80,8 +79,8 @@ describe('the webgpu graph target', () => {
       for (const op of ['Sum', 'LogSoftmax', 'OneHot', 'ScatterElements']) assert.ok(!ops.includes(op), `${name}: ${op} left in ${ops.join(' ')}`);
       const reference = await stepRunner(arch, cpu, 'portable');
       const webgpu = await stepRunner(arch, lowered, 'webgpu');
-      const want = await reference.run(batch(arch.model, 3, 16));
-      const got = await webgpu.run(batch(arch.model, 3, 16));
+      const want = await reference.run(stepBatch(arch.model, 3, 16));
+      const got = await webgpu.run(stepBatch(arch.model, 3, 16));
       for (let k = 0; k < 3; k++) assert.ok(Math.abs(want.losses[k] - got.losses[k]) <= 1e-5 * Math.max(1, want.losses[k]), `${name} step ${k}: ${want.losses[k]} vs ${got.losses[k]}`);
       const diff = worstParamDiff(reference, webgpu);
       // Sum's terms added in another order: rounding, compounded over three momentum steps.
@@ -141,8 +140,8 @@ describe('the webgpu graph target', () => {
     for (const [name, arch] of await archs()) {
       const reference = await stepRunner(arch, cpu, 'portable');
       const webgpu = await stepRunner(arch, gpu, 'webgpu');
-      const want = await reference.run(batch(arch.model, 2, 8));
-      const got = await webgpu.run(batch(arch.model, 2, 8));
+      const want = await reference.run(stepBatch(arch.model, 2, 8));
+      const got = await webgpu.run(stepBatch(arch.model, 2, 8));
       // The GPU's kernels sum in other orders (tiled convolutions): float32 rounding, which the
       // second step compounds; a wrong gradient would differ by far more than 1e-3.
       for (let k = 0; k < 2; k++) assert.ok(Math.abs(want.losses[k] - got.losses[k]) <= (k ? 1e-3 : 1e-4) * Math.max(1, want.losses[k]), `${name} step ${k}: cpu ${want.losses[k]} webgpu ${got.losses[k]}`);

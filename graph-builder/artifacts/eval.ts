@@ -29,6 +29,6 @@ export function buildEvalModel(a: Model, loss: LossKind, meta: ModelMeta, nchwcB
   b.expose(out.loss, 'loss_sum', 'float32', []);
   b.expose(out.correct, 'correct', 'float32', []);
   b.expose(out.predicted, 'predicted', 'int64', ['B']);
-  if (nchwcBlock && nchwcBlock > 1) lowerConvsToNchwc(b, nchwcBlock);
+  if (nchwcBlock) lowerConvsToNchwc(b, nchwcBlock);
   return encodeModel(b.graph, { docString: `cnnlab ${meta.architecture} eval graph`, metadata: { ...metadataProps(a, meta), ...writeModelCard({ artifact: 'eval' }) } });
 }

@@ -175,7 +175,7 @@ export function buildTrainStepModel(a: Model, opts: TrainGraphOptions): { bytes:
   for (const [buffer, value] of bufferUpdates) next.set(buffer, value);
   for (const p of a.params) if (!p.trainable && !next.has(p.name)) next.set(p.name, at(p.name));
   next.set('step', b.op('Add', [at('step'), b.constI([1], [])], {}, 'step_next'));
-  if (opts.nchwcBlock && opts.nchwcBlock > 1) lowerConvsToNchwc(b, opts.nchwcBlock);
+  if (opts.nchwcBlock) lowerConvsToNchwc(b, opts.nchwcBlock);
 
   // Body outputs: cond, carried values, then the per-step scan outputs.
   const emitOut = (value: string, hint: string, dtype: 'float32' | 'int64' | 'bool', shape?: Dim[]) => b.expose(value, b.fresh(hint), dtype, shape);
